@@ -1,0 +1,52 @@
+/// CRC-32C (Castagnoli), the checksum of Kafka record batch v2, computed by slicing-by-8.
+public enum CRC32C {
+    private static let table: [UInt32] = {
+        let polynomial: UInt32 = 0x82F6_3B78
+        var table = [UInt32](repeating: 0, count: 8 * 256)
+        for i in 0..<256 {
+            var crc = UInt32(i)
+            for _ in 0..<8 { crc = (crc & 1) == 1 ? (crc >> 1) ^ polynomial : crc >> 1 }
+            table[i] = crc
+        }
+        for i in 0..<256 {
+            for slice in 1..<8 {
+                let previous = table[(slice - 1) * 256 + i]
+                table[slice * 256 + i] = (previous >> 8) ^ table[Int(previous & 0xFF)]
+            }
+        }
+        return table
+    }()
+
+    /// The checksum of `bytes`.
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        update(0, bytes)
+    }
+
+    /// The checksum of `bytes`.
+    public static func checksum(_ bytes: [UInt8]) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0) }
+    }
+
+    /// Continues a checksum `crc` over more bytes.
+    public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var c = ~crc
+        var index = 0
+        let count = bytes.count
+        table.withUnsafeBufferPointer { t in
+            while count - index >= 8 {
+                let lo = bytes.loadUnaligned(fromByteOffset: index, as: UInt32.self).littleEndian ^ c
+                let hi = bytes.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self).littleEndian
+                c = t[7 * 256 + Int(lo & 0xFF)] ^ t[6 * 256 + Int((lo >> 8) & 0xFF)]
+                    ^ t[5 * 256 + Int((lo >> 16) & 0xFF)] ^ t[4 * 256 + Int(lo >> 24)]
+                    ^ t[3 * 256 + Int(hi & 0xFF)] ^ t[2 * 256 + Int((hi >> 8) & 0xFF)]
+                    ^ t[1 * 256 + Int((hi >> 16) & 0xFF)] ^ t[Int(hi >> 24)]
+                index += 8
+            }
+            while index < count {
+                c = t[Int((c ^ UInt32(bytes[index])) & 0xFF)] ^ (c >> 8)
+                index += 1
+            }
+        }
+        return ~c
+    }
+}

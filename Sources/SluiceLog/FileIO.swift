@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Thin, throwing wrappers over the POSIX calls the log needs. Everything retries on EINTR.
+enum FileIO {
+    static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return fd }
+            if errno != EINTR { throw LogError.io("open", path: path, errno: errno) }
+        }
+    }
+
+    static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    /// Writes all of `bytes` at `offset`.
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        var written = 0
+        while written < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw LogError.io("write", path: path, errno: errno)
+            }
+            written += n
+        }
+    }
+
+    /// Reads up to `count` bytes at `offset`; fewer only at end of file.
+    static func pread(_ fd: Int32, count: Int, at offset: Int64, path: String) throws -> [UInt8] {
+        if count == 0 { return [] }
+        var result = [UInt8](repeating: 0, count: count)
+        var total = 0
+        var failure: Int32 = 0
+        result.withUnsafeMutableBytes { buffer in
+            while total < count {
+                let n = Glibc.pread(fd, buffer.baseAddress! + total, count - total, off_t(offset) + off_t(total))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                if n == 0 { return }
+                total += n
+            }
+        }
+        if failure != 0 { throw LogError.io("read", path: path, errno: failure) }
+        if total < count { result.removeLast(count - total) }
+        return result
+    }
+
+    static func fsync(_ fd: Int32, path: String) throws {
+        while Glibc.fsync(fd) != 0 {
+            if errno != EINTR { throw LogError.io("fsync", path: path, errno: errno) }
+        }
+    }
+
+    static func truncate(_ fd: Int32, to size: Int64, path: String) throws {
+        while ftruncate(fd, off_t(size)) != 0 {
+            if errno != EINTR { throw LogError.io("truncate", path: path, errno: errno) }
+        }
+    }
+
+    static func size(_ fd: Int32, path: String) throws -> Int64 {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw LogError.io("stat", path: path, errno: errno) }
+        return Int64(info.st_size)
+    }
+
+    static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Creates `path` and any missing parents.
+    static func makeDirectories(_ path: String) throws {
+        if isDirectory(path) { return }
+        let parent = parentDirectory(path)
+        if parent != path, !parent.isEmpty { try makeDirectories(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw LogError.io("mkdir", path: path, errno: errno) }
+    }
+
+    static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        if slash == path.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+
+    /// Names in a directory, without `.` and `..`, sorted.
+    static func list(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw LogError.io("list", path: path, errno: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    static func remove(_ path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT { throw LogError.io("delete", path: path, errno: errno) }
+    }
+
+    /// Removes a directory tree.
+    static func removeTree(_ path: String) throws {
+        guard isDirectory(path) else {
+            try remove(path)
+            return
+        }
+        for name in try list(path) { try removeTree(path + "/" + name) }
+        if rmdir(path) != 0 && errno != ENOENT { throw LogError.io("rmdir", path: path, errno: errno) }
+    }
+
+    /// fsyncs a directory so that creations, renames and deletions in it survive power loss.
+    static func fsyncDirectory(_ path: String) throws {
+        let fd = try open(path, flags: O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fsync(fd, path: path)
+    }
+
+    /// Replaces `path` with `bytes` so that a crash leaves either the old or the new file, never a mix.
+    static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws {
+        let temporary = path + ".tmp"
+        let fd = try open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            try bytes.withUnsafeBytes { raw throws in try pwriteAll(fd, raw, at: 0, path: temporary) }
+            try fsync(fd, path: temporary)
+        } catch {
+            close(fd)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else { throw LogError.io("rename", path: temporary, errno: errno) }
+        try fsyncDirectory(parentDirectory(path))
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = try open(path, flags: O_RDONLY)
+        defer { close(fd) }
+        return try pread(fd, count: Int(try size(fd, path: path)), at: 0, path: path)
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the real-time clock.
+public func currentTimeMillis() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+}

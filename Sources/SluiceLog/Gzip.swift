@@ -1,0 +1,72 @@
+import CZlib
+
+/// gzip (RFC 1952) compression of a record batch's records section, through the system zlib.
+public enum Gzip {
+    /// Compresses `input` as one gzip member at `level` (1 fastest … 9 smallest).
+    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32) throws -> [UInt8] {
+        var stream = z_stream()
+        // windowBits 15 + 16 asks zlib for a gzip header and trailer instead of zlib's.
+        let status = deflateInit2_(
+            &stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+            ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        guard status == Z_OK else { throw LogError(.invalidConfig, "zlib refused compression level \(level) (status \(status)); use 1...9") }
+        defer { deflateEnd(&stream) }
+
+        let bound = Int(deflateBound(&stream, uLong(input.count)))
+        var output = [UInt8](repeating: 0, count: bound)
+        let produced: Int = output.withUnsafeMutableBytes { out in
+            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+            stream.avail_in = uInt(input.count)
+            stream.next_out = out.baseAddress?.assumingMemoryBound(to: Bytef.self)
+            stream.avail_out = uInt(out.count)
+            let result = deflate(&stream, Z_FINISH)
+            return result == Z_STREAM_END ? Int(stream.total_out) : -Int(result)
+        }
+        guard produced >= 0 else { throw LogError(.io, "zlib deflate failed with status \(-produced)") }
+        output.removeLast(output.count - produced)
+        return output
+    }
+
+    /// Decompresses a gzip (or zlib) stream, refusing to produce more than `limit` bytes.
+    static func decompress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8] {
+        var stream = z_stream()
+        // windowBits 15 + 32 detects a gzip or zlib header automatically.
+        guard inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw DecodeError("zlib could not start inflating")
+        }
+        defer { inflateEnd(&stream) }
+        stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = uInt(input.count)
+
+        var output = [UInt8](repeating: 0, count: min(max(input.count * 4, 4096), limit))
+        var produced = 0
+        while true {
+            if produced == output.count {
+                guard output.count < limit else {
+                    throw DecodeError("the gzip records section inflates to more than \(limit) bytes")
+                }
+                output.append(contentsOf: repeatElement(0, count: min(output.count, limit - output.count)))
+            }
+            let status: Int32 = output.withUnsafeMutableBytes { out in
+                stream.next_out = out.baseAddress!.advanced(by: produced).assumingMemoryBound(to: Bytef.self)
+                stream.avail_out = uInt(out.count - produced)
+                let status = inflate(&stream, Z_NO_FLUSH)
+                produced = out.count - Int(stream.avail_out)
+                return status
+            }
+            switch status {
+            case Z_STREAM_END:
+                output.removeLast(output.count - produced)
+                return output
+            case Z_OK:
+                continue
+            case Z_BUF_ERROR where stream.avail_in == 0:
+                throw DecodeError("the gzip records section ends before its trailer")
+            case Z_BUF_ERROR:
+                continue
+            default:
+                throw DecodeError("the gzip records section is not valid gzip (zlib status \(status))")
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An error from the storage engine: a stable ``Code`` and a message that says what was wrong and what to do.
+///
+/// Messages never contain record payloads.
+public struct LogError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// Stable, machine-readable error codes.
+    public enum Code: String, Sendable {
+        case invalidName = "invalid_name"
+        case invalidConfig = "invalid_config"
+        case batchTooLarge = "batch_too_large"
+        case invalidBatch = "invalid_batch"
+        case corruptBatch = "corrupt_batch"
+        case offsetOutOfRange = "offset_out_of_range"
+        case unknownTopic = "unknown_topic"
+        case unknownPartition = "unknown_partition"
+        case topicExists = "topic_exists"
+        case closed = "closed"
+        case io = "io_error"
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+extension LogError {
+    static func io(_ operation: String, path: String, errno err: Int32) -> LogError {
+        LogError(.io, "\(operation) \(path) failed: \(String(cString: strerror(err))) (errno \(err))")
+    }
+}
+
+extension Error {
+    /// The message of a ``LogError``, or the error's description otherwise.
+    var logMessage: String { (self as? LogError)?.message ?? "\(self)" }
+    var logCode: LogError.Code? { (self as? LogError)?.code }
+}

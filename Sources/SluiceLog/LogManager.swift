@@ -1,0 +1,255 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Synchronization
+
+/// A topic: a name, its storage configuration and its partitions.
+public final class Topic: Sendable {
+    public let name: String
+    public let config: TopicConfig
+    public let partitions: [PartitionLog]
+
+    init(name: String, config: TopicConfig, partitions: [PartitionLog]) {
+        self.name = name
+        self.config = config
+        self.partitions = partitions
+    }
+
+    /// The partition with number `partition`, or an `unknownPartition` error.
+    public func partition(_ partition: Int32) throws -> PartitionLog {
+        guard partition >= 0, Int(partition) < partitions.count else {
+            throw LogError(.unknownPartition, "topic \(name) has partitions 0...\(partitions.count - 1); \(partition) does not exist")
+        }
+        return partitions[Int(partition)]
+    }
+}
+
+/// What opening the data directory found.
+public struct RecoveryReport: Sendable {
+    /// Whether the previous run shut down cleanly (the marker was present).
+    public var cleanShutdown: Bool
+    public var topics: Int
+    public var partitions: Int
+    public var segments: Int
+    public var damages: [LogDamage]
+    /// Wall-clock time spent opening, in seconds.
+    public var duration: Double
+}
+
+/// The data directory: every topic and partition, the clean-shutdown marker, and a lock against a second process.
+///
+/// Layout: `DATA/topics/TOPIC/topic.json` and `DATA/topics/TOPIC/PARTITION/<20-digit base offset>.{log,index,timeindex}`.
+public final class LogManager: Sendable {
+    public static let cleanShutdownMarker = ".clean_shutdown"
+    public let dataDirectory: String
+    public let defaults: TopicConfig
+    public let recovery: RecoveryReport
+    private let topics: Mutex<[String: Topic]>
+    private let lockFD: Int32
+
+    private init(dataDirectory: String, defaults: TopicConfig, topics: [String: Topic], recovery: RecoveryReport, lockFD: Int32) {
+        self.dataDirectory = dataDirectory
+        self.defaults = defaults
+        self.topics = Mutex(topics)
+        self.recovery = recovery
+        self.lockFD = lockFD
+    }
+
+    deinit { FileIO.close(lockFD) }
+
+    var topicsDirectory: String { dataDirectory + "/topics" }
+
+    /// Opens the data directory, creating it if needed, and recovers every partition.
+    ///
+    /// After a clean shutdown only the tails after the last index entries are checked; otherwise each active
+    /// segment is validated batch by batch and a torn tail truncated. Damage in sealed segments is reported
+    /// in ``recovery`` and never stops the open.
+    public static func open(dataDirectory: String, defaults: TopicConfig = TopicConfig()) throws -> LogManager {
+        let started = DispatchTime.now()
+        try FileIO.makeDirectories(dataDirectory + "/topics")
+        let lockPath = dataDirectory + "/.lock"
+        let lockFD = try FileIO.open(lockPath, flags: O_RDWR | O_CREAT)
+        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            FileIO.close(lockFD)
+            throw LogError(.io, "data directory \(dataDirectory) is in use by another sluice process (lock \(lockPath) is held); stop it or choose another --data-dir")
+        }
+        do {
+            let markerPath = dataDirectory + "/" + cleanShutdownMarker
+            let clean = FileIO.exists(markerPath)
+            var topics: [String: Topic] = [:]
+            var damages: [LogDamage] = []
+            var partitionCount = 0
+            var segmentCount = 0
+            for name in try FileIO.list(dataDirectory + "/topics") where TopicName.isValid(name) {
+                let directory = dataDirectory + "/topics/" + name
+                guard FileIO.isDirectory(directory) else { continue }
+                // A topic without topic.json was never completely created; it holds no acknowledged data.
+                guard FileIO.exists(directory + "/topic.json") else { continue }
+                let metadata: TopicMetadata
+                let config: TopicConfig
+                do {
+                    metadata = try TopicMetadata.read(directory + "/topic.json")
+                    config = try defaults.applying(metadata.config)
+                } catch {
+                    damages.append(LogDamage(topic: name, partition: -1, file: directory + "/topic.json", position: 0,
+                                             reason: "the topic is not loaded: \(error.logMessage)", repaired: false))
+                    continue
+                }
+                var partitions: [PartitionLog] = []
+                for p in 0..<metadata.partitions {
+                    let log = try PartitionLog.open(topic: name, partition: Int32(p), directory: directory + "/\(p)",
+                                                    config: config, mode: clean ? .clean : .recover)
+                    damages += log.damages
+                    segmentCount += log.segments.count
+                    partitions.append(log)
+                }
+                partitionCount += partitions.count
+                topics[name] = Topic(name: name, config: config, partitions: partitions)
+            }
+            // From here on the data can change, so the marker must go before anything is appended.
+            if clean {
+                try FileIO.remove(markerPath)
+                try FileIO.fsyncDirectory(dataDirectory)
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            let report = RecoveryReport(cleanShutdown: clean, topics: topics.count, partitions: partitionCount,
+                                        segments: segmentCount, damages: damages, duration: seconds)
+            return LogManager(dataDirectory: dataDirectory, defaults: defaults, topics: topics, recovery: report, lockFD: lockFD)
+        } catch {
+            FileIO.close(lockFD)
+            throw error
+        }
+    }
+
+    /// Creates a topic with `partitions` partitions and the defaults overridden by `config` (Kafka property names).
+    @discardableResult
+    public func createTopic(_ name: String, partitions: Int, config overrides: [String: String] = [:]) throws -> Topic {
+        try TopicName.validate(name)
+        guard (1...10_000).contains(partitions) else {
+            throw LogError(.invalidConfig, "topic \(name) needs 1...10000 partitions, not \(partitions)")
+        }
+        let config = try defaults.applying(overrides)
+        return try topics.withLock { topics throws -> Topic in
+            if topics[name] != nil { throw LogError(.topicExists, "topic \(name) already exists") }
+            let directory = topicsDirectory + "/" + name
+            try FileIO.makeDirectories(directory)
+            var logs: [PartitionLog] = []
+            for p in 0..<partitions {
+                logs.append(try PartitionLog.open(topic: name, partition: Int32(p), directory: directory + "/\(p)", config: config, mode: .recover))
+            }
+            // topic.json is written last and atomically: a topic without it is incomplete and ignored at open.
+            try TopicMetadata(name: name, partitions: partitions, config: overrides).write(directory + "/topic.json")
+            try FileIO.fsyncDirectory(topicsDirectory)
+            let topic = Topic(name: name, config: config, partitions: logs)
+            topics[name] = topic
+            return topic
+        }
+    }
+
+    public func topic(_ name: String) -> Topic? {
+        topics.withLock { $0[name] }
+    }
+
+    /// The topic named `name`, or an `unknownTopic` error.
+    public func requireTopic(_ name: String) throws -> Topic {
+        guard let topic = topic(name) else { throw LogError(.unknownTopic, "topic \(name) does not exist") }
+        return topic
+    }
+
+    public var topicNames: [String] {
+        topics.withLock { $0.keys.sorted() }
+    }
+
+    /// Closes and deletes a topic with all its data.
+    public func deleteTopic(_ name: String) async throws {
+        guard let topic = topics.withLock({ $0.removeValue(forKey: name) }) else {
+            throw LogError(.unknownTopic, "topic \(name) does not exist")
+        }
+        for partition in topic.partitions { try? await partition.close() }
+        let directory = topicsDirectory + "/" + name
+        // Removing topic.json first makes a half-deleted topic invisible after a crash.
+        try FileIO.remove(directory + "/topic.json")
+        try FileIO.removeTree(directory)
+        try FileIO.fsyncDirectory(topicsDirectory)
+    }
+
+    /// Applies retention to every partition; returns the number of segments deleted.
+    @discardableResult
+    public func enforceRetention(now: Int64 = currentTimeMillis()) throws -> Int {
+        var deleted = 0
+        for topic in topics.withLock({ Array($0.values) }) {
+            for partition in topic.partitions { deleted += try partition.enforceRetention(now: now) }
+        }
+        return deleted
+    }
+
+    /// fsyncs every partition whose policy is `interval` or whose data is dirty.
+    public func flushAll() async throws {
+        for topic in topics.withLock({ Array($0.values) }) {
+            for partition in topic.partitions { try await partition.flush() }
+        }
+    }
+
+    /// Runs until cancelled: fsyncs partitions whose policy is `interval`, and applies retention every
+    /// `retentionCheckInterval` milliseconds (Kafka's `log.retention.check.interval.ms`, default 5 minutes).
+    public func runMaintenance(retentionCheckInterval: Int64 = 300_000) async {
+        var lastRetention = currentTimeMillis()
+        var lastFlush: [ObjectIdentifier: Int64] = [:]
+        while !Task.isCancelled {
+            let partitions = topics.withLock { $0.values.flatMap(\.partitions) }
+            let intervals = partitions.compactMap { log -> Int64? in
+                if case .interval(let ms) = log.config.flushPolicy { return ms }
+                return nil
+            }
+            let tick = min(intervals.min() ?? 1000, 1000, retentionCheckInterval)
+            try? await Task.sleep(for: .milliseconds(tick))
+            let now = currentTimeMillis()
+            for log in partitions {
+                guard case .interval(let ms) = log.config.flushPolicy else { continue }
+                let id = ObjectIdentifier(log)
+                if now - (lastFlush[id] ?? 0) >= ms {
+                    lastFlush[id] = now
+                    try? await log.flush()
+                }
+            }
+            if now - lastRetention >= retentionCheckInterval {
+                lastRetention = now
+                _ = try? enforceRetention(now: now)
+            }
+        }
+    }
+
+    /// Flushes and closes every partition, then writes the clean-shutdown marker so the next open skips the scan.
+    public func close() async throws {
+        for topic in topics.withLock({ Array($0.values) }) {
+            for partition in topic.partitions { try await partition.close() }
+        }
+        try FileIO.writeAtomically(dataDirectory + "/" + Self.cleanShutdownMarker, Array("clean\n".utf8))
+    }
+}
+
+/// `topic.json`: a topic's name, partition count and configuration overrides.
+struct TopicMetadata: Codable {
+    var name: String
+    var partitions: Int
+    var config: [String: String]
+
+    static func read(_ path: String) throws -> TopicMetadata {
+        let bytes = try FileIO.readFile(path)
+        do {
+            let metadata = try JSONDecoder().decode(TopicMetadata.self, from: Data(bytes))
+            guard metadata.partitions >= 1 else { throw LogError(.invalidConfig, "partitions must be at least 1") }
+            return metadata
+        } catch {
+            throw LogError(.invalidConfig, "\(path) is not valid topic metadata: \(error)")
+        }
+    }
+
+    func write(_ path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(self) else { throw LogError(.io, "could not encode \(path)") }
+        try FileIO.writeAtomically(path, Array(data))
+    }
+}

@@ -1,0 +1,256 @@
+/// The fixed 61-byte header of a Kafka record batch v2 (magic 2).
+///
+/// ```
+/// baseOffset int64 | batchLength int32 | partitionLeaderEpoch int32 | magic int8 | crc uint32 |
+/// attributes int16 | lastOffsetDelta int32 | baseTimestamp int64 | maxTimestamp int64 |
+/// producerId int64 | producerEpoch int16 | baseSequence int32 | recordCount int32 | records…
+/// ```
+/// `batchLength` counts the bytes after itself; the CRC-32C covers `attributes` to the end.
+public struct RecordBatchHeader: Sendable, Hashable {
+    public static let size = 61
+    /// Bytes before `batchLength`'s coverage starts (baseOffset + batchLength).
+    public static let logOverhead = 12
+    static let crcOffset = 17
+    static let attributesOffset = 21
+
+    public var baseOffset: Int64
+    public var batchLength: Int32
+    public var partitionLeaderEpoch: Int32
+    public var magic: Int8
+    public var crc: UInt32
+    public var attributes: Int16
+    public var lastOffsetDelta: Int32
+    public var baseTimestamp: Int64
+    public var maxTimestamp: Int64
+    public var producer: ProducerInfo
+    public var recordCount: Int32
+
+    /// Size of the whole batch on disk.
+    public var totalSize: Int { Int(batchLength) + Self.logOverhead }
+    public var lastOffset: Int64 { baseOffset + Int64(lastOffsetDelta) }
+    public var nextOffset: Int64 { lastOffset + 1 }
+    public var compressionCodecRaw: Int16 { attributes & 0x07 }
+    public var codec: CompressionCodec? { CompressionCodec(rawValue: compressionCodecRaw) }
+    public var isTransactional: Bool { attributes & 0x10 != 0 }
+    public var isControl: Bool { attributes & 0x20 != 0 }
+
+    /// Parses the header; checks only what the header alone can tell.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> RecordBatchHeader {
+        guard bytes.count >= size else {
+            throw LogError(.invalidBatch, "a record batch header needs \(size) bytes, got \(bytes.count)")
+        }
+        var r = ByteReader(bytes)
+        do {
+            let header = RecordBatchHeader(
+                baseOffset: try r.read(), batchLength: try r.read(), partitionLeaderEpoch: try r.read(),
+                magic: try r.read(), crc: try r.read(), attributes: try r.read(), lastOffsetDelta: try r.read(),
+                baseTimestamp: try r.read(), maxTimestamp: try r.read(),
+                producer: ProducerInfo(producerId: try r.read(), producerEpoch: try r.read(), baseSequence: try r.read()),
+                recordCount: try r.read())
+            guard header.magic == 2 else {
+                throw LogError(.invalidBatch, "magic byte is \(header.magic); only record batch v2 (magic 2) is supported")
+            }
+            guard header.totalSize >= size else {
+                throw LogError(.invalidBatch, "batchLength \(header.batchLength) is smaller than the \(size - logOverhead)-byte header it must cover")
+            }
+            guard header.lastOffsetDelta >= 0, header.recordCount >= 0 else {
+                throw LogError(.invalidBatch, "lastOffsetDelta \(header.lastOffsetDelta) and recordCount \(header.recordCount) must not be negative")
+            }
+            return header
+        } catch let error as DecodeError {
+            throw LogError(.invalidBatch, error.description)
+        } catch let error as LogError {
+            throw error
+        } catch {
+            throw LogError(.invalidBatch, "\(error)")
+        }
+    }
+}
+
+/// Encoding and decoding of whole record batches, byte for byte as Kafka defines them.
+public enum RecordBatch {
+    /// Default limit on a batch's decompressed records section (64 MiB).
+    public static let defaultDecompressedLimit = 64 << 20
+
+    /// Encodes `records` as one batch with base offset `baseOffset`.
+    ///
+    /// Records take offsets `baseOffset ..< baseOffset + records.count`. The CRC does not cover the base
+    /// offset, so the log can assign offsets later with ``setBaseOffset(_:in:)`` without re-encoding.
+    public static func encode(
+        _ records: [Record],
+        baseOffset: Int64 = 0,
+        compression: Compression = .none,
+        producer: ProducerInfo = .none,
+        partitionLeaderEpoch: Int32 = 0
+    ) throws -> [UInt8] {
+        guard !records.isEmpty else { throw LogError(.invalidBatch, "a record batch needs at least one record") }
+        guard records.count <= Int(Int32.max) else { throw LogError(.invalidBatch, "too many records for one batch") }
+        let baseTimestamp = records[0].timestamp
+        var maxTimestamp = Int64.min
+        var estimated = 0
+        for record in records {
+            maxTimestamp = max(maxTimestamp, record.timestamp)
+            estimated += 24 + (record.key?.count ?? 0) + (record.value?.count ?? 0)
+            for header in record.headers { estimated += 8 + header.key.utf8.count + (header.value?.count ?? 0) }
+        }
+
+        var body = ByteWriter(capacity: estimated)
+        for (index, record) in records.enumerated() {
+            encodeRecord(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &body)
+        }
+
+        var attributes: Int16 = 0
+        var section = body.bytes
+        if compression.codec == .gzip {
+            attributes |= CompressionCodec.gzip.rawValue
+            section = try body.bytes.withUnsafeBytes { raw throws in try Gzip.compress(raw, level: compression.level) }
+        }
+
+        var out = ByteWriter(capacity: RecordBatchHeader.size + section.count)
+        out.write(baseOffset)
+        out.write(Int32(RecordBatchHeader.size - RecordBatchHeader.logOverhead + section.count))
+        out.write(partitionLeaderEpoch)
+        out.write(Int8(2))
+        out.write(UInt32(0))  // CRC, filled in below
+        out.write(attributes)
+        out.write(Int32(records.count - 1))
+        out.write(baseTimestamp)
+        out.write(maxTimestamp)
+        out.write(producer.producerId)
+        out.write(producer.producerEpoch)
+        out.write(producer.baseSequence)
+        out.write(Int32(records.count))
+        out.write(bytes: section)
+        let crc = out.bytes.withUnsafeBytes { raw in
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[RecordBatchHeader.attributesOffset...]))
+        }
+        out.set(crc, at: RecordBatchHeader.crcOffset)
+        return out.bytes
+    }
+
+    static func encodeRecord(_ record: Record, offsetDelta: Int64, timestampDelta: Int64, into out: inout ByteWriter) {
+        // The length prefix comes first, so measure the body before writing it.
+        var bodySize = 1 + ByteWriter.varintSize(timestampDelta) + ByteWriter.varintSize(offsetDelta)
+        bodySize += varBytesSize(record.key) + varBytesSize(record.value)
+        bodySize += ByteWriter.varintSize(Int64(record.headers.count))
+        for header in record.headers {
+            bodySize += ByteWriter.varintSize(Int64(header.key.utf8.count)) + header.key.utf8.count + varBytesSize(header.value)
+        }
+        out.writeVarint(Int64(bodySize))
+        out.write(Int8(0))  // record attributes: unused
+        out.writeVarint(timestampDelta)
+        out.writeVarint(offsetDelta)
+        out.writeVarBytes(record.key)
+        out.writeVarBytes(record.value)
+        out.writeVarint(Int64(record.headers.count))
+        for header in record.headers {
+            out.writeVarint(Int64(header.key.utf8.count))
+            out.write(bytes: header.key.utf8)
+            out.writeVarBytes(header.value)
+        }
+    }
+
+    private static func varBytesSize(_ bytes: [UInt8]?) -> Int {
+        guard let bytes else { return 1 }
+        return ByteWriter.varintSize(Int64(bytes.count)) + bytes.count
+    }
+
+    /// Rewrites the base offset of an encoded batch in place (the CRC does not cover it).
+    public static func setBaseOffset(_ baseOffset: Int64, in batch: inout [UInt8]) {
+        let bigEndian = baseOffset.bigEndian
+        withUnsafeBytes(of: bigEndian) { raw in
+            for i in 0..<8 { batch[i] = raw[i] }
+        }
+    }
+
+    /// Checks a whole batch: header sanity, exact length, and the CRC-32C.
+    @discardableResult
+    public static func validate(_ bytes: UnsafeRawBufferPointer) throws -> RecordBatchHeader {
+        let header = try RecordBatchHeader.parse(bytes)
+        guard header.totalSize == bytes.count else {
+            throw LogError(.invalidBatch, "batchLength says the batch is \(header.totalSize) bytes but \(bytes.count) were given")
+        }
+        let actual = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[RecordBatchHeader.attributesOffset...]))
+        guard actual == header.crc else {
+            throw LogError(.corruptBatch, "CRC-32C mismatch in the batch at offset \(header.baseOffset): stored \(hex(header.crc)), computed \(hex(actual))")
+        }
+        return header
+    }
+
+    /// Validates a batch and decodes its records with absolute offsets.
+    public static func decode(
+        _ bytes: UnsafeRawBufferPointer,
+        decompressedLimit: Int = defaultDecompressedLimit
+    ) throws -> (header: RecordBatchHeader, records: [Record]) {
+        let header = try validate(bytes)
+        guard let codec = header.codec else {
+            throw LogError(.invalidBatch, "compression codec \(header.compressionCodecRaw) in the batch at offset \(header.baseOffset) is not supported; Sluice reads none (0) and gzip (1)")
+        }
+        let section = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchHeader.size...])
+        do {
+            switch codec {
+            case .none:
+                return (header, try decodeRecords(section, header: header))
+            case .gzip:
+                let plain = try Gzip.decompress(section, limit: decompressedLimit)
+                return (header, try plain.withUnsafeBytes { raw throws in try decodeRecords(raw, header: header) })
+            }
+        } catch {
+            throw LogError(.invalidBatch, "batch at offset \(header.baseOffset): \(error)")
+        }
+    }
+
+    /// Validates and decodes an array holding exactly one batch.
+    public static func decode(_ bytes: [UInt8]) throws -> (header: RecordBatchHeader, records: [Record]) {
+        try bytes.withUnsafeBytes { raw throws in try decode(raw) }
+    }
+
+    private static func decodeRecords(_ section: UnsafeRawBufferPointer, header: RecordBatchHeader) throws -> [Record] {
+        var reader = ByteReader(section)
+        var records: [Record] = []
+        records.reserveCapacity(Int(header.recordCount))
+        for index in 0..<Int(header.recordCount) {
+            let length = try reader.readVarint()
+            guard length >= 0, length <= Int64(reader.remaining) else {
+                throw DecodeError("record \(index) claims \(length) bytes but \(reader.remaining) remain")
+            }
+            let end = reader.position + Int(length)
+            _ = try reader.read(Int8.self)  // attributes
+            let timestampDelta = try reader.readVarint()
+            let offsetDelta = try reader.readVarint()
+            guard offsetDelta >= 0, offsetDelta <= Int64(header.lastOffsetDelta) else {
+                throw DecodeError("record \(index) has offset delta \(offsetDelta) outside 0...\(header.lastOffsetDelta)")
+            }
+            let key = try reader.readVarBytes()
+            let value = try reader.readVarBytes()
+            let headerCount = try reader.readVarint()
+            guard headerCount >= 0, headerCount <= Int64(reader.remaining) else {
+                throw DecodeError("record \(index) claims \(headerCount) headers")
+            }
+            var headers: [RecordHeader] = []
+            headers.reserveCapacity(Int(headerCount))
+            for _ in 0..<headerCount {
+                guard let keyBytes = try reader.readVarBytes() else { throw DecodeError("record \(index) has a header with a null key") }
+                guard let keyString = String(validating: keyBytes, as: UTF8.self) else {
+                    throw DecodeError("record \(index) has a header key that is not UTF-8")
+                }
+                headers.append(RecordHeader(key: keyString, value: try reader.readVarBytes()))
+            }
+            guard reader.position == end else {
+                throw DecodeError("record \(index) length \(length) does not match its \(reader.position - (end - Int(length))) bytes of fields")
+            }
+            records.append(Record(
+                offset: header.baseOffset + offsetDelta, timestamp: header.baseTimestamp + timestampDelta,
+                key: key, value: value, headers: headers))
+        }
+        guard reader.remaining == 0 else {
+            throw DecodeError("\(reader.remaining) bytes follow the last of \(header.recordCount) records")
+        }
+        return records
+    }
+}
+
+func hex(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
+}

@@ -1,0 +1,156 @@
+import PropertyBased
+@testable import SluiceLog
+import Testing
+
+@Suite("Record batch v2 codec")
+struct RecordBatchTests {
+    @Test("CRC-32C matches the published check values")
+    func crc32cVectors() {
+        #expect(CRC32C.checksum(bytes("123456789")) == 0xE306_9283)
+        #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+        #expect(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43)
+        #expect(CRC32C.checksum([UInt8](0..<32)) == 0x46DD_794E)
+        // Split updates agree with one pass, at every split point around the 8-byte stride.
+        let data = [UInt8]((0..<100).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        for split in 0...17 {
+            let first = data[..<split].withUnsafeBytes { CRC32C.update(0, $0) }
+            let both = data[split...].withUnsafeBytes { CRC32C.update(first, $0) }
+            #expect(both == CRC32C.checksum(data))
+        }
+    }
+
+    @Test("zigzag varints round-trip at the edges", arguments: [Int64.min, -65, -64, -1, 0, 1, 63, 64, 300, Int64(Int32.max), Int64.max])
+    func varints(value: Int64) throws {
+        var writer = ByteWriter()
+        writer.writeVarint(value)
+        #expect(writer.count == ByteWriter.varintSize(value))
+        let decoded = try writer.bytes.withUnsafeBytes { raw in
+            var reader = ByteReader(raw)
+            return try reader.readVarint()
+        }
+        #expect(decoded == value)
+    }
+
+    @Test("Kafka's zigzag encoding: 0→00, -1→01, 1→02, 300→d8 04")
+    func varintBytes() {
+        for (value, expected) in [(Int64(0), [UInt8(0)]), (-1, [1]), (1, [2]), (300, [0xD8, 0x04])] {
+            var writer = ByteWriter()
+            writer.writeVarint(value)
+            #expect(writer.bytes == expected)
+        }
+    }
+
+    @Test("header fields are where Kafka puts them", arguments: [Compression.none, .gzip(level: 1), .gzip(level: 9)])
+    func headerLayout(compression: Compression) throws {
+        let records = sampleRecords(5)
+        let producer = ProducerInfo(producerId: 77, producerEpoch: 3, baseSequence: 12)
+        let batch = try RecordBatch.encode(records, baseOffset: 1000, compression: compression, producer: producer)
+        let header = try batch.withUnsafeBytes { try RecordBatch.validate($0) }
+        #expect(header.baseOffset == 1000)
+        #expect(header.magic == 2)
+        #expect(header.totalSize == batch.count)
+        #expect(header.lastOffsetDelta == 4)
+        #expect(header.recordCount == 5)
+        #expect(header.codec == compression.codec)
+        #expect(header.baseTimestamp == records[0].timestamp)
+        #expect(header.maxTimestamp == records[4].timestamp)
+        #expect(header.producer == producer)
+        // The CRC covers attributes..end, not the base offset: moving the batch keeps it valid.
+        var moved = batch
+        RecordBatch.setBaseOffset(5, in: &moved)
+        let decoded = try RecordBatch.decode(moved)
+        #expect(decoded.records.map(\.offset) == [5, 6, 7, 8, 9])
+    }
+
+    @Test("a fixed batch round-trips with nulls, empty values and headers")
+    func fixedRoundTrip() throws {
+        let records = [
+            Record(timestamp: 1, key: nil, value: nil),
+            Record(timestamp: 5, key: [], value: [], headers: [RecordHeader(key: "", value: [])]),
+            Record(timestamp: 3, key: bytes("k"), value: bytes("héllo"), headers: [RecordHeader(key: "trace", value: nil), RecordHeader(key: "ü", value: [0, 255])]),
+        ]
+        for compression in [Compression.none, .gzip(level: 6)] {
+            let decoded = try RecordBatch.decode(try RecordBatch.encode(records, baseOffset: 40, compression: compression))
+            var expected = records
+            for i in expected.indices { expected[i].offset = 40 + Int64(i) }
+            #expect(decoded.records == expected)
+            #expect(decoded.header.maxTimestamp == 5)
+        }
+    }
+
+    @Test("random batches round-trip under both codecs")
+    func propertyRoundTrip() async {
+        let blob = Gen.uint8(in: 0...255).array(of: 0...300)
+        let header = zip(Gen.letterOrNumber.string(of: 0...12), blob.optional).map { RecordHeader(key: $0, value: $1) }
+        let record = zip(Gen.int64(in: -1_000_000...1_000_000), blob.optional, blob.optional, header.array(of: 0...4))
+            .map { Record(timestamp: 1_700_000_000_000 + $0, key: $1, value: $2, headers: $3) }
+        let input = zip(record.array(of: 1...40), Gen.bool, Gen.int32(in: 1...9), Gen.int64(in: 0...Int64(Int32.max)))
+        await propertyCheck(count: 200, input: input) { records, gzip, level, base in
+            let compression = gzip ? Compression.gzip(level: level) : .none
+            let decoded = try RecordBatch.decode(try RecordBatch.encode(records, baseOffset: base, compression: compression))
+            #expect(decoded.records.count == records.count)
+            for (i, (got, want)) in zip(decoded.records, records).enumerated() {
+                #expect(got.offset == base + Int64(i))
+                #expect(got.timestamp == want.timestamp)
+                #expect(got.key == want.key)
+                #expect(got.value == want.value)
+                #expect(got.headers == want.headers)
+            }
+        }
+    }
+
+    @Test("a flipped bit anywhere under the CRC is caught")
+    func crcCatchesCorruption() throws {
+        let batch = try RecordBatch.encode(sampleRecords(10), compression: .gzip(level: 1))
+        for position in stride(from: RecordBatchHeader.attributesOffset, to: batch.count, by: 7) {
+            var damaged = batch
+            damaged[position] ^= 0x10
+            #expect(throws: LogError.self) { try RecordBatch.decode(damaged) }
+        }
+        var crcOnly = batch
+        crcOnly[RecordBatchHeader.crcOffset] ^= 1
+        let error = #expect(throws: LogError.self) { try RecordBatch.decode(crcOnly) }
+        #expect(error?.code == .corruptBatch)
+        #expect(error?.message.contains("CRC-32C mismatch") == true)
+    }
+
+    @Test("malformed batches get errors that say what is wrong")
+    func malformed() throws {
+        let batch = try RecordBatch.encode(sampleRecords(3))
+        // Too short for a header.
+        var error = #expect(throws: LogError.self) { try RecordBatch.decode(Array(batch.prefix(20))) }
+        #expect(error?.message.contains("needs 61 bytes") == true)
+        // Wrong length field.
+        var longer = batch
+        longer.append(0)
+        error = #expect(throws: LogError.self) { try RecordBatch.decode(longer) }
+        #expect(error?.message.contains("batchLength") == true)
+        // Wrong magic.
+        var magic = batch
+        magic[16] = 1
+        error = #expect(throws: LogError.self) { try RecordBatch.decode(magic) }
+        #expect(error?.message.contains("magic byte is 1") == true)
+        // Unsupported codec, with a valid CRC.
+        var snappy = batch
+        snappy[22] = 2
+        let crc = snappy.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[21...])) }
+        withUnsafeBytes(of: crc.bigEndian) { for i in 0..<4 { snappy[17 + i] = $0[i] } }
+        error = #expect(throws: LogError.self) { try RecordBatch.decode(snappy) }
+        #expect(error?.message.contains("codec 2") == true)
+        // No records.
+        error = #expect(throws: LogError.self) { try RecordBatch.encode([]) }
+        #expect(error?.code == .invalidBatch)
+    }
+
+    @Test("a gzip bomb is refused at the decompression limit")
+    func decompressionLimit() throws {
+        let huge = Record(timestamp: 0, value: [UInt8](repeating: 0, count: 4 << 20))
+        let batch = try RecordBatch.encode([huge], compression: .gzip(level: 9))
+        #expect(batch.count < 64 << 10)
+        let error = #expect(throws: LogError.self) {
+            try batch.withUnsafeBytes { try RecordBatch.decode($0, decompressedLimit: 1 << 20) }
+        }
+        #expect(error?.message.contains("inflates to more than") == true)
+        #expect(try RecordBatch.decode(batch).records[0].value?.count == 4 << 20)
+    }
+}
