@@ -226,6 +226,8 @@ public final class LogManager: Sendable {
             for partition in topic.partitions { try await partition.close() }
         }
         try FileIO.writeAtomically(dataDirectory + "/" + Self.cleanShutdownMarker, Array("clean\n".utf8))
+        // Another process (or a later open in this one) may use the directory from now on.
+        flock(lockFD, LOCK_UN)
     }
 }
 

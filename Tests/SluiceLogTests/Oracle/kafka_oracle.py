@@ -64,8 +64,8 @@ def build(spec_path, out_path):
             producer_id=batch.get("producer_id", -1), producer_epoch=batch.get("producer_epoch", -1),
             base_sequence=batch.get("base_sequence", -1), batch_size=1 << 30)
         for index, record in enumerate(batch["records"]):
-            key = None if record["key"] is None else bytes.fromhex(record["key"])
-            value = None if record["value"] is None else bytes.fromhex(record["value"])
+            key = None if record.get("key") is None else bytes.fromhex(record["key"])
+            value = None if record.get("value") is None else bytes.fromhex(record["value"])
             headers = [(k, None if v is None else bytes.fromhex(v)) for k, v in record["headers"]]
             builder.append(index, timestamp=record["timestamp"], key=key, value=value, headers=headers)
         built = builder.build()
