@@ -23,6 +23,18 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Signals are caught before anything else, so a SIGTERM during recovery still ends in a clean stop.
+        var sources: [any DispatchSourceSignal] = []
+        let signals = AsyncStream<Int32> { continuation in
+            for number in [SIGTERM, SIGINT] {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { continuation.yield(number) }
+                source.resume()
+                sources.append(source)
+            }
+        }
+        defer { sources.forEach { $0.cancel() } }
         let log: LogManager
         do {
             log = try LogManager.open(dataDirectory: dataDir)
@@ -37,17 +49,6 @@ struct ServeCommand: AsyncParsableCommand {
             writeLine(jsonLine(DamageLine(level: damage.repaired ? "warn" : "error", message: damage.description, file: damage.file, position: damage.position)))
         }
 
-        var sources: [any DispatchSourceSignal] = []
-        let signals = AsyncStream<Int32> { continuation in
-            for number in [SIGTERM, SIGINT] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { continuation.yield(number) }
-                source.resume()
-                sources.append(source)
-            }
-        }
-        defer { sources.forEach { $0.cancel() } }
         let maintenance = Task { await log.runMaintenance(retentionCheckInterval: retentionCheckIntervalMs) }
         var iterator = signals.makeAsyncIterator()
         let received = await iterator.next() ?? SIGTERM

@@ -1,0 +1,126 @@
+import Foundation
+@testable import SluiceLog
+import Testing
+
+@Suite("sluice CLI")
+struct CLITests {
+    @Test("produce then dump prints every batch and record as JSON lines, from any offset")
+    func produceAndDump() async throws {
+        try await withTemporaryDirectory { dir in
+            let input = (0..<25).map { "key\($0 % 4)|value \($0) ✓" }.joined(separator: "\n") + "\n"
+            let produced = try sluice("produce", "--data-dir", dir, "--topic", "orders", "--key-separator", "|",
+                                      "--batch-records", "10", "--compression", "gzip", stdin: input)
+            #expect(produced.status == 0, "\(produced.stderr)")
+            let dump = try sluice("dump", "--data-dir", dir, "--topic", "orders")
+            #expect(dump.status == 0)
+            let lines = try dump.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            #expect(lines.filter { $0["type"] as? String == "batch" }.count == 3)
+            let records = lines.filter { $0["type"] as? String == "record" }
+            #expect(records.count == 25)
+            #expect(records[7]["offset"] as? Int == 7)
+            #expect(records[7]["key"] as? String == "key3")
+            #expect(records[7]["value"] as? String == "value 7 ✓")
+            #expect(lines.first?["codec"] as? String == "gzip")
+
+            let tail = try sluice("dump", "--data-dir", dir, "--topic", "orders", "--from-offset", "22")
+            let offsets = tail.stdout.split(separator: "\n").compactMap { line -> Int? in
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return object?["type"] as? String == "record" ? object?["offset"] as? Int : nil
+            }
+            #expect(offsets == [22, 23, 24])
+        }
+    }
+
+    @Test("bad input exits 2 with a message that says what to fix", arguments: [
+        (["dump", "--topic", "../etc"], "topic name contains '/'"),
+        (["dump", "--topic", "t", "--from-offset=-1"], "--from-offset must not be negative"),
+        (["dump", "--topic", "t", "--bogus"], "Unknown option '--bogus'"),
+        (["dump", "--topic", "missing"], "topic missing does not exist"),
+        (["fsck", "--data-dir", "/nonexistent/sluice"], "does not exist"),
+        (["produce", "--topic", "t", "--compression", "lz4"], "--compression must be none or gzip"),
+        (["serve", "--retention-check-interval-ms", "0"], "must be at least 1"),
+        (["nosuchcommand"], "Unexpected argument"),
+    ])
+    func badInput(arguments: [String], message: String) async throws {
+        try await withTemporaryDirectory { dir in
+            var args = arguments
+            if !args.contains("--data-dir") { args += ["--data-dir", dir] }
+            if args == ["nosuchcommand", "--data-dir", dir] { args = ["nosuchcommand"] }
+            let result = try runProcess(sluiceBinary, args)
+            #expect(result.status == 2, "\(args): \(result.stderr)")
+            #expect(result.stderr.contains(message), "\(args): \(result.stderr)")
+        }
+    }
+
+    @Test("fsck: 0 when clean, 1 with damage, --repair fixes it, then 0")
+    func fsckExitCodes() async throws {
+        try await withTemporaryDirectory { dir in
+            let (records, segments) = try await RecoveryTests.populate(dir)
+            var result = try sluice("fsck", "--data-dir", dir)
+            #expect(result.status == 0, "\(result.stderr)")
+            let summary = try JSONSerialization.jsonObject(with: Data(result.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+            #expect(summary["records"] as? Int == records.count)
+            #expect(summary["segments"] as? Int == segments.count)
+
+            let victim = segments[1]
+            let positions = try RecoveryTests.batchPositions(victim.path)
+            try RecoveryTests.patch(victim.path, at: positions[1].position + 50, [0x42, 0x42])
+            result = try sluice("fsck", "--data-dir", dir)
+            #expect(result.status == 1)
+            let line = try #require(result.stdout.split(separator: "\n").first { $0.contains(victim.path) })
+            let check = try JSONDecoder().decode(SegmentCheck.self, from: Data(line.utf8))
+            #expect(check.crcErrors == 1)
+            #expect(check.truncatedBytes == victim.sizeBytes - positions[1].position)
+            #expect(check.batches == 1)
+
+            result = try sluice("fsck", "--data-dir", dir, "--repair")
+            #expect(result.status == 1, "damage was found (and repaired)")
+            #expect(result.stdout.contains("truncated"))
+            result = try sluice("fsck", "--data-dir", dir)
+            #expect(result.status == 0, "\(result.stdout)")
+        }
+    }
+
+    @Test("serve recovers, reports damage but still starts, and on SIGTERM flushes, writes the marker and exits 0")
+    func serveLifecycle() async throws {
+        try await withTemporaryDirectory { dir in
+            let (_, segments) = try await RecoveryTests.populate(dir)
+            let victim = segments[0]
+            let last = try RecoveryTests.batchPositions(victim.path).last!
+            try RecoveryTests.patch(victim.path, at: last.position + 70, [0x99])
+            try RecoveryTests.crash(dir)
+
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: sluiceBinary)
+            process.arguments = ["serve", "--data-dir", dir]
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+            // Read until the start line and the damage report have arrived.
+            var text = ""
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, !(text.contains("sluice started") && text.contains(victim.path)) {
+                let chunk = out.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            let lines = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let start = try #require(lines.first)
+            #expect(start["message"] as? String == "sluice started")
+            #expect(start["clean_shutdown"] as? Bool == false)
+            let damage = try #require(lines.first { $0["level"] as? String == "error" })
+            #expect(damage["file"] as? String == victim.path)
+            #expect((damage["message"] as? String)?.contains("sluice fsck") == true)
+            #expect(process.isRunning)
+
+            process.terminate()  // SIGTERM
+            process.waitUntilExit()
+            #expect(process.terminationReason == .exit)
+            #expect(process.terminationStatus == 0)
+            #expect(FileManager.default.fileExists(atPath: dir + "/" + LogManager.cleanShutdownMarker))
+            let rest = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(rest.contains("sluice stopped cleanly"))
+        }
+    }
+}
