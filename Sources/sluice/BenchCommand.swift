@@ -46,6 +46,7 @@ struct LogBench: AsyncParsableCommand {
     var appenderCounts: [Int] { appenders.split(separator: ",").compactMap { Int($0) } }
 
     func run() async throws {
+        setvbuf(stdout, nil, _IOLBF, 0)  // print each table row as it is measured
         var generator = SeededGenerator(seed: 42)
         let events = (0..<4096).map { _ in EventFactory.event(using: &generator) }
         let meanSize = events.reduce(0) { $0 + $1.count } / events.count
