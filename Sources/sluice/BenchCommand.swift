@@ -46,14 +46,13 @@ struct LogBench: AsyncParsableCommand {
     var appenderCounts: [Int] { appenders.split(separator: ",").compactMap { Int($0) } }
 
     func run() async throws {
-        setvbuf(stdout, nil, _IOLBF, 0)  // print each table row as it is measured
         var generator = SeededGenerator(seed: 42)
         let events = (0..<4096).map { _ in EventFactory.event(using: &generator) }
         let meanSize = events.reduce(0) { $0 + $1.count } / events.count
-        print("# sluice bench log — \(runs) runs per case, medians; \(payloadMib) MiB payload per case; events average \(meanSize) bytes")
-        print("")
-        print("| batch | codec | append MB/s | records/s | ratio | zlib alone MB/s | append ÷ zlib | plain write MB/s | scan MB/s |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        writeLine("# sluice bench log — \(runs) runs per case, medians; \(payloadMib) MiB payload per case; events average \(meanSize) bytes")
+        writeLine("")
+        writeLine("| batch | codec | append MB/s | records/s | ratio | zlib alone MB/s | append ÷ zlib | plain write MB/s | scan MB/s |")
+        writeLine("|---|---|---|---|---|---|---|---|---|")
         let codecs: [(String, Compression)] = [("none", .none), ("gzip-1", .gzip(level: 1)), ("gzip-6", .gzip(level: 6))]
         for batchKiB in [16, 64, 256] {
             let batches = Self.makeBatches(events: events, batchBytes: batchKiB << 10, totalBytes: payloadMib << 20)
@@ -73,14 +72,14 @@ struct LogBench: AsyncParsableCommand {
                 let mb = Double(payload) / 1e6
                 let appendRate = mb / median(append)
                 let zlibRate = zlib.isEmpty ? nil : mb / median(zlib)
-                print("| \(batchKiB) KiB | \(name) | \(f1(appendRate)) | \(f0(Double(records) / median(append))) | \(f2(ratio)) | "
+                writeLine("| \(batchKiB) KiB | \(name) | \(f1(appendRate)) | \(f0(Double(records) / median(append))) | \(f2(ratio)) | "
                     + "\(zlibRate.map(f1) ?? "–") | \(zlibRate.map { f0(100 * appendRate / $0) + "%" } ?? "–") | "
                     + "\(f1(mb / median(plain))) | \(f1(mb / median(scan))) |")
             }
         }
-        print("")
-        print("| appenders | fsync-before-ack appends/s | fsyncs/s | records per fsync | × single appender |")
-        print("|---|---|---|---|---|")
+        writeLine("")
+        writeLine("| appenders | fsync-before-ack appends/s | fsyncs/s | records per fsync | × single appender |")
+        writeLine("|---|---|---|---|---|")
         var single: Double?
         for count in appenderCounts {
             var rates: [Double] = [], syncs: [Double] = []
@@ -91,7 +90,7 @@ struct LogBench: AsyncParsableCommand {
             }
             let rate = median(rates)
             if single == nil { single = rate }
-            print("| \(count) | \(f0(rate)) | \(f0(median(syncs))) | \(f1(rate / max(median(syncs), 1))) | \(f1(rate / single!))× |")
+            writeLine("| \(count) | \(f0(rate)) | \(f0(median(syncs))) | \(f1(rate / max(median(syncs), 1))) | \(f1(rate / single!))× |")
         }
         try? FileManager.default.removeItem(atPath: dir)
     }
