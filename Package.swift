@@ -13,9 +13,17 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "SluiceLog", targets: ["SluiceLog"]),
+        .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
@@ -29,12 +37,47 @@ let package = Package(
             name: "SluiceLog",
             dependencies: ["CZlib"]
         ),
+        // Metric and log-field names in one place, the JSON LogHandler, correlation context.
+        .target(
+            name: "SluiceTelemetry",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // Topics, partitioner, CloudEvents, the batching producer path, fetches, configuration.
+        .target(
+            name: "SluiceBroker",
+            dependencies: [
+                "SluiceLog",
+                "SluiceTelemetry",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The HTTP API, /metrics and health, wired into one ServiceGroup.
+        .target(
+            name: "SluiceServer",
+            dependencies: [
+                "SluiceBroker",
+                "SluiceTelemetry",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The `sluice` executable: thin commands over the modules above.
         .executableTarget(
             name: "sluice",
             dependencies: [
                 "SluiceLog",
+                "SluiceBroker",
+                "SluiceServer",
+                "SluiceTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
@@ -44,6 +87,14 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Oracle"]  // kafka_oracle.py, run by the tests with python3
+        ),
+        .testTarget(
+            name: "SluiceBrokerTests",
+            dependencies: ["SluiceBroker", "SluiceTelemetry", "SluiceLog"]
+        ),
+        .testTarget(
+            name: "SluiceServerTests",
+            dependencies: ["SluiceServer", "SluiceBroker", "SluiceTelemetry", "SluiceLog"]
         ),
     ]
 )

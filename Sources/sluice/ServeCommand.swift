@@ -1,85 +1,56 @@
 import ArgumentParser
-import Dispatch
 import Foundation
+import Logging
+import SluiceBroker
 import SluiceLog
+import SluiceServer
+import SluiceTelemetry
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the agent: open (and recover) the embedded log and keep it until SIGTERM or SIGINT.",
-        discussion: "On SIGTERM/SIGINT everything accepted is flushed, the clean-shutdown marker is written, and the process exits 0."
+        abstract: "Run the agent: the embedded log, the HTTP API, /metrics and JSON logs.",
+        discussion: """
+            Opens (and after a crash recovers) the log in data.dir, serves the API on api.address and /metrics, \
+            /healthz and /readyz on metrics.address. The first log line names the bound addresses. On SIGTERM or \
+            SIGINT it stops accepting, writes everything accepted, writes the clean-shutdown marker and exits 0. \
+            An invalid setting stops it with exit code 2 before any port is bound.
+
+            \(SettingsOptions.settingsHelp)
+            """
     )
 
-    @Option(name: .long, help: "Directory holding the log.")
-    var dataDir: String = "./sluice-data"
-
-    @Option(name: .customLong("retention-check-interval-ms"), help: "How often retention runs, in milliseconds.")
-    var retentionCheckIntervalMs: Int64 = 300_000
-
-    func validate() throws {
-        guard retentionCheckIntervalMs >= 1 else {
-            throw ValidationError("--retention-check-interval-ms must be at least 1, got \(retentionCheckIntervalMs)")
-        }
-    }
+    @OptionGroup var options: SettingsOptions
 
     func run() async throws {
-        // Signals are caught before anything else, so a SIGTERM during recovery still ends in a clean stop.
-        var sources: [any DispatchSourceSignal] = []
-        let signals = AsyncStream<Int32> { continuation in
-            for number in [SIGTERM, SIGINT] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { continuation.yield(number) }
-                source.resume()
-                sources.append(source)
-            }
-        }
-        defer { sources.forEach { $0.cancel() } }
-        let log: LogManager
+        let config = try options.load()
+        let logger = try bootstrapLogging(config)
+        let metrics = SluiceMetrics()
         do {
-            log = try LogManager.open(dataDirectory: dataDir)
-        } catch {
-            throw cliError(error)
+            try await SluiceAgent.run(config: config, logger: logger, metrics: metrics)
+        } catch let error as LogError {
+            logger.critical("sluice could not start: \(error.message)")
+            throw CLIError.failure(error.message)
         }
-        let report = log.recovery
-        writeLine(jsonLine(StartLine(
-            message: "sluice started", data_dir: dataDir, clean_shutdown: report.cleanShutdown, topics: report.topics,
-            partitions: report.partitions, segments: report.segments, recovery_seconds: report.duration)))
-        for damage in report.damages {
-            writeLine(jsonLine(DamageLine(level: damage.repaired ? "warn" : "error", message: damage.description, file: damage.file, position: damage.position)))
-        }
+    }
+}
 
-        let maintenance = Task { await log.runMaintenance(retentionCheckInterval: retentionCheckIntervalMs) }
-        var iterator = signals.makeAsyncIterator()
-        let received = await iterator.next() ?? SIGTERM
-        maintenance.cancel()
+/// Installs the JSON (or text) log handler per log.level, log.format and log.file.
+func bootstrapLogging(_ config: SluiceConfig) throws -> Logger {
+    let sink: LogSink
+    if config.string("log.file").isEmpty {
+        sink = .standardOutput
+    } else {
         do {
-            try await log.close()
+            sink = try LogSink.file(path: config.string("log.file"), maxBytes: config.int("log.file.max.bytes"), maxFiles: config.int("log.file.max.files"))
         } catch {
-            throw cliError(error)
+            throw CLIError.badInput("log.file: \(error)")
         }
-        writeLine(jsonLine(StopLine(message: "sluice stopped cleanly", signal: received)))
     }
-
-    struct StartLine: Encodable {
-        var message: String
-        var data_dir: String
-        var clean_shutdown: Bool
-        var topics: Int
-        var partitions: Int
-        var segments: Int
-        var recovery_seconds: Double
-    }
-
-    struct DamageLine: Encodable {
-        var level: String
-        var message: String
-        var file: String
-        var position: Int64
-    }
-
-    struct StopLine: Encodable {
-        var message: String
-        var signal: Int32
-    }
+    let level = Logger.Level(rawValue: config.string("log.level")) ?? .info
+    let format = LogFormat(rawValue: config.string("log.format")) ?? .json
+    LoggingSystem.bootstrap({ label, provider in
+        JSONLogHandler(label: label, sink: sink, format: format, level: level, metadataProvider: provider)
+    }, metadataProvider: Correlation.metadataProvider)
+    return Logger(label: "sluice")
 }

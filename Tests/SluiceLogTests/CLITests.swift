@@ -38,7 +38,9 @@ struct CLITests {
         (["dump", "--topic", "missing"], "topic missing does not exist"),
         (["fsck", "--data-dir", "/nonexistent/sluice"], "does not exist"),
         (["produce", "--topic", "t", "--compression", "lz4"], "--compression must be none or gzip"),
-        (["serve", "--retention-check-interval-ms", "0"], "must be at least 1"),
+        (["serve", "--retention-check-interval-ms", "0"], "retention.check.interval.ms=0 (from flag --retention-check-interval-ms) is invalid"),
+        (["serve", "-X", "acks=1"], "enable.idempotence=true (from default) needs acks=all"),
+        (["serve", "--lingr-ms", "5"], "did you mean --linger-ms?"),
         (["nosuchcommand"], "Unexpected argument"),
     ])
     func badInput(arguments: [String], message: String) async throws {
@@ -92,7 +94,7 @@ struct CLITests {
 
             let process = Process()
             process.executableURL = URL(fileURLWithPath: sluiceBinary)
-            process.arguments = ["serve", "--data-dir", dir]
+            process.arguments = ["serve", "--data-dir", dir, "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0"]
             let out = Pipe()
             process.standardOutput = out
             try process.run()
@@ -107,10 +109,12 @@ struct CLITests {
             }
             let lines = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             let start = try #require(lines.first)
-            #expect(start["message"] as? String == "sluice started")
+            #expect(start["message"] as? String == "sluice started", "the first line names the bound addresses")
+            #expect((start["api.address"] as? String)?.hasPrefix("127.0.0.1:") == true)
+            #expect((start["metrics.address"] as? String)?.hasPrefix("127.0.0.1:") == true)
             #expect(start["clean_shutdown"] as? Bool == false)
-            let damage = try #require(lines.first { $0["level"] as? String == "error" })
-            #expect(damage["file"] as? String == victim.path)
+            let damage = try #require(lines.first { $0["log.level"] as? String == "error" })
+            #expect(damage["file.path"] as? String == victim.path)
             #expect((damage["message"] as? String)?.contains("sluice fsck") == true)
             #expect(process.isRunning)
 
@@ -119,7 +123,7 @@ struct CLITests {
             #expect(process.terminationReason == .exit)
             #expect(process.terminationStatus == 0)
             #expect(FileManager.default.fileExists(atPath: dir + "/" + LogManager.cleanShutdownMarker))
-            let rest = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let rest = text + String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(rest.contains("sluice stopped cleanly"))
         }
     }

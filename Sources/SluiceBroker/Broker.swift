@@ -1,0 +1,419 @@
+import Dispatch
+import Foundation
+public import Logging
+public import SluiceLog
+public import SluiceTelemetry
+import Synchronization
+
+/// The outcome of publishing one event.
+public struct PublishResult: Sendable, Hashable {
+    public var id: String
+    public var topic: String
+    public var partition: Int32
+    /// `nil` with acks=0, where the answer comes before the append.
+    public var offset: Int64?
+    public var duplicate: Bool
+    public var correlationId: String
+}
+
+/// One event read back from a partition.
+public struct FetchedEvent: Sendable {
+    public var partition: Int32
+    public var offset: Int64
+    public var timestamp: Int64
+    public var record: Record
+    /// `nil` for records that are not CloudEvents.
+    public var event: CloudEvent?
+}
+
+public struct FetchResult: Sendable {
+    public var events: [FetchedEvent]
+    public var nextOffset: Int64
+    public var logStartOffset: Int64
+    public var logEndOffset: Int64
+}
+
+/// Topics and partitions over the log, with the producer path, routing and long-poll reads.
+public final class Broker: Sendable {
+    public let log: LogManager
+    public let config: SluiceConfig
+    public let metrics: SluiceMetrics
+    public let settings: ProducerSettings
+    let logger: Logger
+    let buffer: ProducerBuffer
+    private let topics = Mutex<[String: TopicState]>([:])
+    private let ready = Atomic<Bool>(false)
+
+    final class TopicState: Sendable {
+        let topic: Topic
+        let producers: [PartitionProducer]
+        let notifiers: [AppendNotifier]
+        let dedup: DedupIndex?
+        let sticky = Atomic<Int>(0)
+
+        init(topic: Topic, producers: [PartitionProducer], notifiers: [AppendNotifier], dedup: DedupIndex?) {
+            self.topic = topic
+            self.producers = producers
+            self.notifiers = notifiers
+            self.dedup = dedup
+        }
+    }
+
+    /// Opens the log in the configured data directory (recovering it) and prepares every topic.
+    public init(config: SluiceConfig, metrics: SluiceMetrics, logger: Logger) throws {
+        self.config = config
+        self.metrics = metrics
+        self.logger = logger
+        self.settings = ProducerSettings(config: config)
+        self.buffer = ProducerBuffer(limit: settings.bufferMemory)
+        self.log = try LogManager.open(dataDirectory: config.dataDirectory, defaults: config.topicDefaults)
+        for name in log.topicNames {
+            if let topic = log.topic(name) { register(topic) }
+        }
+        publishConfigMetrics()
+    }
+
+    @discardableResult
+    private func register(_ topic: Topic) -> TopicState {
+        let notifiers = topic.partitions.map { _ in AppendNotifier() }
+        let producers = topic.partitions.enumerated().map { index, partition in
+            PartitionProducer(topic: topic.name, log: partition, settings: settings, buffer: buffer, metrics: metrics, notifier: notifiers[index])
+        }
+        let dedup = settings.enableIdempotence ? DedupIndex(windowMs: settings.idempotenceWindowMs) : nil
+        if let dedup { rebuildDedup(dedup, topic: topic) }
+        let state = TopicState(topic: topic, producers: producers, notifiers: notifiers, dedup: dedup)
+        topics.withLock { $0[topic.name] = state }
+        metrics.topicCreated(topic.name, partitions: topic.partitions.count)
+        for partition in topic.partitions { publishPartitionMetrics(partition) }
+        return state
+    }
+
+    /// Reloads the recent `source`+`id` pairs from the log (found through the time index), so idempotence
+    /// holds across restarts within the window.
+    private func rebuildDedup(_ dedup: DedupIndex, topic: Topic) {
+        let now = currentTimeMillis()
+        for partition in topic.partitions {
+            guard let start = try? partition.offset(forTimestamp: now - settings.idempotenceWindowMs) else { continue }
+            var offset = start
+            while offset < partition.logEndOffset, let records = try? partition.readRecords(from: offset, maxRecords: 10_000), let last = records.last {
+                for record in records {
+                    guard let event = CloudEvent(record: record) else { continue }
+                    _ = dedup.claim(DedupIndex.key(source: event.source, id: event.id), partition: partition.partition,
+                                    promise: OffsetPromise(resolved: record.offset), now: record.timestamp)
+                }
+                offset = last.offset + 1
+            }
+        }
+    }
+
+    func publishPartitionMetrics(_ partition: PartitionLog) {
+        metrics.partitionChanged(topic: partition.topic, partition: partition.partition, startOffset: partition.logStartOffset,
+                                 endOffset: partition.logEndOffset, sizeBytes: partition.sizeInBytes, lastAppendMillis: partition.lastAppendTime)
+    }
+
+    private func publishConfigMetrics() {
+        metrics.gauge(MetricName.producerConfigInfo, config.string("acks"), config.string("compression.type"), config.string("enable.idempotence")).set(Double(1))
+        metrics.gauge(MetricName.consumerConfigInfo, config.string("auto.offset.reset"), config.string("enable.auto.commit")).set(Double(1))
+        for gauge in Self.numericGauges {
+            var value = Double(config.integer(gauge.property))
+            if gauge.millisecondsToSeconds { value /= 1000 }
+            metrics.registry.makeGauge(name: gauge.metric, help: gauge.help).set(value)
+        }
+    }
+
+    /// One gauge per numeric knob, in base units. The names are part of the metrics contract.
+    public static let numericGauges: [(metric: String, property: String, millisecondsToSeconds: Bool, help: String)] = [
+        ("sluice_producer_linger_seconds", "linger.ms", true, "linger.ms in seconds."),
+        ("sluice_producer_batch_size_bytes", "batch.size", false, "batch.size in bytes."),
+        ("sluice_producer_compression_level", "compression.level", false, "gzip compression level."),
+        ("sluice_producer_buffer_memory_bytes", "buffer.memory", false, "buffer.memory in bytes."),
+        ("sluice_producer_max_in_flight", "max.in.flight.requests.per.connection", false, "max.in.flight.requests.per.connection."),
+        ("sluice_producer_max_request_size_bytes", "max.request.size", false, "max.request.size in bytes."),
+        ("sluice_producer_idempotence_window_seconds", "idempotence.window.ms", true, "idempotence.window.ms in seconds."),
+        ("sluice_consumer_fetch_min_bytes", "fetch.min.bytes", false, "fetch.min.bytes."),
+        ("sluice_consumer_fetch_max_wait_seconds", "fetch.max.wait.ms", true, "fetch.max.wait.ms in seconds."),
+        ("sluice_consumer_max_partition_fetch_bytes", "max.partition.fetch.bytes", false, "max.partition.fetch.bytes."),
+        ("sluice_consumer_max_poll_records", "max.poll.records", false, "max.poll.records."),
+        ("sluice_consumer_session_timeout_seconds", "session.timeout.ms", true, "session.timeout.ms in seconds."),
+        ("sluice_consumer_heartbeat_interval_seconds", "heartbeat.interval.ms", true, "heartbeat.interval.ms in seconds."),
+        ("sluice_topic_default_partitions", "num.partitions", false, "num.partitions for new topics."),
+        ("sluice_topic_default_retention_seconds", "retention.ms", true, "Default retention.ms in seconds (-0.001 = forever)."),
+        ("sluice_topic_default_retention_bytes", "retention.bytes", false, "Default retention.bytes (-1 = no limit)."),
+        ("sluice_topic_default_segment_bytes", "segment.bytes", false, "Default segment.bytes."),
+    ]
+
+    // MARK: - Readiness and lifecycle
+
+    /// Set once the log is recovered and the listeners are bound.
+    public var isReady: Bool { ready.load(ordering: .acquiring) }
+    public func markReady() { ready.store(true, ordering: .releasing) }
+
+    /// Writes everything accepted, then closes the log cleanly (writing the clean-shutdown marker).
+    public func shutdown() async throws {
+        ready.store(false, ordering: .releasing)
+        let states = topics.withLock { Array($0.values) }
+        for state in states {
+            for producer in state.producers { await producer.close() }
+        }
+        try await log.close()
+    }
+
+    /// Runs retention and interval flushes until cancelled, refreshing partition gauges after retention.
+    public func runMaintenance() async {
+        let interval = config.integer("retention.check.interval.ms")
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.log.runMaintenance(retentionCheckInterval: interval) }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(interval))
+                    for state in self.topics.withLock({ Array($0.values) }) {
+                        for partition in state.topic.partitions { self.publishPartitionMetrics(partition) }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: - Topics
+
+    public var topicNames: [String] { topics.withLock { $0.keys.sorted() } }
+
+    public func topic(_ name: String) -> Topic? { topics.withLock { $0[name]?.topic } }
+
+    /// Creates a topic. `partitions` defaults to `num.partitions`; `config` takes topic properties.
+    @discardableResult
+    public func createTopic(_ name: String, partitions: Int? = nil, config overrides: [String: String] = [:]) throws(BrokerError) -> Topic {
+        do {
+            let topic = try log.createTopic(name, partitions: partitions ?? config.int("num.partitions"), config: overrides)
+            register(topic)
+            logger.info("topic created", metadata: [LogField.topic: .string(name), "partitions": .stringConvertible(topic.partitions.count)])
+            return topic
+        } catch {
+            throw BrokerError(error)
+        }
+    }
+
+    public func deleteTopic(_ name: String) async throws(BrokerError) {
+        guard let state = topics.withLock({ $0.removeValue(forKey: name) }) else {
+            throw BrokerError(.notFound, "topic \(name) does not exist")
+        }
+        for producer in state.producers { await producer.close() }
+        do {
+            try await log.deleteTopic(name)
+        } catch {
+            throw BrokerError(error)
+        }
+        metrics.topicDeleted(name, partitions: state.producers.count)
+        logger.info("topic deleted", metadata: [LogField.topic: .string(name)])
+    }
+
+    private func state(for name: String, create: Bool) throws(BrokerError) -> TopicState {
+        if let state = topics.withLock({ $0[name] }) { return state }
+        guard create, config.bool("auto.create.topics.enable") else {
+            throw BrokerError(.notFound, "topic \(name) does not exist" + (create ? "; create it with POST /v1/topics (auto.create.topics.enable=false)" : ""))
+        }
+        do {
+            _ = try createTopic(name)
+        } catch where error.kind == .conflict {
+            // Created concurrently by another request.
+        }
+        guard let state = topics.withLock({ $0[name] }) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
+        return state
+    }
+
+    /// The topic for an event type: the first matching route, else `default.topic`.
+    public func route(eventType: String) -> String {
+        config.routes.first { $0.matches(eventType) }?.topic ?? config.string("default.topic")
+    }
+
+    // MARK: - Publish
+
+    /// Publishes events to `topic`, acknowledging per `acks`.
+    ///
+    /// Keyed events (`partitionkey`) go to Kafka's murmur2 partition for the key; unkeyed events of one request
+    /// go together to one partition, chosen round-robin per request (sticky batching). With idempotence on,
+    /// an event whose `source`+`id` was published within the window is not written again: its original
+    /// partition and offset are returned with `duplicate: true`.
+    public func publish(topic name: String, events: [CloudEvent]) async throws(BrokerError) -> [PublishResult] {
+        try TopicNameCheck.validate(name)
+        let state = try state(for: name, create: true)
+        let now = currentTimeMillis()
+        let partitionCount = state.producers.count
+        let stickyPartition = Int32(state.sticky.wrappingAdd(1, ordering: .relaxed).oldValue % partitionCount)
+
+        // Decide each event's partition and whether it is a duplicate.
+        var perPartition: [Int32: [(record: Record, size: Int, index: Int)]] = [:]
+        var results: [PublishResult?] = Array(repeating: nil, count: events.count)
+        var duplicates: [(index: Int, promise: OffsetPromise)] = []
+        var claims: [(key: String, index: Int)] = []
+        var totalBytes = 0
+        var promiseByIndex: [Int: OffsetPromise] = [:]
+        for (index, event) in events.enumerated() {
+            let partition = event.partitionKey.map { Partitioner.partition(forKey: Array($0.utf8), partitions: partitionCount) } ?? stickyPartition
+            let correlation = event.correlationId ?? ""
+            if let dedup = state.dedup {
+                let key = DedupIndex.key(source: event.source, id: event.id)
+                let promise = OffsetPromise()
+                if let earlier = dedup.claim(key, partition: partition, promise: promise, now: now) {
+                    results[index] = PublishResult(id: event.id, topic: name, partition: earlier.partition, offset: nil, duplicate: true, correlationId: correlation)
+                    duplicates.append((index, earlier.promise))
+                    continue
+                }
+                promiseByIndex[index] = promise
+                claims.append((key, index))
+            }
+            let record = event.record(timestamp: now)
+            let size = Self.estimatedSize(record)
+            totalBytes += size
+            perPartition[partition, default: []].append((record, size, index))
+            results[index] = PublishResult(id: event.id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: correlation)
+        }
+
+        func releaseClaims() {
+            for (key, index) in claims { state.dedup?.release(key, promise: promiseByIndex[index]!) }
+        }
+        guard buffer.reserve(totalBytes) else {
+            releaseClaims()
+            metrics.producerBufferFull.increment()
+            throw BrokerError(.tooManyRequests, "the producer buffer is full (buffer.memory=\(buffer.limit) bytes); retry after the Retry-After delay", retryAfter: 1)
+        }
+        metrics.producerBufferBytes.set(Double(buffer.bytes))
+
+        var waits: [(index: Int, promise: OffsetPromise, partition: Int32)] = []
+        for (partition, items) in perPartition.sorted(by: { $0.key < $1.key }) {
+            let promises: [OffsetPromise]
+            do {
+                promises = try state.producers[Int(partition)].submit(items.map { ($0.record, $0.size) })
+            } catch {
+                buffer.release(items.reduce(0) { $0 + $1.size })
+                releaseClaims()
+                throw error
+            }
+            for (item, promise) in zip(items, promises) {
+                waits.append((item.index, promise, partition))
+                // The dedup entry must resolve with the real offset.
+                if let claimed = promiseByIndex[item.index] {
+                    Task { claimed.resolve(await promise.value()) }
+                }
+            }
+        }
+
+        if settings.acks == .none { return results.map { $0! } }
+
+        var durableTargets: [Int32: Int64] = [:]
+        var failure: BrokerError?
+        for (index, promise, partition) in waits {
+            switch await promise.value() {
+            case .success(let offset):
+                results[index]!.offset = offset
+                durableTargets[partition] = max(durableTargets[partition] ?? 0, offset + 1)
+            case .failure(let error):
+                failure = failure ?? error
+            }
+        }
+        for (index, promise) in duplicates {
+            if case .success(let offset) = await promise.value() {
+                results[index]!.offset = offset
+                durableTargets[results[index]!.partition] = max(durableTargets[results[index]!.partition] ?? 0, offset + 1)
+            }
+        }
+        if let failure { throw failure }
+        if settings.acks == .all {
+            for (partition, target) in durableTargets {
+                do {
+                    try await state.topic.partitions[Int(partition)].waitUntilDurable(target)
+                } catch {
+                    throw BrokerError(error)
+                }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    static func estimatedSize(_ record: Record) -> Int {
+        var size = 24 + (record.key?.count ?? 0) + (record.value?.count ?? 0)
+        for header in record.headers { size += 4 + header.key.utf8.count + (header.value?.count ?? 0) }
+        return size
+    }
+
+    // MARK: - Read
+
+    /// Reads events from a partition starting at `offset` (or per `auto.offset.reset` when `nil`), waiting up
+    /// to `maxWaitMs` for at least `minBytes` of data.
+    public func fetch(topic name: String, partition: Int32, offset requested: Int64?, maxRecords: Int, maxBytes: Int,
+                      minBytes: Int, maxWaitMs: Int64) async throws(BrokerError) -> FetchResult {
+        let state = try state(for: name, create: false)
+        guard partition >= 0, Int(partition) < state.producers.count else {
+            throw BrokerError(.notFound, "topic \(name) has partitions 0...\(state.producers.count - 1); \(partition) does not exist")
+        }
+        let log = state.topic.partitions[Int(partition)]
+        let notifier = state.notifiers[Int(partition)]
+        var offset: Int64
+        if let requested {
+            offset = requested
+        } else {
+            switch config.string("auto.offset.reset") {
+            case "earliest": offset = log.logStartOffset
+            case "latest": offset = log.logEndOffset
+            default:
+                throw BrokerError.badRequest("offset is required (auto.offset.reset=none)", attribute: "offset")
+            }
+        }
+        if offset < log.logStartOffset || offset > log.logEndOffset {
+            switch config.string("auto.offset.reset") {
+            case "earliest" where offset < log.logStartOffset: offset = log.logStartOffset
+            default:
+                throw BrokerError(.notFound, "offset \(offset) is outside \(name)/\(partition)'s range \(log.logStartOffset)...\(log.logEndOffset)")
+            }
+        }
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(maxWaitMs, 0)) * 1_000_000
+        while true {
+            let generation = notifier.generation
+            let batches: [FetchedBatch]
+            do {
+                batches = try log.read(from: offset, maxBytes: maxBytes)
+            } catch {
+                throw BrokerError(error)
+            }
+            let bytes = batches.reduce(0) { $0 + $1.bytes.count }
+            if bytes >= minBytes || DispatchTime.now().uptimeNanoseconds >= deadline {
+                var events: [FetchedEvent] = []
+                do {
+                    outer: for batch in batches {
+                        for record in try batch.records() where record.offset >= offset {
+                            events.append(FetchedEvent(partition: partition, offset: record.offset, timestamp: record.timestamp, record: record, event: CloudEvent(record: record)))
+                            if events.count == maxRecords { break outer }
+                        }
+                    }
+                } catch {
+                    throw BrokerError(error)
+                }
+                return FetchResult(events: events, nextOffset: events.last.map { $0.offset + 1 } ?? offset,
+                                   logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset)
+            }
+            // Wait for an append or the deadline, whichever comes first.
+            let remaining = deadline - DispatchTime.now().uptimeNanoseconds
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await notifier.wait(after: generation) }
+                group.addTask { try? await Task.sleep(nanoseconds: remaining) }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+}
+
+/// Topic-name validation as a broker error.
+enum TopicNameCheck {
+    static func validate(_ name: String) throws(BrokerError) {
+        do {
+            try TopicName.validate(name)
+        } catch {
+            throw BrokerError(.badRequest, error.logMessageText, attribute: "topic")
+        }
+    }
+}
+
+extension Error {
+    var logMessageText: String { (self as? LogError)?.message ?? "\(self)" }
+}

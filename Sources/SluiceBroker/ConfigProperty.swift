@@ -1,0 +1,176 @@
+/// One tunable setting. Its flag (`--linger-ms`), `-X` name (`linger.ms`), environment variable
+/// (`SLUICE_LINGER_MS`) and YAML key (`linger.ms`) all derive from ``name``: the list in
+/// ``ConfigProperty/all`` is the single source of every setting's names.
+public struct ConfigProperty: Sendable, Hashable {
+    public enum Group: String, Sendable, CaseIterable {
+        case producer, consumer, topic, agent
+    }
+
+    public enum Kind: Sendable, Hashable {
+        case integer(ClosedRange<Int64>)
+        case boolean
+        case choice([String])
+        case string
+        /// `host:port`
+        case address
+
+        var allowed: String {
+            switch self {
+            case .integer(let range):
+                if range.upperBound == Int64.max { return "an integer ≥ \(range.lowerBound)" }
+                return "an integer from \(range.lowerBound) to \(range.upperBound)"
+            case .boolean: return "true or false"
+            case .choice(let values): return "one of " + values.joined(separator: ", ")
+            case .string: return "a string"
+            case .address: return "host:port, e.g. 127.0.0.1:7470 (port 0 picks a free port)"
+            }
+        }
+    }
+
+    public var name: String
+    public var group: Group
+    public var kind: Kind
+    public var defaultValue: String
+    public var help: String
+    /// Printed as `***` by `sluice config show`.
+    public var secret: Bool = false
+
+    public var flag: String { "--" + name.replacingOccurrences(of: ".", with: "-") }
+    public var environmentVariable: String {
+        "SLUICE_" + name.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// Checks `value` against the kind; returns the value in canonical form or a description of what is allowed.
+    func normalize(_ value: String) -> String? {
+        switch kind {
+        case .integer(let range):
+            guard let number = Int64(value), range.contains(number) else { return nil }
+            return String(number)
+        case .boolean:
+            switch value.lowercased() {
+            case "true", "1", "yes", "on": return "true"
+            case "false", "0", "no", "off": return "false"
+            default: return nil
+            }
+        case .choice(let values):
+            return values.contains(value.lowercased()) ? value.lowercased() : nil
+        case .string:
+            return value
+        case .address:
+            return HostPort(value) != nil ? value : nil
+        }
+    }
+}
+
+extension ConfigProperty {
+    /// Every setting Sluice understands.
+    public static let all: [ConfigProperty] = [
+        // Producer (Kafka names and meanings)
+        .init(name: "acks", group: .producer, kind: .choice(["0", "1", "all"]), defaultValue: "all",
+              help: "When a publish is acknowledged: 0 before the append, 1 after the append, all after an fsync (group commit)."),
+        .init(name: "enable.idempotence", group: .producer, kind: .boolean, defaultValue: "true",
+              help: "A re-sent CloudEvent (same source and id) within idempotence.window.ms gets its original offset back instead of a duplicate. Needs acks=all."),
+        .init(name: "linger.ms", group: .producer, kind: .integer(0...60_000), defaultValue: "5",
+              help: "How long a partition's batch waits for more events before it is written."),
+        .init(name: "batch.size", group: .producer, kind: .integer(1...67_108_864), defaultValue: "16384",
+              help: "Bytes of events that fill a partition's batch; a full batch is written at once."),
+        .init(name: "compression.type", group: .producer, kind: .choice(["none", "gzip"]), defaultValue: "gzip",
+              help: "How record batches are compressed."),
+        .init(name: "compression.level", group: .producer, kind: .integer(1...9), defaultValue: "1",
+              help: "gzip level: 1 fastest … 9 smallest."),
+        .init(name: "buffer.memory", group: .producer, kind: .integer(1024...Int64(Int32.max)), defaultValue: "33554432",
+              help: "Bytes of accepted events not yet written; beyond it publishes get 429 with Retry-After."),
+        .init(name: "max.in.flight.requests.per.connection", group: .producer, kind: .integer(1...100), defaultValue: "5",
+              help: "Batches per partition being compressed at once ahead of the append; 1 compresses one batch at a time."),
+        .init(name: "max.request.size", group: .producer, kind: .integer(1024...Int64(Int32.max)), defaultValue: "1048576",
+              help: "Largest publish request body in bytes; larger ones get 413."),
+        .init(name: "idempotence.window.ms", group: .producer, kind: .integer(1000...86_400_000), defaultValue: "300000",
+              help: "How long a CloudEvent's source and id are remembered for deduplication."),
+        // Consumer
+        .init(name: "fetch.min.bytes", group: .consumer, kind: .integer(1...Int64(Int32.max)), defaultValue: "1",
+              help: "A read waits until this many bytes are available (or fetch.max.wait.ms passes)."),
+        .init(name: "fetch.max.wait.ms", group: .consumer, kind: .integer(0...300_000), defaultValue: "500",
+              help: "Longest a read waits for fetch.min.bytes."),
+        .init(name: "max.partition.fetch.bytes", group: .consumer, kind: .integer(1...Int64(Int32.max)), defaultValue: "1048576",
+              help: "Most bytes one read returns from a partition (at least one batch is always returned)."),
+        .init(name: "max.poll.records", group: .consumer, kind: .integer(1...100_000), defaultValue: "500",
+              help: "Most events one read returns."),
+        .init(name: "session.timeout.ms", group: .consumer, kind: .integer(1000...3_600_000), defaultValue: "45000",
+              help: "A consumer-group member that is not heard from for this long is removed."),
+        .init(name: "heartbeat.interval.ms", group: .consumer, kind: .integer(100...3_600_000), defaultValue: "3000",
+              help: "How often members are expected to heartbeat; must be below session.timeout.ms."),
+        .init(name: "auto.offset.reset", group: .consumer, kind: .choice(["earliest", "latest", "none"]), defaultValue: "latest",
+              help: "Where a read without an offset (or a new group) starts; none makes it an error."),
+        .init(name: "enable.auto.commit", group: .consumer, kind: .boolean, defaultValue: "true",
+              help: "Whether consumer groups commit polled offsets automatically."),
+        // Topic defaults
+        .init(name: "num.partitions", group: .topic, kind: .integer(1...10_000), defaultValue: "3",
+              help: "Partitions of a topic created without a count (and of auto-created topics)."),
+        .init(name: "retention.ms", group: .topic, kind: .integer(-1...Int64.max), defaultValue: "604800000",
+              help: "Default retention by age; -1 keeps forever."),
+        .init(name: "retention.bytes", group: .topic, kind: .integer(-1...Int64.max), defaultValue: "-1",
+              help: "Default retention by partition size; -1 means no limit."),
+        .init(name: "segment.bytes", group: .topic, kind: .integer(14...Int64(Int32.max)), defaultValue: "1073741824",
+              help: "Default segment file size."),
+        .init(name: "flush.policy", group: .topic, kind: .choice(["sync", "interval", "os"]), defaultValue: "interval",
+              help: "Default background flush of topics (acks=all always waits for its own fsync)."),
+        .init(name: "flush.ms", group: .topic, kind: .integer(1...3_600_000), defaultValue: "1000",
+              help: "Background fsync interval with flush.policy=interval."),
+        .init(name: "auto.create.topics.enable", group: .topic, kind: .boolean, defaultValue: "true",
+              help: "Publishing to a missing topic creates it with num.partitions."),
+        .init(name: "retention.check.interval.ms", group: .topic, kind: .integer(1000...86_400_000), defaultValue: "300000",
+              help: "How often retention runs."),
+        // Agent
+        .init(name: "data.dir", group: .agent, kind: .string, defaultValue: "./sluice-data", help: "Directory holding the log."),
+        .init(name: "api.address", group: .agent, kind: .address, defaultValue: "127.0.0.1:7470",
+              help: "Address of the HTTP API. Anything but loopback needs api.token."),
+        .init(name: "metrics.address", group: .agent, kind: .address, defaultValue: "0.0.0.0:9470",
+              help: "Address of /metrics (and /healthz, /readyz)."),
+        .init(name: "api.token", group: .agent, kind: .string, defaultValue: "",
+              help: "When set, every API call but health needs Authorization: Bearer <token>.", secret: true),
+        .init(name: "default.topic", group: .agent, kind: .string, defaultValue: "events",
+              help: "Topic for POST /v1/events when no route matches the event type."),
+        .init(name: "log.level", group: .agent, kind: .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
+              defaultValue: "info", help: "Lowest level written."),
+        .init(name: "log.format", group: .agent, kind: .choice(["json", "text"]), defaultValue: "json",
+              help: "json (one ECS-style object per line) or text (for humans)."),
+        .init(name: "log.file", group: .agent, kind: .string, defaultValue: "", help: "Write logs to this file instead of standard output."),
+        .init(name: "log.file.max.bytes", group: .agent, kind: .integer(4096...Int64.max), defaultValue: "104857600",
+              help: "Rotate log.file when it would grow past this size."),
+        .init(name: "log.file.max.files", group: .agent, kind: .integer(0...1000), defaultValue: "5",
+              help: "Rotated log files kept (log.file.1 … log.file.N)."),
+    ]
+
+    public static let byName: [String: ConfigProperty] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+    public static let byFlag: [String: ConfigProperty] = Dictionary(uniqueKeysWithValues: all.map { ($0.flag, $0) })
+    public static let byEnvironment: [String: ConfigProperty] = Dictionary(uniqueKeysWithValues: all.map { ($0.environmentVariable, $0) })
+}
+
+/// A parsed `host:port`.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init?(_ text: String) {
+        var hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            portPart = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+        }
+        guard !hostPart.isEmpty, let port = Int(portPart), (0...65535).contains(port) else { return nil }
+        host = String(hostPart)
+        self.port = port
+    }
+
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}

@@ -1,0 +1,315 @@
+import Foundation
+public import SluiceLog
+import Yams
+
+/// Where a setting's value came from.
+public enum ConfigSource: Sendable, Hashable, CustomStringConvertible {
+    case defaultValue
+    case file(path: String, line: Int)
+    case environment(String)
+    case flag(String)
+
+    public var description: String {
+        switch self {
+        case .defaultValue: "default"
+        case .file(let path, let line): "file \(path):\(line)"
+        case .environment(let name): "env \(name)"
+        case .flag(let flag): "flag \(flag)"
+        }
+    }
+}
+
+/// A configuration problem: which setting, which value, where it came from, what is allowed.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Sends events of matching types to a topic: `user.*` → `user-events`.
+public struct RouteRule: Sendable, Hashable {
+    public var pattern: String
+    public var topic: String
+
+    public init(pattern: String, topic: String) {
+        self.pattern = pattern
+        self.topic = topic
+    }
+
+    /// Glob match where `*` stands for any run of characters.
+    public func matches(_ type: String) -> Bool {
+        Self.glob(Array(pattern.utf8)[...], Array(type.utf8)[...])
+    }
+
+    private static func glob(_ pattern: ArraySlice<UInt8>, _ text: ArraySlice<UInt8>) -> Bool {
+        guard let first = pattern.first else { return text.isEmpty }
+        if first == UInt8(ascii: "*") {
+            var rest = text
+            while true {
+                if glob(pattern.dropFirst(), rest) { return true }
+                guard !rest.isEmpty else { return false }
+                rest = rest.dropFirst()
+            }
+        }
+        guard let head = text.first, head == first else { return false }
+        return glob(pattern.dropFirst(), text.dropFirst())
+    }
+}
+
+/// Acknowledgement modes of the write path.
+public enum Acks: String, Sendable, CaseIterable {
+    case none = "0"
+    case leader = "1"
+    case all = "all"
+}
+
+/// The effective configuration: every ``ConfigProperty`` resolved (flag > env > file > default) and validated.
+public struct SluiceConfig: Sendable {
+    /// The raw value and source of every property, by name.
+    public let values: [String: (value: String, source: ConfigSource)]
+    public let routes: [RouteRule]
+    public let routesSource: ConfigSource
+    /// The YAML file the configuration came from, if any; features with their own sections
+    /// (``fileSectionNames``) read them from it, keeping file and line numbers for their errors.
+    public let configFile: String?
+
+    public func string(_ name: String) -> String { values[name]!.value }
+    public func integer(_ name: String) -> Int64 { Int64(values[name]!.value)! }
+    public func int(_ name: String) -> Int { Int(values[name]!.value)! }
+    public func bool(_ name: String) -> Bool { values[name]!.value == "true" }
+    public func source(_ name: String) -> ConfigSource { values[name]!.source }
+
+    public var acks: Acks { Acks(rawValue: string("acks"))! }
+    public var enableIdempotence: Bool { bool("enable.idempotence") }
+    public var compression: Compression {
+        string("compression.type") == "gzip" ? .gzip(level: Int32(integer("compression.level"))) : .none
+    }
+    public var dataDirectory: String { string("data.dir") }
+    public var apiAddress: HostPort { HostPort(string("api.address"))! }
+    public var metricsAddress: HostPort { HostPort(string("metrics.address"))! }
+    public var apiToken: String? { string("api.token").isEmpty ? nil : string("api.token") }
+
+    /// The default storage settings for new topics.
+    public var topicDefaults: TopicConfig {
+        var config = TopicConfig()
+        config.retentionMs = integer("retention.ms")
+        config.retentionBytes = integer("retention.bytes")
+        config.segmentBytes = integer("segment.bytes")
+        switch string("flush.policy") {
+        case "sync": config.flushPolicy = .sync
+        case "os": config.flushPolicy = .os
+        default: config.flushPolicy = .interval(milliseconds: integer("flush.ms"))
+        }
+        // A batch as large as the largest request must fit.
+        config.maxMessageBytes = max(config.maxMessageBytes, int("max.request.size") + 1024)
+        return config
+    }
+
+    /// Resolves the configuration.
+    ///
+    /// - Parameters:
+    ///   - arguments: command-line words holding `--property-flag VALUE`, `--property-flag=VALUE`,
+    ///     `-X name=value` / `-Xname=value` and `--route PATTERN=TOPIC` (repeatable).
+    ///   - environment: the process environment (`SLUICE_*` variables are read).
+    ///   - file: a YAML file of `name: value` pairs and sections (`routes`, …), if any.
+    public static func load(arguments: [String] = [], environment: [String: String] = [:], file: String? = nil) throws(ConfigError) -> SluiceConfig {
+        var values: [String: (value: String, source: ConfigSource)] = [:]
+        for property in ConfigProperty.all { values[property.name] = (property.defaultValue, .defaultValue) }
+
+        func set(_ name: String, _ raw: String, _ source: ConfigSource) throws(ConfigError) {
+            guard let property = ConfigProperty.byName[name] else {
+                throw ConfigError("unknown property '\(name)' (from \(source))\(suggestion(for: name, in: ConfigProperty.all.map(\.name))); `sluice serve --help` lists them all")
+            }
+            guard let value = property.normalize(raw) else {
+                throw ConfigError("\(name)=\(raw) (from \(source)) is invalid: expected \(property.kind.allowed)")
+            }
+            values[name] = (value, source)
+        }
+
+        // Lowest precedence first; later sources overwrite.
+        var routes: [RouteRule] = []
+        var routesSource = ConfigSource.defaultValue
+        if let file {
+            let parsed = try parseFile(file)
+            for (name, raw, line) in parsed.properties { try set(name, raw, .file(path: file, line: line)) }
+            if !parsed.routes.isEmpty {
+                routes = parsed.routes
+                routesSource = .file(path: file, line: parsed.routesLine)
+            }
+        }
+        for (variable, raw) in environment.sorted(by: { $0.key < $1.key }) where variable.hasPrefix("SLUICE_") {
+            if variable == "SLUICE_ROUTES" {
+                routes = try parseRoutes(raw.split(separator: ",").map(String.init), source: .environment(variable))
+                routesSource = .environment(variable)
+                continue
+            }
+            guard let property = ConfigProperty.byEnvironment[variable] else {
+                throw ConfigError("unknown environment variable \(variable)\(suggestion(for: variable, in: Array(ConfigProperty.byEnvironment.keys))); unset it or fix the name")
+            }
+            try set(property.name, raw, .environment(variable))
+        }
+        var flagRoutes: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let word = arguments[index]
+            func takeValue(_ flag: String) throws(ConfigError) -> String {
+                guard index + 1 < arguments.count else { throw ConfigError("\(flag) needs a value") }
+                index += 1
+                return arguments[index]
+            }
+            if word == "-X" || (word.hasPrefix("-X") && !word.hasPrefix("--")) {
+                let pair = word == "-X" ? try takeValue("-X") : String(word.dropFirst(2))
+                guard let equals = pair.firstIndex(of: "=") else {
+                    throw ConfigError("-X \(pair) must be name=value, e.g. -X linger.ms=20")
+                }
+                let name = String(pair[..<equals])
+                try set(name, String(pair[pair.index(after: equals)...]), .flag("-X \(name)"))
+            } else if word.hasPrefix("--") {
+                let flag: String
+                var inline: String?
+                if let equals = word.firstIndex(of: "=") {
+                    flag = String(word[..<equals])
+                    inline = String(word[word.index(after: equals)...])
+                } else {
+                    flag = word
+                }
+                if flag == "--route" {
+                    let value: String
+                    if let inline { value = inline } else { value = try takeValue(flag) }
+                    flagRoutes.append(value)
+                } else if let property = ConfigProperty.byFlag[flag] {
+                    let value: String
+                    if let inline { value = inline } else { value = try takeValue(flag) }
+                    try set(property.name, value, .flag(flag))
+                } else {
+                    throw ConfigError("unknown option \(flag)\(suggestion(for: flag, in: Array(ConfigProperty.byFlag.keys) + ["--route"])); `sluice serve --help` lists them all")
+                }
+            } else {
+                throw ConfigError("unexpected argument '\(word)'; settings are flags such as --linger-ms 20 or -X linger.ms=20")
+            }
+            index += 1
+        }
+        if !flagRoutes.isEmpty {
+            routes = try parseRoutes(flagRoutes, source: .flag("--route"))
+            routesSource = .flag("--route")
+        }
+
+        let config = SluiceConfig(values: values, routes: routes, routesSource: routesSource, configFile: file)
+        try config.validate()
+        return config
+    }
+
+    /// Rules that involve more than one setting.
+    func validate() throws(ConfigError) {
+        func at(_ name: String) -> String { "\(name)=\(values[name]!.value) (from \(values[name]!.source))" }
+        if enableIdempotence && acks != .all {
+            throw ConfigError("\(at("enable.idempotence")) needs acks=all, but \(at("acks")); set acks=all or enable.idempotence=false")
+        }
+        if enableIdempotence && integer("max.in.flight.requests.per.connection") > 5 {
+            throw ConfigError("\(at("enable.idempotence")) allows at most 5 in flight, but \(at("max.in.flight.requests.per.connection"))")
+        }
+        if integer("heartbeat.interval.ms") >= integer("session.timeout.ms") {
+            throw ConfigError("\(at("heartbeat.interval.ms")) must be below \(at("session.timeout.ms"))")
+        }
+        if integer("buffer.memory") < integer("max.request.size") {
+            throw ConfigError("\(at("buffer.memory")) must be at least \(at("max.request.size")), or no request could ever be accepted")
+        }
+        if apiToken == nil && !apiAddress.isLoopback {
+            throw ConfigError("\(at("api.address")) is not a loopback address, so api.token must be set (the API would be open to the network)")
+        }
+        if !TopicName.isValid(string("default.topic")) {
+            throw ConfigError("\(at("default.topic")) is not a valid topic name: use 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-'")
+        }
+        for rule in routes where !TopicName.isValid(rule.topic) {
+            throw ConfigError("route \(rule.pattern)=\(rule.topic) (from \(routesSource)) names an invalid topic")
+        }
+    }
+
+    static func parseRoutes(_ entries: [String], source: ConfigSource) throws(ConfigError) -> [RouteRule] {
+        try entries.map { entry throws(ConfigError) -> RouteRule in
+            let parts = entry.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty, TopicName.isValid(parts[1]) else {
+                throw ConfigError("route '\(entry)' (from \(source)) must be PATTERN=TOPIC, e.g. user.*=user-events")
+            }
+            return RouteRule(pattern: parts[0], topic: parts[1])
+        }
+    }
+
+    struct ParsedFile {
+        var properties: [(String, String, Int)] = []
+        var routes: [RouteRule] = []
+        var routesLine = 0
+    }
+
+    /// Sections of the YAML file that belong to other features and are passed through.
+    public static let fileSectionNames: Set<String> = ["subscriptions", "sagas", "observed_sagas"]
+
+    static func parseFile(_ path: String) throws(ConfigError) -> ParsedFile {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError("cannot read config file \(path); check the --config path")
+        }
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError("config file \(path) is not valid YAML: \(error)")
+        }
+        var parsed = ParsedFile()
+        guard let root else { return parsed }
+        guard let mapping = root.mapping else {
+            throw ConfigError("config file \(path) must be a mapping of settings (name: value), found \(root)")
+        }
+        for (keyNode, valueNode) in mapping {
+            let line = (keyNode.mark?.line ?? 0)
+            guard let key = keyNode.string else { throw ConfigError("\(path):\(line): keys must be strings") }
+            if key == "routes" {
+                parsed.routesLine = line
+                if let list = valueNode.sequence {
+                    for item in list {
+                        guard let match = item.mapping?["match"]?.string, let topic = item.mapping?["topic"]?.string else {
+                            throw ConfigError("\(path):\(item.mark?.line ?? line): each route needs match and topic, e.g. {match: \"user.*\", topic: user-events}")
+                        }
+                        parsed.routes += try parseRoutes(["\(match)=\(topic)"], source: .file(path: path, line: item.mark?.line ?? line))
+                    }
+                } else if let map = valueNode.mapping {
+                    for (pattern, topic) in map {
+                        parsed.routes += try parseRoutes(["\(pattern.string ?? "")=\(topic.string ?? "")"], source: .file(path: path, line: pattern.mark?.line ?? line))
+                    }
+                } else {
+                    throw ConfigError("\(path):\(line): routes must be a list of {match, topic} or a mapping pattern: topic")
+                }
+            } else if fileSectionNames.contains(key) {
+                continue
+            } else if let scalar = valueNode.scalar {
+                parsed.properties.append((key, scalar.string, line))
+            } else {
+                throw ConfigError("\(path):\(line): \(key) must be a single value, e.g. \(key): \(ConfigProperty.byName[key]?.defaultValue ?? "…")")
+            }
+        }
+        return parsed
+    }
+
+    /// `; did you mean X?` for the closest known name, when one is close.
+    static func suggestion(for name: String, in candidates: [String]) -> String {
+        let scored = candidates.map { ($0, editDistance(name, $0)) }.min { $0.1 < $1.1 }
+        guard let (best, distance) = scored, distance <= max(2, name.count / 4) else { return "" }
+        return "; did you mean \(best)?"
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty { return b.count }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var previous = row[0]
+            row[0] = i
+            if b.isEmpty { continue }
+            for j in 1...b.count {
+                let saved = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = saved
+            }
+        }
+        return row[b.count]
+    }
+}

@@ -1,0 +1,25 @@
+/// The HTTP paths Sluice serves. These are a contract: clients, probes and the OpenAPI file use them.
+public enum HTTPPath {
+    public static let health = "/healthz"
+    public static let ready = "/readyz"
+    public static let metrics = "/metrics"
+    public static let topics = "/v1/topics"
+    public static let topic = "/v1/topics/{topic}"
+    public static let topicEvents = "/v1/topics/{topic}/events"
+    public static let partitionEvents = "/v1/topics/{topic}/partitions/{partition}/events"
+    public static let routedEvents = "/v1/events"
+}
+
+/// Header names Sluice reads or writes.
+public enum HeaderName {
+    public static let correlationId = "X-Correlation-ID"
+    public static let traceparent = "traceparent"
+}
+
+/// Media types of the CloudEvents HTTP binding and RFC 9457.
+public enum MediaTypes {
+    public static let cloudEvent = "application/cloudevents+json"
+    public static let cloudEventBatch = "application/cloudevents-batch+json"
+    public static let json = "application/json"
+    public static let problem = "application/problem+json"
+}

@@ -1,0 +1,25 @@
+/// Field names of Sluice's JSON log lines (ECS-style). These are a contract: dashboards, Loki and Elasticsearch
+/// queries and `sluice logs` filters are written against them.
+public enum LogField {
+    public static let timestamp = "@timestamp"
+    public static let level = "log.level"
+    public static let message = "message"
+    public static let logger = "log.logger"
+    public static let serviceName = "service.name"
+    public static let ecsVersion = "ecs.version"
+
+    public static let correlationId = "correlation_id"
+    public static let causationId = "causation_id"
+    public static let traceId = "trace.id"
+    public static let spanId = "span.id"
+    public static let eventId = "event.id"
+    public static let eventType = "event.type"
+    public static let topic = "topic"
+    public static let partition = "partition"
+    public static let offset = "offset"
+
+    /// Fields the handler writes itself; metadata with these keys is moved under `metadata.` instead.
+    public static let core: Set<String> = [timestamp, level, message, logger, serviceName, ecsVersion]
+    /// The ECS version the field layout follows.
+    public static let ecsVersionValue = "8.11.0"
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Where log lines go: standard output or a size-rotated file. Each line is written whole with one write(2).
+public final class LogSink: Sendable {
+    enum Target {
+        case descriptor(Int32)
+        case file(path: String, fd: Int32, size: Int, maxBytes: Int, maxFiles: Int)
+    }
+
+    private let target: Mutex<Target>
+
+    /// Lines to standard output.
+    public static let standardOutput = LogSink(target: .descriptor(1))
+    /// Lines to standard error.
+    public static let standardError = LogSink(target: .descriptor(2))
+
+    private init(target: Target) {
+        self.target = Mutex(target)
+    }
+
+    /// Lines appended to `path`; when it would exceed `maxBytes` it is renamed to `path.1` (older ones shift up
+    /// to `path.<maxFiles>`, the oldest is deleted) and a new file is started.
+    public static func file(path: String, maxBytes: Int, maxFiles: Int) throws -> LogSink {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw LogSinkError(message: "cannot open log file \(path): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        fstat(fd, &info)
+        return LogSink(target: .file(path: path, fd: fd, size: Int(info.st_size), maxBytes: maxBytes, maxFiles: maxFiles))
+    }
+
+    /// Writes one line (the newline is added here). Never throws: a log line that cannot be written is dropped.
+    public func write(line: [UInt8]) {
+        target.withLock { target in
+            switch target {
+            case .descriptor(let fd):
+                Self.writeAll(fd, line)
+            case .file(let path, var fd, var size, let maxBytes, let maxFiles):
+                if size > 0 && size + line.count > maxBytes {
+                    close(fd)
+                    Self.rotate(path: path, maxFiles: maxFiles)
+                    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+                    size = 0
+                }
+                if fd >= 0 {
+                    Self.writeAll(fd, line)
+                    size += line.count
+                }
+                target = .file(path: path, fd: fd, size: size, maxBytes: maxBytes, maxFiles: maxFiles)
+            }
+        }
+    }
+
+    private static func rotate(path: String, maxFiles: Int) {
+        guard maxFiles >= 1 else {
+            unlink(path)
+            return
+        }
+        unlink("\(path).\(maxFiles)")
+        if maxFiles >= 2 {
+            for index in stride(from: maxFiles - 1, through: 1, by: -1) {
+                rename("\(path).\(index)", "\(path).\(index + 1)")
+            }
+        }
+        rename(path, "\(path).1")
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += n
+            }
+        }
+    }
+}
+
+public struct LogSinkError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import Prometheus
+import Synchronization
+
+/// The process's metrics: one `PrometheusCollectorRegistry`, the metric families of ``MetricName``, and a
+/// render that reads only in-memory values (no disk I/O, no broker lock).
+///
+/// Tests make their own instance; `sluice serve` makes one per process.
+public final class SluiceMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    /// Distinct `event_type` label values kept per topic; further types are counted as `other`.
+    public let maxEventTypesPerTopic: Int
+    private let eventTypes = Mutex<[String: Set<String>]>([:])
+    private let compression = Mutex<[String: (uncompressed: Double, stored: Double)]>([:])
+    private let startTime: Double
+
+    public let producerBatchBytes: ValueHistogram
+    public let producerBatchRecords: ValueHistogram
+    public let producerBufferBytes: Gauge
+    public let producerBufferFull: Counter
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), maxEventTypesPerTopic: Int = 200) {
+        self.registry = registry
+        self.maxEventTypesPerTopic = maxEventTypesPerTopic
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        startTime = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        producerBatchBytes = registry.makeValueHistogram(
+            name: MetricName.producerBatchBytes.name,
+            buckets: [256, 1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304], help: MetricName.producerBatchBytes.help)
+        producerBatchRecords = registry.makeValueHistogram(
+            name: MetricName.producerBatchRecords.name, buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
+            help: MetricName.producerBatchRecords.help)
+        producerBufferBytes = registry.makeGauge(name: MetricName.producerBufferBytes.name, help: MetricName.producerBufferBytes.help)
+        producerBufferFull = registry.makeCounter(name: MetricName.producerBufferFull.name, help: MetricName.producerBufferFull.help)
+        for family in [MetricName.processResidentMemory, MetricName.processVirtualMemory, MetricName.processCPUSeconds,
+                       MetricName.processOpenFDs, MetricName.processMaxFDs, MetricName.processStartTime] {
+            _ = registry.makeGauge(name: family.name, help: family.help)
+        }
+        registry.makeGauge(name: MetricName.processStartTime.name, help: MetricName.processStartTime.help).set(startTime)
+    }
+
+    // MARK: - Families with labels
+
+    public func counter(_ family: MetricFamily, _ values: String...) -> Counter {
+        registry.makeCounter(name: family.name, labels: Array(zip(family.labels, values)), help: family.help)
+    }
+
+    public func gauge(_ family: MetricFamily, _ values: String...) -> Gauge {
+        registry.makeGauge(name: family.name, labels: Array(zip(family.labels, values)), help: family.help)
+    }
+
+    /// Counts a published event, keeping the `event_type` label bounded per topic.
+    public func eventPublished(topic: String, eventType: String, status: String, count: Int = 1) {
+        let type = boundedEventType(topic: topic, eventType: eventType)
+        counter(MetricName.eventsPublished, topic, type, status).increment(by: Int64(count))
+    }
+
+    private func boundedEventType(topic: String, eventType: String) -> String {
+        eventTypes.withLock { known in
+            if known[topic, default: []].contains(eventType) { return eventType }
+            if known[topic, default: []].count >= maxEventTypesPerTopic { return "other" }
+            known[topic, default: []].insert(eventType)
+            return eventType
+        }
+    }
+
+    /// Records one publish request's latency.
+    public func publishDuration(acks: String, seconds: Double) {
+        registry.makeDurationHistogram(
+            name: MetricName.publishDuration.name, labels: [("acks", acks)],
+            buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
+                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                      .seconds(1), .seconds(2.5), .seconds(5)],
+            help: MetricName.publishDuration.help
+        ).record(.nanoseconds(Int64(seconds * 1e9)))
+    }
+
+    /// Records a batch written to `topic`.
+    public func batchWritten(topic: String, records: Int, uncompressedBytes: Int, storedBytes: Int) {
+        producerBatchBytes.record(Double(storedBytes))
+        producerBatchRecords.record(Double(records))
+        let ratio = compression.withLock { totals -> Double in
+            var entry = totals[topic] ?? (0, 0)
+            entry.uncompressed += Double(uncompressedBytes)
+            entry.stored += Double(storedBytes)
+            totals[topic] = entry
+            return entry.stored > 0 ? entry.uncompressed / entry.stored : 1
+        }
+        gauge(MetricName.producerCompressionRatio, topic).set(ratio)
+    }
+
+    /// Updates a partition's gauges (called by the broker after appends and retention, never at scrape time).
+    public func partitionChanged(topic: String, partition: Int32, startOffset: Int64, endOffset: Int64, sizeBytes: Int64, lastAppendMillis: Int64?) {
+        let p = String(partition)
+        gauge(MetricName.partitionLogEndOffset, topic, p).set(Double(endOffset))
+        gauge(MetricName.partitionLogStartOffset, topic, p).set(Double(startOffset))
+        gauge(MetricName.partitionSizeBytes, topic, p).set(Double(sizeBytes))
+        if let lastAppendMillis { gauge(MetricName.partitionLastAppend, topic, p).set(Double(lastAppendMillis) / 1000) }
+    }
+
+    public func topicCreated(_ topic: String, partitions: Int) {
+        gauge(MetricName.topicPartitions, topic).set(Double(partitions))
+    }
+
+    /// Removes a deleted topic's series.
+    public func topicDeleted(_ topic: String, partitions: Int) {
+        registry.unregisterGauge(gauge(MetricName.topicPartitions, topic))
+        registry.unregisterGauge(gauge(MetricName.producerCompressionRatio, topic))
+        for p in 0..<partitions {
+            for family in [MetricName.partitionLogEndOffset, MetricName.partitionLogStartOffset, MetricName.partitionSizeBytes, MetricName.partitionLastAppend] {
+                registry.unregisterGauge(gauge(family, topic, String(p)))
+            }
+        }
+    }
+
+    public func httpRequest(route: String, method: String, status: Int) {
+        counter(MetricName.httpRequests, route, method, String(status)).increment()
+    }
+
+    // MARK: - Render
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    public func render() -> [UInt8] {
+        updateProcessMetrics()
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(64 * 1024)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// Reads /proc/self (memory, CPU, descriptors): procfs, not the disk.
+    private func updateProcessMetrics() {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
+        if let stat = Self.readProc("/proc/self/stat"), let close = stat.lastIndex(of: ")") {
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            // Fields after the command name start at field 3 (state); utime is 14, stime 15, vsize 23, rss 24.
+            if fields.count > 22, let utime = Double(fields[11]), let stime = Double(fields[12]),
+               let vsize = Double(fields[20]), let rss = Double(fields[21]) {
+                registry.makeGauge(name: MetricName.processCPUSeconds.name, help: MetricName.processCPUSeconds.help).set((utime + stime) / ticks)
+                registry.makeGauge(name: MetricName.processVirtualMemory.name, help: MetricName.processVirtualMemory.help).set(vsize)
+                registry.makeGauge(name: MetricName.processResidentMemory.name, help: MetricName.processResidentMemory.help).set(rss * pageSize)
+            }
+        }
+        var count = 0
+        if let dir = opendir("/proc/self/fd") {
+            while readdir(dir) != nil { count += 1 }
+            closedir(dir)
+            count -= 3  // ".", ".." and the directory's own descriptor
+        }
+        registry.makeGauge(name: MetricName.processOpenFDs.name, help: MetricName.processOpenFDs.help).set(Double(max(count, 0)))
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            registry.makeGauge(name: MetricName.processMaxFDs.name, help: MetricName.processMaxFDs.help).set(Double(limit.rlim_cur))
+        }
+    }
+
+    private static func readProc(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = read(fd, &buffer, buffer.count)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import SluiceBroker
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Inspect the configuration.",
+        subcommands: [ConfigShow.self]
+    )
+}
+
+struct ConfigShow: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Print the effective configuration and where every value came from (takes the same settings as serve).",
+        discussion: SettingsOptions.settingsHelp
+    )
+
+    @Flag(name: .long, help: "Print JSON lines instead of a table.")
+    var json = false
+
+    @OptionGroup var options: SettingsOptions
+
+    func run() throws {
+        let config = try options.load()
+        var rows: [(String, String, String)] = []
+        for property in ConfigProperty.all {
+            let (value, source) = config.values[property.name]!
+            rows.append((property.name, property.secret && !value.isEmpty ? "***" : value, source.description))
+        }
+        let routes = config.routes.map { "\($0.pattern)=\($0.topic)" }.joined(separator: ",")
+        rows.append(("routes", routes, config.routesSource.description))
+        if json {
+            for (name, value, source) in rows { writeLine(jsonLine(["name": name, "value": value, "source": source])) }
+            return
+        }
+        let width = rows.map(\.0.count).max() ?? 10
+        let valueWidth = min(rows.map(\.1.count).max() ?? 10, 40)
+        writeLine("PROPERTY".padding(toLength: width, withPad: " ", startingAt: 0) + "  " + "VALUE".padding(toLength: valueWidth, withPad: " ", startingAt: 0) + "  SOURCE")
+        for (name, value, source) in rows {
+            writeLine(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value.padding(toLength: max(valueWidth, value.count), withPad: " ", startingAt: 0) + "  " + source)
+        }
+    }
+}
