@@ -90,11 +90,11 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceBrokerTests",
-            dependencies: ["SluiceBroker", "SluiceTelemetry", "SluiceLog"]
+            dependencies: ["SluiceBroker", "SluiceTelemetry", "SluiceLog", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SluiceServerTests",
-            dependencies: ["SluiceServer", "SluiceBroker", "SluiceTelemetry", "SluiceLog"]
+            dependencies: ["SluiceServer", "SluiceBroker", "SluiceTelemetry", "SluiceLog", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

@@ -1,0 +1,75 @@
+import Foundation
+@testable import SluiceBroker
+import SluiceLog
+import Testing
+
+@Suite("CloudEvents")
+struct CloudEventTests {
+    @Test("structured events become Kafka-binding records and come back unchanged")
+    func recordRoundTrip() throws {
+        let object: [String: Any] = [
+            "specversion": "1.0", "id": "e-1", "source": "/orders", "type": "order.created", "time": "2026-11-22T16:00:00.123Z",
+            "subject": "o-9", "dataschema": "https://schemas.example/order/v2", "partitionkey": "cust-7", "correlationid": "c-1",
+            "causationid": "cmd-3", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "priority": 5, "urgent": true,
+            "data": ["total": 42, "items": ["a", "b"]],
+        ]
+        let event = try CloudEvent.parse(jsonObject: object)
+        #expect(event.extensions["priority"] == "5")
+        #expect(event.extensions["urgent"] == "true")
+        let record = event.record(timestamp: 1000)
+        #expect(record.key == Array("cust-7".utf8))
+        #expect(record.headers.contains(RecordHeader(key: "ce_id", value: Array("e-1".utf8))))
+        #expect(record.headers.contains(RecordHeader(key: "ce_correlationid", value: Array("c-1".utf8))))
+        let back = try #require(CloudEvent(record: record))
+        #expect(back == event)
+        let json = back.jsonObject()
+        #expect((json["data"] as? [String: Any])?["total"] as? Int == 42)
+        #expect(json["partitionkey"] as? String == "cust-7")
+    }
+
+    @Test("binary data is kept as bytes and shown as data_base64; text stays text")
+    func binaryData() throws {
+        let bytes: [UInt8] = [0, 1, 2, 255]
+        let event = try CloudEvent.parse(binaryHeaders: [("ce-specversion", "1.0"), ("ce-id", "b1"), ("ce-source", "/s"), ("ce-type", "t"),
+                                                         ("Content-Type", "application/octet-stream"), ("ce-partitionkey", "k%20y")], body: bytes)
+        #expect(event.data == bytes)
+        #expect(event.partitionKey == "k y")
+        #expect(event.jsonObject()["data_base64"] as? String == "AAEC/w==")
+        let text = try CloudEvent.parse(jsonObject: ["specversion": "1.0", "id": "x", "source": "/s", "type": "t", "datacontenttype": "text/plain", "data": "héllo"])
+        #expect(text.data == Array("héllo".utf8))
+        #expect(CloudEvent(record: text.record(timestamp: 0))?.jsonObject()["data"] as? String == "héllo")
+    }
+
+    @Test("invalid events are rejected naming the attribute", arguments: [
+        (["id": "1", "source": "/s", "type": "t"], "specversion", "required attribute 'specversion' is missing"),
+        (["specversion": "0.3", "id": "1", "source": "/s", "type": "t"], "specversion", "accepts CloudEvents 1.0"),
+        (["specversion": "1.0", "source": "/s", "type": "t"], "id", "required attribute 'id' is missing"),
+        (["specversion": "1.0", "id": "", "source": "/s", "type": "t"], "id", "must be a non-empty string"),
+        (["specversion": "1.0", "id": "1", "source": 5, "type": "t"], "source", "must be a non-empty string"),
+        (["specversion": "1.0", "id": "1", "source": "/s"], "type", "required attribute 'type' is missing"),
+        (["specversion": "1.0", "id": "1", "source": "/s", "type": "t", "time": "yesterday"], "time", "not an RFC 3339 timestamp"),
+        (["specversion": "1.0", "id": "1", "source": "/s", "type": "t", "Bad_Name": "x"], "Bad_Name", "attribute name 'Bad_Name' is invalid"),
+        (["specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": 1, "data_base64": "AA=="], "data", "cannot both be present"),
+        (["specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data_base64": "***"], "data_base64", "must be a base64 string"),
+        (["specversion": "1.0", "id": "1", "source": "/s", "type": "t", "traceparent": "nope"], "traceparent", "is not a W3C trace context"),
+        (["specversion": "1.0", "id": "1", "source": "/s", "type": "t", "partitionkey": ""], "partitionkey", "must not be empty"),
+        (["specversion": "1.0", "id": "1", "source": "/s", "type": "t", "ext": ["nested": 1]], "ext", "must be a string, number or boolean"),
+    ] as [([String: any Sendable], String, String)])
+    func invalid(object: [String: any Sendable], attribute: String, message: String) {
+        let error = #expect(throws: BrokerError.self) { try CloudEvent.parse(jsonObject: object as [String: Any]) }
+        #expect(error?.status == 400)
+        #expect(error?.attribute == attribute)
+        #expect(error?.message.contains(message) == true, "got \(error?.message ?? "-")")
+    }
+
+    @Test("binary mode needs ce-specversion, and JSON content must parse")
+    func binaryErrors() {
+        var error = #expect(throws: BrokerError.self) { try CloudEvent.parse(binaryHeaders: [("ce-id", "1")], body: []) }
+        #expect(error?.attribute == "specversion")
+        error = #expect(throws: BrokerError.self) {
+            try CloudEvent.parse(binaryHeaders: [("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t"), ("content-type", "application/json")],
+                                 body: Array("{not json".utf8))
+        }
+        #expect(error?.message.contains("does not parse as JSON") == true)
+    }
+}
