@@ -15,6 +15,7 @@ public final class SluiceMetrics: Sendable {
     private let eventTypes = Mutex<[String: Set<String>]>([:])
     private let compression = Mutex<[String: (uncompressed: Double, stored: Double)]>([:])
     private let startTime: Double
+    private let cpuSecondsCounted = Mutex<Double>(0)
 
     public let producerBatchBytes: ValueHistogram
     public let producerBatchRecords: ValueHistogram
@@ -35,7 +36,8 @@ public final class SluiceMetrics: Sendable {
             help: MetricName.producerBatchRecords.help)
         producerBufferBytes = registry.makeGauge(name: MetricName.producerBufferBytes.name, help: MetricName.producerBufferBytes.help)
         producerBufferFull = registry.makeCounter(name: MetricName.producerBufferFull.name, help: MetricName.producerBufferFull.help)
-        for family in [MetricName.processResidentMemory, MetricName.processVirtualMemory, MetricName.processCPUSeconds,
+        _ = registry.makeCounter(name: MetricName.processCPUSeconds.name, help: MetricName.processCPUSeconds.help)
+        for family in [MetricName.processResidentMemory, MetricName.processVirtualMemory,
                        MetricName.processOpenFDs, MetricName.processMaxFDs, MetricName.processStartTime] {
             _ = registry.makeGauge(name: family.name, help: family.help)
         }
@@ -142,7 +144,13 @@ public final class SluiceMetrics: Sendable {
             // Fields after the command name start at field 3 (state); utime is 14, stime 15, vsize 23, rss 24.
             if fields.count > 22, let utime = Double(fields[11]), let stime = Double(fields[12]),
                let vsize = Double(fields[20]), let rss = Double(fields[21]) {
-                registry.makeGauge(name: MetricName.processCPUSeconds.name, help: MetricName.processCPUSeconds.help).set((utime + stime) / ticks)
+                // A counter: add what was used since the last scrape.
+                let total = (utime + stime) / ticks
+                let delta = cpuSecondsCounted.withLock { counted -> Double in
+                    defer { counted = max(counted, total) }
+                    return max(0, total - counted)
+                }
+                registry.makeCounter(name: MetricName.processCPUSeconds.name, help: MetricName.processCPUSeconds.help).increment(by: delta)
                 registry.makeGauge(name: MetricName.processVirtualMemory.name, help: MetricName.processVirtualMemory.help).set(vsize)
                 registry.makeGauge(name: MetricName.processResidentMemory.name, help: MetricName.processResidentMemory.help).set(rss * pageSize)
             }
