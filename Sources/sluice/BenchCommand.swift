@@ -2,12 +2,13 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import SluiceLog
+import SluiceTelemetry
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the storage engine (build with -c release for meaningful numbers).",
-        subcommands: [LogBench.self]
+        subcommands: [LogBench.self, MetricsBench.self]
     )
 }
 
@@ -249,3 +250,48 @@ func seconds(since start: DispatchTime) -> Double {
 func f0(_ v: Double) -> String { String(format: "%.0f", v) }
 func f1(_ v: Double) -> String { String(format: "%.1f", v) }
 func f2(_ v: Double) -> String { String(format: "%.2f", v) }
+
+/// `sluice bench metrics`: how long rendering /metrics takes, and how big it is, with many partitions.
+struct MetricsBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics",
+        abstract: "Render time and size of /metrics with TOPICS × PARTITIONS partitions (4 gauges each) plus per-topic families."
+    )
+
+    @Option(name: .long, help: "Topics.")
+    var topics: Int = 1000
+    @Option(name: .long, help: "Partitions per topic.")
+    var partitions: Int = 10
+    @Option(name: .long, help: "Renders to time; the median is reported.")
+    var runs: Int = 21
+
+    func validate() throws {
+        guard topics >= 1, partitions >= 1, runs >= 1 else { throw ValidationError("--topics, --partitions and --runs must be at least 1") }
+    }
+
+    func run() {
+        let metrics = SluiceMetrics()
+        let now = currentTimeMillis()
+        for t in 0..<topics {
+            let topic = "topic-\(t)"
+            metrics.topicCreated(topic, partitions: partitions)
+            for p in 0..<partitions {
+                metrics.partitionChanged(topic: topic, partition: Int32(p), startOffset: 0, endOffset: Int64(t * p), sizeBytes: Int64(t * 1000), lastAppendMillis: now)
+            }
+            for type in ["order.created", "order.paid"] { metrics.eventPublished(topic: topic, eventType: type, status: "written", count: t + 1) }
+            metrics.batchWritten(topic: topic, records: 10, uncompressedBytes: 10_000, storedBytes: 3000)
+        }
+        metrics.publishDuration(acks: "all", seconds: 0.002)
+        var times: [Double] = []
+        var size = 0
+        for _ in 0..<runs {
+            let start = DispatchTime.now()
+            size = metrics.render().count
+            times.append(seconds(since: start))
+        }
+        let series = metrics.render().split(separator: UInt8(ascii: "\n")).filter { $0.first != UInt8(ascii: "#") }.count
+        writeLine("| topics × partitions | series | size | render median | render max |")
+        writeLine("|---|---|---|---|---|")
+        writeLine("| \(topics) × \(partitions) | \(series) | \(f1(Double(size) / 1_048_576)) MiB | \(f1(median(times) * 1000)) ms | \(f1(times.max()! * 1000)) ms |")
+    }
+}

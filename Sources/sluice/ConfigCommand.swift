@@ -6,7 +6,7 @@ struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "config",
         abstract: "Inspect the configuration.",
-        subcommands: [ConfigShow.self]
+        subcommands: [ConfigShow.self, ConfigReference.self]
     )
 }
 
@@ -40,6 +40,25 @@ struct ConfigShow: ParsableCommand {
         writeLine("PROPERTY".padding(toLength: width, withPad: " ", startingAt: 0) + "  " + "VALUE".padding(toLength: valueWidth, withPad: " ", startingAt: 0) + "  SOURCE")
         for (name, value, source) in rows {
             writeLine(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value.padding(toLength: max(valueWidth, value.count), withPad: " ", startingAt: 0) + "  " + source)
+        }
+    }
+}
+
+struct ConfigReference: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reference",
+        abstract: "Print every setting as a Markdown table (the README's settings reference is this output)."
+    )
+
+    func run() {
+        for group in ConfigProperty.Group.allCases {
+            writeLine("\n**\(group.rawValue.capitalized)**\n")
+            writeLine("| flag | `-X` / YAML key | environment | default | meaning |")
+            writeLine("|---|---|---|---|---|")
+            for property in ConfigProperty.all where property.group == group {
+                let shown = property.defaultValue.isEmpty ? "(empty)" : "`\(property.defaultValue)`"
+                writeLine("| `\(property.flag)` | `\(property.name)` | `\(property.environmentVariable)` | \(shown) | \(property.help) |")
+            }
         }
     }
 }

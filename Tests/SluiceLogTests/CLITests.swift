@@ -128,3 +128,86 @@ struct CLITests {
         }
     }
 }
+
+@Suite("sluice logs and config show")
+struct LogsAndConfigCLITests {
+    static let sample = """
+        {"@timestamp":"2026-11-22T16:00:00.000Z","log.level":"info","message":"event published","correlation_id":"c-1","topic":"orders"}
+        not json at all
+        {"@timestamp":"2026-11-22T16:00:01.000Z","log.level":"debug","message":"event read","correlation_id":"c-1"}
+        {"@timestamp":"2026-11-22T16:00:02.000Z","log.level":"error","message":"boom","correlation_id":"c-2"}
+        {"truncated":
+        """
+
+    @Test("logs filters by correlation id and level, survives non-JSON lines, and pretty-prints")
+    func logsFilters() async throws {
+        try await withTemporaryDirectory { dir in
+            let file = dir + "/sluice.log"
+            try Self.sample.write(toFile: file, atomically: true, encoding: .utf8)
+            var result = try sluice("logs", file)
+            #expect(result.status == 0)
+            #expect(result.stdout.split(separator: "\n").count == 5, "without filters every line passes, JSON or not")
+            result = try sluice("logs", file, "--correlation-id", "c-1")
+            #expect(result.stdout.split(separator: "\n").map { $0.contains("c-1") } == [true, true])
+            result = try sluice("logs", file, "--level", "info")
+            #expect(result.stdout.contains("event published") && result.stdout.contains("boom") && !result.stdout.contains("event read"))
+            result = try sluice("logs", "-", "--level", "error", "--pretty", stdin: Self.sample)
+            #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "2026-11-22T16:00:02.000Z ERROR    boom  correlation_id=c-2")
+            result = try sluice("logs", file, "--level", "loud")
+            #expect(result.status == 2)
+            #expect(result.stderr.contains("--level must be one of"))
+            result = try sluice("logs", dir + "/missing.log")
+            #expect(result.status == 2)
+        }
+    }
+
+    @Test("logs --follow prints lines appended later and follows rotation")
+    func logsFollow() async throws {
+        try await withTemporaryDirectory { dir in
+            let file = dir + "/sluice.log"
+            try "{\"log.level\":\"info\",\"message\":\"first\"}\n".write(toFile: file, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: sluiceBinary)
+            process.arguments = ["logs", file, "--follow"]
+            let out = dir + "/out.txt"
+            FileManager.default.createFile(atPath: out, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+            try process.run()
+            defer { process.terminate(); process.waitUntilExit() }
+            try await Task.sleep(for: .milliseconds(400))
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+            try handle.seekToEnd()
+            handle.write(Data("{\"log.level\":\"info\",\"message\":\"second\"}\n".utf8))
+            try handle.close()
+            try await Task.sleep(for: .milliseconds(600))
+            // Rotation: the file is renamed away and a new one takes its name.
+            try FileManager.default.moveItem(atPath: file, toPath: file + ".1")
+            try "{\"log.level\":\"info\",\"message\":\"third\"}\n".write(toFile: file, atomically: false, encoding: .utf8)
+            var text = ""
+            for _ in 0..<50 {
+                text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+                if text.contains("third") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(text.contains("first") && text.contains("second") && text.contains("third"), "followed output: \(text)")
+        }
+    }
+
+    @Test("config show prints every setting with its source; secrets are masked")
+    func configShow() async throws {
+        try await withTemporaryDirectory { dir in
+            try "acks: all\nlinger.ms: 50\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+            let result = try sluice("config", "show", "--json", "--config", dir + "/c.yaml", "--batch-size", "999", "--api-token", "hunter2")
+            #expect(result.status == 0, "\(result.stderr)")
+            let rows = try result.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: String] }
+            func row(_ name: String) -> [String: String]? { rows.first { $0["name"] == name } }
+            #expect(row("linger.ms") == ["name": "linger.ms", "value": "50", "source": "file \(dir)/c.yaml:2"])
+            #expect(row("batch.size")?["source"] == "flag --batch-size")
+            #expect(row("api.token")?["value"] == "***")
+            #expect(!result.stdout.contains("hunter2"))
+            #expect(row("max.poll.records")?["source"] == "default")
+            let help = try sluice("serve", "--help")
+            #expect(help.stdout.contains("--linger-ms (-X linger.ms, SLUICE_LINGER_MS)"))
+        }
+    }
+}

@@ -1,5 +1,7 @@
 import Foundation
 import SluiceServer
+import SluiceBroker
+import SluiceTelemetry
 import Testing
 
 @Suite("OpenAPI document")
@@ -21,6 +23,37 @@ struct OpenAPITests {
         for served in [HTTPPath.health, HTTPPath.ready, HTTPPath.metrics, HTTPPath.topics, HTTPPath.topic, HTTPPath.topicEvents,
                        HTTPPath.partitionEvents, HTTPPath.routedEvents] {
             #expect(text.contains("\n  \(served):"), "\(served) is not documented in openapi.yaml")
+        }
+    }
+}
+
+@Suite("README contracts")
+struct ReadmeContractTests {
+    @Test("the README documents every setting, metric family, log field and HTTP path by its exact name")
+    func namesAreDocumented() throws {
+        let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+        for property in ConfigProperty.all {
+            #expect(readme.contains("`\(property.flag)`") && readme.contains("`\(property.name)`") && readme.contains("`\(property.environmentVariable)`"),
+                    "setting \(property.name) is missing from the README")
+        }
+        let families = [MetricName.eventsPublished, MetricName.publishDuration, MetricName.producerBatchBytes, MetricName.producerBatchRecords,
+                        MetricName.producerCompressionRatio, MetricName.producerBufferBytes, MetricName.producerBufferFull,
+                        MetricName.producerConfigInfo, MetricName.consumerConfigInfo, MetricName.partitionLogEndOffset,
+                        MetricName.partitionLogStartOffset, MetricName.partitionSizeBytes, MetricName.partitionLastAppend,
+                        MetricName.topicPartitions, MetricName.httpRequests, MetricName.processResidentMemory, MetricName.processVirtualMemory,
+                        MetricName.processCPUSeconds, MetricName.processOpenFDs, MetricName.processMaxFDs, MetricName.processStartTime]
+        for family in families {
+            #expect(readme.contains("`\(family.name)`"), "metric \(family.name) is missing from the README")
+            for label in family.labels { #expect(readme.contains("`\(label)`"), "label \(label) of \(family.name) is missing") }
+        }
+        for gauge in Broker.numericGauges { #expect(readme.contains("`\(gauge.metric)`"), "metric \(gauge.metric) is missing") }
+        for field in [LogField.timestamp, LogField.level, LogField.message, LogField.logger, LogField.serviceName, LogField.ecsVersion,
+                      LogField.correlationId, LogField.causationId, LogField.traceId, LogField.spanId, LogField.eventId, LogField.eventType,
+                      LogField.topic, LogField.partition, LogField.offset] {
+            #expect(readme.contains("`\(field)`"), "log field \(field) is missing from the README")
+        }
+        for path in [HTTPPath.health, HTTPPath.ready, HTTPPath.metrics, HTTPPath.topics, HTTPPath.topic, HTTPPath.topicEvents, HTTPPath.routedEvents] {
+            #expect(readme.contains(path), "HTTP path \(path) is missing from the README")
         }
     }
 }
