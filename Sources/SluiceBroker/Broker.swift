@@ -117,7 +117,7 @@ public final class Broker: Sendable {
         for gauge in Self.numericGauges {
             var value = Double(config.integer(gauge.property))
             if gauge.millisecondsToSeconds { value /= 1000 }
-            metrics.registry.makeGauge(name: gauge.metric, help: gauge.help).set(value)
+            metrics.registry.makeGauge(descriptor: .sluice(gauge.metric, gauge.help)).set(value)
         }
     }
 

@@ -47,7 +47,7 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(kind.rawValue): \(message)" }
 }
 
-public import SluiceLog
+import SluiceLog
 
 extension BrokerError {
     /// Maps a storage error to what the caller did wrong (or did not).

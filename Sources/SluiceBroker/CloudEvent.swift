@@ -1,6 +1,6 @@
 import Foundation
 public import SluiceLog
-public import SluiceTelemetry
+import SluiceTelemetry
 
 /// A CloudEvents 1.0 event as Sluice stores it: the attributes become record headers (the CloudEvents Kafka
 /// binding's binary mode: `ce_<attribute>`, `content-type`), `partitionkey` becomes the record key, and the

@@ -1,6 +1,6 @@
 import Dispatch
 public import SluiceLog
-public import SluiceTelemetry
+import SluiceTelemetry
 import Synchronization
 
 /// Producer settings, from the Kafka properties of the same names.

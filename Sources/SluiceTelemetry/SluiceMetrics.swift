@@ -28,30 +28,26 @@ public final class SluiceMetrics: Sendable {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         startTime = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-        producerBatchBytes = registry.makeValueHistogram(
-            name: MetricName.producerBatchBytes.name,
-            buckets: [256, 1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304], help: MetricName.producerBatchBytes.help)
-        producerBatchRecords = registry.makeValueHistogram(
-            name: MetricName.producerBatchRecords.name, buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
-            help: MetricName.producerBatchRecords.help)
-        producerBufferBytes = registry.makeGauge(name: MetricName.producerBufferBytes.name, help: MetricName.producerBufferBytes.help)
-        producerBufferFull = registry.makeCounter(name: MetricName.producerBufferFull.name, help: MetricName.producerBufferFull.help)
-        _ = registry.makeCounter(name: MetricName.processCPUSeconds.name, help: MetricName.processCPUSeconds.help)
+        producerBatchBytes = registry.makeValueHistogram(descriptor: .sluice(MetricName.producerBatchBytes.name, MetricName.producerBatchBytes.help), buckets: [256, 1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304])
+        producerBatchRecords = registry.makeValueHistogram(descriptor: .sluice(MetricName.producerBatchRecords.name, MetricName.producerBatchRecords.help), buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000])
+        producerBufferBytes = registry.makeGauge(descriptor: .sluice(MetricName.producerBufferBytes.name, MetricName.producerBufferBytes.help))
+        producerBufferFull = registry.makeCounter(descriptor: .sluice(MetricName.producerBufferFull.name, MetricName.producerBufferFull.help))
+        _ = registry.makeCounter(descriptor: .sluice(MetricName.processCPUSeconds.name, MetricName.processCPUSeconds.help))
         for family in [MetricName.processResidentMemory, MetricName.processVirtualMemory,
                        MetricName.processOpenFDs, MetricName.processMaxFDs, MetricName.processStartTime] {
-            _ = registry.makeGauge(name: family.name, help: family.help)
+            _ = registry.makeGauge(descriptor: .sluice(family.name, family.help))
         }
-        registry.makeGauge(name: MetricName.processStartTime.name, help: MetricName.processStartTime.help).set(startTime)
+        registry.makeGauge(descriptor: .sluice(MetricName.processStartTime.name, MetricName.processStartTime.help)).set(startTime)
     }
 
     // MARK: - Families with labels
 
     public func counter(_ family: MetricFamily, _ values: String...) -> Counter {
-        registry.makeCounter(name: family.name, labels: Array(zip(family.labels, values)), help: family.help)
+        registry.makeCounter(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)))
     }
 
     public func gauge(_ family: MetricFamily, _ values: String...) -> Gauge {
-        registry.makeGauge(name: family.name, labels: Array(zip(family.labels, values)), help: family.help)
+        registry.makeGauge(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)))
     }
 
     /// Counts a published event, keeping the `event_type` label bounded per topic.
@@ -71,13 +67,9 @@ public final class SluiceMetrics: Sendable {
 
     /// Records one publish request's latency.
     public func publishDuration(acks: String, seconds: Double) {
-        registry.makeDurationHistogram(
-            name: MetricName.publishDuration.name, labels: [("acks", acks)],
-            buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
+        registry.makeDurationHistogram(descriptor: .sluice(MetricName.publishDuration.name, MetricName.publishDuration.help), labels: [("acks", acks)], buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
                       .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
-                      .seconds(1), .seconds(2.5), .seconds(5)],
-            help: MetricName.publishDuration.help
-        ).record(.nanoseconds(Int64(seconds * 1e9)))
+                      .seconds(1), .seconds(2.5), .seconds(5)]).record(.nanoseconds(Int64(seconds * 1e9)))
     }
 
     /// Records a batch written to `topic`.
@@ -150,9 +142,9 @@ public final class SluiceMetrics: Sendable {
                     defer { counted = max(counted, total) }
                     return max(0, total - counted)
                 }
-                registry.makeCounter(name: MetricName.processCPUSeconds.name, help: MetricName.processCPUSeconds.help).increment(by: delta)
-                registry.makeGauge(name: MetricName.processVirtualMemory.name, help: MetricName.processVirtualMemory.help).set(vsize)
-                registry.makeGauge(name: MetricName.processResidentMemory.name, help: MetricName.processResidentMemory.help).set(rss * pageSize)
+                registry.makeCounter(descriptor: .sluice(MetricName.processCPUSeconds.name, MetricName.processCPUSeconds.help)).increment(by: delta)
+                registry.makeGauge(descriptor: .sluice(MetricName.processVirtualMemory.name, MetricName.processVirtualMemory.help)).set(vsize)
+                registry.makeGauge(descriptor: .sluice(MetricName.processResidentMemory.name, MetricName.processResidentMemory.help)).set(rss * pageSize)
             }
         }
         var count = 0
@@ -161,10 +153,10 @@ public final class SluiceMetrics: Sendable {
             closedir(dir)
             count -= 3  // ".", ".." and the directory's own descriptor
         }
-        registry.makeGauge(name: MetricName.processOpenFDs.name, help: MetricName.processOpenFDs.help).set(Double(max(count, 0)))
+        registry.makeGauge(descriptor: .sluice(MetricName.processOpenFDs.name, MetricName.processOpenFDs.help)).set(Double(max(count, 0)))
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-            registry.makeGauge(name: MetricName.processMaxFDs.name, help: MetricName.processMaxFDs.help).set(Double(limit.rlim_cur))
+            registry.makeGauge(descriptor: .sluice(MetricName.processMaxFDs.name, MetricName.processMaxFDs.help)).set(Double(limit.rlim_cur))
         }
     }
 
@@ -176,5 +168,12 @@ public final class SluiceMetrics: Sendable {
         let n = read(fd, &buffer, buffer.count)
         guard n > 0 else { return nil }
         return String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+}
+
+extension MetricNameDescriptor {
+    /// A descriptor for a full metric name from ``MetricName`` with its help text.
+    public static func sluice(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)  // the unit is already part of the name
     }
 }

@@ -82,7 +82,7 @@ struct MetricsTests {
             server.arguments = ["--config.file=\(dir)/prometheus.yml", "--storage.tsdb.path=\(dir)/tsdb", "--web.listen-address=127.0.0.1:\(port)"]
             server.standardOutput = FileHandle.nullDevice
             server.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: {
-                FileManager.default.createFile(atPath: dir + "/prometheus.log", contents: nil)
+                _ = FileManager.default.createFile(atPath: dir + "/prometheus.log", contents: nil)
                 return dir + "/prometheus.log"
             }()))
             try server.run()

@@ -15,7 +15,7 @@ struct ShutdownTests {
                                  "--acks", "1", "--enable-idempotence", "false", "--linger-ms", "20", "--num-partitions", "3"]
             // Logs go to a file: a pipe nobody drains would fill up and stall the agent's log writes.
             let logPath = dir + "/serve.log"
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
             try process.run()
             defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
