@@ -42,6 +42,8 @@ public final class Broker: Sendable {
     let logger: Logger
     let buffer: ProducerBuffer
     private let topics = Mutex<[String: TopicState]>([:])
+    /// Serialises topic creation, so that concurrent auto-creations of one topic all see it registered.
+    private let creation = Mutex<Void>(())
     private let ready = Atomic<Bool>(false)
 
     final class TopicState: Sendable {
@@ -49,13 +51,16 @@ public final class Broker: Sendable {
         let producers: [PartitionProducer]
         let notifiers: [AppendNotifier]
         let dedup: DedupIndex?
+        /// Finishes when the idempotence window has been reloaded from the log; publishes wait for it.
+        let dedupLoaded: Task<Void, Never>?
         let sticky = Atomic<Int>(0)
 
-        init(topic: Topic, producers: [PartitionProducer], notifiers: [AppendNotifier], dedup: DedupIndex?) {
+        init(topic: Topic, producers: [PartitionProducer], notifiers: [AppendNotifier], dedup: DedupIndex?, dedupLoaded: Task<Void, Never>?) {
             self.topic = topic
             self.producers = producers
             self.notifiers = notifiers
             self.dedup = dedup
+            self.dedupLoaded = dedupLoaded
         }
     }
 
@@ -80,8 +85,19 @@ public final class Broker: Sendable {
             PartitionProducer(topic: topic.name, log: partition, settings: settings, buffer: buffer, metrics: metrics, notifier: notifiers[index])
         }
         let dedup = settings.enableIdempotence ? DedupIndex(windowMs: settings.idempotenceWindowMs) : nil
-        if let dedup { rebuildDedup(dedup, topic: topic) }
-        let state = TopicState(topic: topic, producers: producers, notifiers: notifiers, dedup: dedup)
+        var loaded: Task<Void, Never>?
+        if let dedup, topic.partitions.contains(where: { $0.logEndOffset > $0.logStartOffset }) {
+            // Reading the window back can take a while on a busy topic; it runs beside readiness, not before it.
+            loaded = Task {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    DispatchQueue.global(qos: .utility).async {
+                        self.rebuildDedup(dedup, topic: topic)
+                        continuation.resume()
+                    }
+                }
+            }
+        }
+        let state = TopicState(topic: topic, producers: producers, notifiers: notifiers, dedup: dedup, dedupLoaded: loaded)
         topics.withLock { $0[topic.name] = state }
         metrics.topicCreated(topic.name, partitions: topic.partitions.count)
         for partition in topic.partitions { publishPartitionMetrics(partition) }
@@ -183,14 +199,18 @@ public final class Broker: Sendable {
     /// Creates a topic. `partitions` defaults to `num.partitions`; `config` takes topic properties.
     @discardableResult
     public func createTopic(_ name: String, partitions: Int? = nil, config overrides: [String: String] = [:]) throws(BrokerError) -> Topic {
-        do {
-            let topic = try log.createTopic(name, partitions: partitions ?? config.int("num.partitions"), config: overrides)
-            register(topic)
-            logger.info("topic created", metadata: [LogField.topic: .string(name), "partitions": .stringConvertible(topic.partitions.count)])
-            return topic
-        } catch {
-            throw BrokerError(error)
+        let result: Result<Topic, BrokerError> = creation.withLock { _ in
+            do {
+                let topic = try log.createTopic(name, partitions: partitions ?? config.int("num.partitions"), config: overrides)
+                register(topic)
+                return .success(topic)
+            } catch {
+                return .failure(BrokerError(error))
+            }
         }
+        let topic = try result.get()
+        logger.info("topic created", metadata: [LogField.topic: .string(name), "partitions": .stringConvertible(topic.partitions.count)])
+        return topic
     }
 
     public func deleteTopic(_ name: String) async throws(BrokerError) {
@@ -237,6 +257,7 @@ public final class Broker: Sendable {
     public func publish(topic name: String, events: [CloudEvent]) async throws(BrokerError) -> [PublishResult] {
         try TopicNameCheck.validate(name)
         let state = try state(for: name, create: true)
+        await state.dedupLoaded?.value
         let now = currentTimeMillis()
         let partitionCount = state.producers.count
         let stickyPartition = Int32(state.sticky.wrappingAdd(1, ordering: .relaxed).oldValue % partitionCount)

@@ -1,6 +1,6 @@
 import Foundation
 public import SluiceLog
-import SluiceTelemetry
+public import SluiceTelemetry
 
 /// A CloudEvents 1.0 event as Sluice stores it: the attributes become record headers (the CloudEvents Kafka
 /// binding's binary mode: `ce_<attribute>`, `content-type`), `partitionkey` becomes the record key, and the
@@ -95,85 +95,190 @@ public struct CloudEvent: Sendable, Hashable {
 
     // MARK: - JSON (structured mode)
 
-    /// The structured-mode JSON object, with `data` inline when it is JSON (or text) and `data_base64` otherwise.
+    /// The structured-mode JSON object (for tools and tests; the server writes bytes with ``writeJSON(into:)``).
     public func jsonObject() -> [String: Any] {
-        var out: [String: Any] = ["specversion": specversion, "id": id, "source": source, "type": type]
-        if let time { out["time"] = time }
-        if let subject { out["subject"] = subject }
-        if let dataschema { out["dataschema"] = dataschema }
-        if let datacontenttype { out["datacontenttype"] = datacontenttype }
-        for (name, value) in extensions { out[name] = value }
-        if let data {
-            if isJSONData, let value = try? JSONSerialization.jsonObject(with: Data(data), options: [.fragmentsAllowed]) {
-                out["data"] = value
-            } else if Self.isText(contentType: datacontenttype), let text = String(validating: data, as: UTF8.self) {
-                out["data"] = text
-            } else {
-                out["data_base64"] = Data(data).base64EncodedString()
-            }
-        }
-        return out
+        var writer = JSONWriter()
+        writeJSON(into: &writer)
+        return (try? JSONSerialization.jsonObject(with: Data(writer.bytes))) as? [String: Any] ?? [:]
     }
 
-    /// Parses one structured-mode event, naming the attribute at fault in any error.
+    /// Writes the structured-mode JSON: `data` inline when it is JSON (as stored) or text, else `data_base64`.
+    public func writeJSON(into out: inout JSONWriter) {
+        out.beginObject()
+        out.field("specversion", string: specversion)
+        out.field("id", string: id)
+        out.field("source", string: source)
+        out.field("type", string: type)
+        if let time { out.field("time", string: time) }
+        if let subject { out.field("subject", string: subject) }
+        if let dataschema { out.field("dataschema", string: dataschema) }
+        if let datacontenttype { out.field("datacontenttype", string: datacontenttype) }
+        for (name, value) in extensions.sorted(by: { $0.key < $1.key }) { out.field(name, string: value) }
+        if let data {
+            var scanner = JSONScanner(data)
+            if isJSONData, (try? scanner.skipValue()) != nil, ({ scanner.skipWhitespace(); return scanner.atEnd }()) {
+                out.field("data", raw: data)
+            } else if Self.isText(contentType: datacontenttype), let text = String(validating: data, as: UTF8.self) {
+                out.field("data", string: text)
+            } else {
+                out.field("data_base64", string: Data(data).base64EncodedString())
+            }
+        }
+        out.endObject()
+    }
+
+
+    /// The structured-mode JSON object, with `data` inline when it is JSON (or text) and `data_base64` otherwise.
+    /// Parses one structured-mode event from a JSON object (tests and tools; the server parses bytes).
     public static func parse(jsonObject object: Any, index: Int? = nil) throws(BrokerError) -> CloudEvent {
+        guard JSONSerialization.isValidJSONObject(object),
+              let data = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes]) else {
+            throw BrokerError.badRequest("\(index.map { "event \($0): " } ?? "")a CloudEvent must be a JSON object", attribute: nil)
+        }
+        var scanner = JSONScanner(Array(data))
+        return try parseObject(&scanner, index: index)
+    }
+
+    /// Parses a structured-mode body: exactly one JSON object.
+    public static func parse(json bytes: [UInt8]) throws(BrokerError) -> CloudEvent {
+        var scanner = JSONScanner(bytes)
+        let event = try parseObject(&scanner, index: nil)
+        try expectEnd(&scanner)
+        return event
+    }
+
+    /// Parses a batched-mode body: a JSON array of one or more objects.
+    public static func parseBatch(json bytes: [UInt8]) throws(BrokerError) -> [CloudEvent] {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        guard scanner.peek == UInt8(ascii: "[") else {
+            throw BrokerError.badRequest("a batch (application/cloudevents-batch+json) must be a JSON array of CloudEvents", attribute: nil)
+        }
+        scanner.index += 1
+        var events: [CloudEvent] = []
+        scanner.skipWhitespace()
+        if scanner.peek == UInt8(ascii: "]") {
+            scanner.index += 1
+        } else {
+            while true {
+                events.append(try parseObject(&scanner, index: events.count))
+                scanner.skipWhitespace()
+                guard let next = scanner.peek else {
+                    throw BrokerError.badRequest("the body is not valid JSON: unterminated array at byte \(scanner.index)", attribute: nil)
+                }
+                scanner.index += 1
+                if next == UInt8(ascii: "]") { break }
+                guard next == UInt8(ascii: ",") else {
+                    throw BrokerError.badRequest("the body is not valid JSON: expected ',' or ']' at byte \(scanner.index - 1)", attribute: nil)
+                }
+            }
+        }
+        try expectEnd(&scanner)
+        guard !events.isEmpty else { throw BrokerError.badRequest("the batch is empty", attribute: nil) }
+        return events
+    }
+
+    private static func expectEnd(_ scanner: inout JSONScanner) throws(BrokerError) {
+        scanner.skipWhitespace()
+        guard scanner.atEnd else { throw BrokerError.badRequest("the body is not valid JSON: unexpected data after the value at byte \(scanner.index)", attribute: nil) }
+    }
+
+    static let stringAttributes: Set<String> = ["specversion", "id", "source", "type", "time", "subject", "dataschema", "datacontenttype", "data_base64"]
+
+    /// Parses the object at the scanner's position, naming the attribute at fault in any error.
+    static func parseObject(_ scanner: inout JSONScanner, index: Int?) throws(BrokerError) -> CloudEvent {
         let at = index.map { "event \($0): " } ?? ""
-        guard let object = object as? [String: Any] else {
+        scanner.skipWhitespace()
+        guard scanner.peek == UInt8(ascii: "{") else {
+            if scanner.atEnd { throw BrokerError.badRequest("the body is not valid JSON: it is empty", attribute: nil) }
             throw BrokerError.badRequest("\(at)a CloudEvent must be a JSON object", attribute: nil)
         }
-        func string(_ name: String, required: Bool) throws(BrokerError) -> String? {
-            guard let value = object[name] else {
-                if required { throw BrokerError.badRequest("\(at)required attribute '\(name)' is missing", attribute: name) }
-                return nil
+        var strings: [String: String] = [:]
+        var extensions: [String: String] = [:]
+        var dataRange: Range<Int>?
+        var problem: BrokerError?
+        do throws(JSONScanner.Failure) {
+            try scanner.object { inner, key throws(JSONScanner.Failure) in
+                let first = inner.peek
+                if key == "data" {
+                    dataRange = try inner.skipValue()
+                } else if stringAttributes.contains(key) {
+                    if first == UInt8(ascii: "\"") {
+                        strings[key] = try inner.string()
+                    } else {
+                        try inner.skipValue()
+                        if first != UInt8(ascii: "n") || key == "specversion" || key == "id" || key == "source" || key == "type" {
+                            problem = problem ?? .badRequest("\(at)attribute '\(key)' must be a non-empty string", attribute: key)
+                        }
+                    }
+                } else {
+                    guard isValidExtensionName(key) else {
+                        try inner.skipValue()
+                        problem = problem ?? .badRequest("\(at)attribute name '\(key)' is invalid: CloudEvents attribute names are 1–20 lower-case letters or digits", attribute: key)
+                        return
+                    }
+                    let range = try inner.skipValue()
+                    switch first ?? 0 {
+                    case UInt8(ascii: "\""):
+                        var again = JSONScanner(inner.bytes, index: range.lowerBound)
+                        extensions[key] = try again.string()
+                    case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                        extensions[key] = String(decoding: inner.bytes[range], as: UTF8.self)
+                    case UInt8(ascii: "n"):
+                        break  // null: the attribute is absent
+                    default:
+                        problem = problem ?? .badRequest("\(at)extension '\(key)' must be a string, number or boolean", attribute: key)
+                    }
+                }
             }
-            guard let text = value as? String, !(required && text.isEmpty) else {
-                throw BrokerError.badRequest("\(at)attribute '\(name)' must be a non-empty string", attribute: name)
-            }
-            return text
+        } catch {
+            throw BrokerError.badRequest("the body is not valid JSON: \(error.message)", attribute: nil)
         }
-        let specversion = try string("specversion", required: true)!
+        if let problem { throw problem }
+        for name in ["specversion", "id", "source", "type"] {
+            guard let value = strings[name] else {
+                throw BrokerError.badRequest("\(at)required attribute '\(name)' is missing", attribute: name)
+            }
+            if value.isEmpty { throw BrokerError.badRequest("\(at)attribute '\(name)' must be a non-empty string", attribute: name) }
+        }
+        var event = try make(strings: strings, extensions: extensions, at: at)
+        if let dataRange {
+            if strings["data_base64"] != nil {
+                throw BrokerError.badRequest("\(at)'data' and 'data_base64' cannot both be present", attribute: "data")
+            }
+            let raw = Array(scanner.bytes[dataRange])
+            if raw == Array("null".utf8) {
+                event.data = nil
+            } else if raw.first == UInt8(ascii: "\""), !event.isJSONData {
+                var text = JSONScanner(raw)
+                event.data = Array((try? text.string())?.utf8 ?? "".utf8)
+            } else {
+                event.data = raw  // JSON data exactly as sent
+            }
+        }
+        return event
+    }
+
+    /// Builds and validates an event from its attributes (all modes end here).
+    static func make(strings: [String: String], extensions: [String: String], at: String) throws(BrokerError) -> CloudEvent {
+        let specversion = strings["specversion"] ?? ""
         guard specversion == "1.0" else {
             throw BrokerError.badRequest("\(at)specversion is '\(specversion)'; Sluice accepts CloudEvents 1.0 (\"specversion\": \"1.0\")", attribute: "specversion")
         }
-        var event = CloudEvent(id: try string("id", required: true)!, source: try string("source", required: true)!,
-                               type: try string("type", required: true)!)
-        event.time = try string("time", required: false)
-        event.subject = try string("subject", required: false)
-        event.dataschema = try string("dataschema", required: false)
-        event.datacontenttype = try string("datacontenttype", required: false)
+        var event = CloudEvent(id: strings["id"] ?? "", source: strings["source"] ?? "", type: strings["type"] ?? "")
+        event.time = strings["time"]
+        event.subject = strings["subject"]
+        event.dataschema = strings["dataschema"]
+        event.datacontenttype = strings["datacontenttype"]
+        event.extensions = extensions
         if let time = event.time, !isRFC3339(time) {
             throw BrokerError.badRequest("\(at)attribute 'time' is '\(time)', not an RFC 3339 timestamp such as 2026-11-22T16:00:00Z", attribute: "time")
         }
-        if object["data"] != nil && object["data_base64"] != nil {
-            throw BrokerError.badRequest("\(at)'data' and 'data_base64' cannot both be present", attribute: "data")
-        }
-        if let base64 = object["data_base64"] {
-            guard let text = base64 as? String, let bytes = Data(base64Encoded: text) else {
+        if let base64 = strings["data_base64"] {
+            guard let bytes = Data(base64Encoded: base64) else {
                 throw BrokerError.badRequest("\(at)attribute 'data_base64' must be a base64 string", attribute: "data_base64")
             }
             event.data = Array(bytes)
-        } else if let data = object["data"], !(data is NSNull) {
-            if let text = data as? String, !event.isJSONData {
-                event.data = Array(text.utf8)
-            } else {
-                guard let bytes = try? JSONSerialization.data(withJSONObject: data, options: [.fragmentsAllowed, .withoutEscapingSlashes]) else {
-                    throw BrokerError.badRequest("\(at)attribute 'data' cannot be serialised as JSON", attribute: "data")
-                }
-                event.data = Array(bytes)
-            }
-        }
-        for (name, value) in object where !contextAttributes.contains(name) {
-            guard isValidExtensionName(name) else {
-                throw BrokerError.badRequest("\(at)attribute name '\(name)' is invalid: CloudEvents attribute names are 1–20 lower-case letters or digits", attribute: name)
-            }
-            switch value {
-            case let text as String: event.extensions[name] = text
-            case let number as NSNumber:
-                // JSONSerialization hands booleans back as NSNumber with objCType "c".
-                event.extensions[name] = String(cString: number.objCType) == "c" ? (number.boolValue ? "true" : "false") : number.stringValue
-            default:
-                throw BrokerError.badRequest("\(at)extension '\(name)' must be a string, number or boolean", attribute: name)
-            }
         }
         try event.validateExtensions(at: at)
         return event
@@ -181,27 +286,40 @@ public struct CloudEvent: Sendable, Hashable {
 
     /// Builds an event from binary-mode HTTP headers (`ce-*`, `Content-Type`) and the body.
     public static func parse(binaryHeaders headers: [(name: String, value: String)], body: [UInt8]) throws(BrokerError) -> CloudEvent {
-        var attributes: [String: String] = [:]
-        var contentType: String?
+        var strings: [String: String] = [:]
+        var extensions: [String: String] = [:]
         for (name, value) in headers {
             let lower = name.lowercased()
-            if lower == "content-type" { contentType = value }
+            if lower == "content-type" { strings["datacontenttype"] = value }
             guard lower.hasPrefix("ce-") else { continue }
             let attribute = String(lower.dropFirst(3))
             guard attribute != "data", attribute != "data_base64", attribute != "datacontenttype" else {
                 throw BrokerError.badRequest("header \(name) is not allowed in binary mode; the body is the data and Content-Type its type", attribute: attribute)
             }
-            attributes[attribute] = percentDecoded(value)
+            let decoded = percentDecoded(value)
+            if contextAttributes.contains(attribute) {
+                strings[attribute] = decoded
+            } else {
+                guard isValidExtensionName(attribute) else {
+                    throw BrokerError.badRequest("header \(name): attribute name '\(attribute)' is invalid: CloudEvents attribute names are 1–20 lower-case letters or digits", attribute: attribute)
+                }
+                extensions[attribute] = decoded
+            }
         }
-        var object: [String: Any] = attributes
-        if attributes["specversion"] == nil {
+        guard strings["specversion"] != nil else {
             throw BrokerError.badRequest("binary-mode events need the ce-specversion header (1.0), plus ce-id, ce-source and ce-type", attribute: "specversion")
         }
-        object["datacontenttype"] = contentType
-        var event = try parse(jsonObject: object)
+        for name in ["id", "source", "type"] where (strings[name] ?? "").isEmpty {
+            throw BrokerError.badRequest("binary-mode events need a non-empty ce-\(name) header", attribute: name)
+        }
+        var event = try make(strings: strings, extensions: extensions, at: "")
         event.data = body.isEmpty ? nil : body
-        if event.isJSONData, let data = event.data, (try? JSONSerialization.jsonObject(with: Data(data), options: [.fragmentsAllowed])) == nil {
-            throw BrokerError.badRequest("Content-Type says the body is JSON, but it does not parse as JSON", attribute: "data")
+        if event.isJSONData, let data = event.data {
+            var scanner = JSONScanner(data)
+            let valid = (try? scanner.skipValue()) != nil && { scanner.skipWhitespace(); return scanner.atEnd }()
+            if !valid {
+                throw BrokerError.badRequest("Content-Type says the body is JSON, but it does not parse as JSON", attribute: "data")
+            }
         }
         return event
     }
@@ -225,7 +343,31 @@ public struct CloudEvent: Sendable, Hashable {
 
     /// RFC 3339: `YYYY-MM-DDTHH:MM:SS(.fraction)?(Z|±HH:MM)`.
     static func isRFC3339(_ text: String) -> Bool {
-        let pattern = #"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"#
-        return text.range(of: pattern, options: .regularExpression) != nil
+        let b = Array(text.utf8)
+        func digits(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= b.count else { return nil }
+            var value = 0
+            for i in range {
+                guard b[i] >= 0x30, b[i] <= 0x39 else { return nil }
+                value = value * 10 + Int(b[i] - 0x30)
+            }
+            return value
+        }
+        guard b.count >= 20, digits(0..<4) != nil, b[4] == 0x2D, let month = digits(5..<7), (1...12).contains(month), b[7] == 0x2D,
+              let day = digits(8..<10), (1...31).contains(day), b[10] == 0x54 || b[10] == 0x74,
+              let hour = digits(11..<13), hour < 24, b[13] == 0x3A, let minute = digits(14..<16), minute < 60, b[16] == 0x3A,
+              let second = digits(17..<19), second <= 60 else { return false }
+        var i = 19
+        if b[i] == 0x2E {
+            i += 1
+            let start = i
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
+            guard i > start else { return false }
+        }
+        guard i < b.count else { return false }
+        if b[i] == 0x5A || b[i] == 0x7A { return i + 1 == b.count }
+        guard b[i] == 0x2B || b[i] == 0x2D, i + 6 == b.count, let offsetHour = digits(i + 1..<i + 3), offsetHour < 24,
+              b[i + 3] == 0x3A, let offsetMinute = digits(i + 4..<i + 6), offsetMinute < 60 else { return false }
+        return true
     }
 }

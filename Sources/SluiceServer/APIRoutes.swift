@@ -10,16 +10,19 @@ import SluiceTelemetry
 
 /// The v1 HTTP API over a ``Broker``.
 struct APIRoutes: Sendable {
-    let broker: Broker
+    let holder: BrokerHolder
+    let config: SluiceConfig
     let logger: Logger
 
-    var config: SluiceConfig { broker.config }
+    var broker: Broker {
+        get throws { try holder.require() }
+    }
 
     func register(on router: Router<BasicRequestContext>) {
         router.get(RouterPath(HTTPPath.health)) { _, _ in Self.health() }
-        router.get(RouterPath(HTTPPath.ready)) { _, _ in Self.ready(broker) }
+        router.get(RouterPath(HTTPPath.ready)) { _, _ in Self.ready(holder.broker) }
         router.post(RouterPath(HTTPPath.topics)) { request, context in try await createTopic(request, context) }
-        router.get(RouterPath(HTTPPath.topics)) { _, _ in listTopics() }
+        router.get(RouterPath(HTTPPath.topics)) { _, _ in try listTopics() }
         router.get(RouterPath(HTTPPath.topic)) { _, context in try describeTopic(context) }
         router.delete(RouterPath(HTTPPath.topic)) { _, context in try await deleteTopic(context) }
         router.post(RouterPath(HTTPPath.topicEvents)) { request, context in try await publish(request, context, topic: nil) }
@@ -31,8 +34,8 @@ struct APIRoutes: Sendable {
         jsonResponse(["status": "up"])
     }
 
-    static func ready(_ broker: Broker) -> Response {
-        broker.isReady
+    static func ready(_ broker: Broker?) -> Response {
+        broker?.isReady == true
             ? jsonResponse(["status": "ready"])
             : jsonResponse(["status": "starting"], status: .serviceUnavailable)
     }
@@ -67,18 +70,19 @@ struct APIRoutes: Sendable {
                 }
             }
         }
-        let topic = try broker.createTopic(name, partitions: partitions, config: overrides)
+        let topic = try self.broker.createTopic(name, partitions: partitions, config: overrides)
         return jsonResponse(describe(topic), status: .created)
     }
 
-    func listTopics() -> Response {
+    func listTopics() throws -> Response {
+        let broker = try self.broker
         let topics = broker.topicNames.compactMap { broker.topic($0) }.map { ["name": $0.name, "partitions": $0.partitions.count] as [String: Any] }
         return jsonResponse(["topics": topics])
     }
 
     func describeTopic(_ context: BasicRequestContext) throws -> Response {
         let name = try context.parameters.require("topic")
-        guard let topic = broker.topic(name) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
+        guard let topic = try broker.topic(name) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
         return jsonResponse(describe(topic))
     }
 
@@ -95,7 +99,7 @@ struct APIRoutes: Sendable {
     }
 
     func deleteTopic(_ context: BasicRequestContext) async throws -> Response {
-        try await broker.deleteTopic(try context.parameters.require("topic"))
+        try await self.broker.deleteTopic(try context.parameters.require("topic"))
         return Response(status: .noContent)
     }
 
@@ -105,6 +109,7 @@ struct APIRoutes: Sendable {
 
     func publish(_ request: Request, _ context: BasicRequestContext, topic target: Target?) async throws -> Response {
         let started = DispatchTime.now().uptimeNanoseconds
+        let broker = try self.broker
         let limit = config.int("max.request.size")
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             throw BrokerError(.payloadTooLarge, "the request body is \(length) bytes; max.request.size is \(limit)")
@@ -166,15 +171,22 @@ struct APIRoutes: Sendable {
 
         let correlations = Set(events.compactMap(\.correlationId))
         let echoed = correlations.count == 1 ? correlations.first! : (requestContext?.correlationId ?? "")
-        let body_: [String: Any] = [
-            "acks": acks,
-            "results": results.map { result -> [String: Any] in
-                var entry: [String: Any] = ["id": result.id, "topic": result.topic, "partition": Int(result.partition), "duplicate": result.duplicate]
-                entry["offset"] = result.offset.map { $0 as Any } ?? NSNull()
-                return entry
-            },
-        ]
-        return jsonResponse(body_, status: acks == "0" ? .accepted : .ok, correlationId: echoed)
+        var out = JSONWriter()
+        out.beginObject()
+        out.field("acks", string: acks)
+        out.beginArray("results")
+        for result in results {
+            out.beginObject()
+            out.field("duplicate", bool: result.duplicate)
+            out.field("id", string: result.id)
+            if let offset = result.offset { out.field("offset", int: offset) } else { out.fieldNull("offset") }
+            out.field("partition", int: Int64(result.partition))
+            out.field("topic", string: result.topic)
+            out.endObject()
+        }
+        out.endArray()
+        out.endObject()
+        return rawJSONResponse(out.bytes, status: acks == "0" ? .accepted : .ok, correlationId: echoed)
     }
 
     func parseEvents(_ request: Request, body: [UInt8]) throws -> [CloudEvent] {
@@ -186,24 +198,12 @@ struct APIRoutes: Sendable {
         }
         switch media {
         case MediaTypes.cloudEvent:
-            return [try CloudEvent.parse(jsonObject: try parseJSON(body))]
+            return [try CloudEvent.parse(json: body)]
         case MediaTypes.cloudEventBatch:
-            guard let array = try parseJSON(body) as? [Any] else {
-                throw BrokerError.badRequest("a batch (\(MediaTypes.cloudEventBatch)) must be a JSON array of CloudEvents", attribute: nil)
-            }
-            guard !array.isEmpty else { throw BrokerError.badRequest("the batch is empty", attribute: nil) }
-            return try array.enumerated().map { index, element in try CloudEvent.parse(jsonObject: element, index: index) }
+            return try CloudEvent.parseBatch(json: body)
         default:
             throw BrokerError(.unsupportedMediaType,
                               "Content-Type '\(contentType)' is not a CloudEvents mode: use \(MediaTypes.cloudEvent) (structured), \(MediaTypes.cloudEventBatch) (batch), or ce-* headers with any Content-Type (binary)")
-        }
-    }
-
-    func parseJSON(_ body: [UInt8]) throws(BrokerError) -> Any {
-        do {
-            return try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])
-        } catch {
-            throw BrokerError.badRequest("the body is not valid JSON: \(error.localizedDescription)", attribute: nil)
         }
     }
 
@@ -214,6 +214,7 @@ struct APIRoutes: Sendable {
         guard let partition = Int32(try context.parameters.require("partition")) else {
             throw BrokerError.badRequest("partition must be a number", attribute: "partition")
         }
+        let broker = try self.broker
         let query = request.uri.queryParameters
         func integer(_ name: String, range: ClosedRange<Int64>) throws -> Int64? {
             guard let raw = query[Substring(name)] else { return nil }
@@ -228,12 +229,17 @@ struct APIRoutes: Sendable {
         let minBytes = Int(try integer("min_bytes", range: 1...Int64(Int32.max)) ?? config.integer("fetch.min.bytes"))
         let result = try await broker.fetch(topic: topic, partition: partition, offset: offset, maxRecords: maxRecords,
                                             maxBytes: config.int("max.partition.fetch.bytes"), minBytes: minBytes, maxWaitMs: waitMs)
-        var events: [[String: Any]] = []
+        var out = JSONWriter()
+        out.beginObject()
+        out.beginArray("events")
         for fetched in result.events {
-            var entry: [String: Any] = ["partition": Int(fetched.partition), "offset": fetched.offset,
-                                        "timestamp": Timestamp.rfc3339Millis(millisecondsSinceEpoch: fetched.timestamp)]
+            out.beginObject()
+            out.field("offset", int: fetched.offset)
+            out.field("partition", int: Int64(fetched.partition))
+            out.field("timestamp", string: Timestamp.rfc3339Millis(millisecondsSinceEpoch: fetched.timestamp))
             if let event = fetched.event {
-                entry["event"] = event.jsonObject()
+                out.key("event")
+                event.writeJSON(into: &out)
                 let trace = event.traceparent.flatMap(Correlation.parseTraceparent)
                 let eventContext = CorrelationContext(
                     correlationId: event.correlationId ?? Correlation.current?.correlationId ?? "", causationId: event.causationId,
@@ -241,15 +247,22 @@ struct APIRoutes: Sendable {
                     topic: topic, partition: partition, offset: fetched.offset)
                 Correlation.$current.withValue(eventContext) { logger.debug("event read") }
             } else {
-                entry["key_base64"] = fetched.record.key.map { Data($0).base64EncodedString() } ?? NSNull()
-                entry["value_base64"] = fetched.record.value.map { Data($0).base64EncodedString() } ?? NSNull()
-                entry["headers"] = Dictionary(fetched.record.headers.map { ($0.key, $0.value.map { Data($0).base64EncodedString() } ?? "") }) { a, _ in a }
+                if let key = fetched.record.key { out.field("key_base64", string: Data(key).base64EncodedString()) } else { out.fieldNull("key_base64") }
+                if let value = fetched.record.value { out.field("value_base64", string: Data(value).base64EncodedString()) } else { out.fieldNull("value_base64") }
+                out.key("headers")
+                out.beginObject()
+                for header in fetched.record.headers { out.field(header.key, string: header.value.map { Data($0).base64EncodedString() } ?? "") }
+                out.endObject()
             }
-            events.append(entry)
+            out.endObject()
         }
-        return jsonResponse([
-            "topic": topic, "partition": Int(partition), "events": events, "next_offset": result.nextOffset,
-            "log_start_offset": result.logStartOffset, "log_end_offset": result.logEndOffset,
-        ])
+        out.endArray()
+        out.field("log_end_offset", int: result.logEndOffset)
+        out.field("log_start_offset", int: result.logStartOffset)
+        out.field("next_offset", int: result.nextOffset)
+        out.field("partition", int: Int64(partition))
+        out.field("topic", string: topic)
+        out.endObject()
+        return rawJSONResponse(out.bytes)
     }
 }

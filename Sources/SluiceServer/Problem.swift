@@ -66,3 +66,10 @@ func jsonResponse(_ object: Any, status: HTTPResponse.Status = .ok, correlationI
     if let correlationId { headers[HTTPField.Name(HeaderName.correlationId)!] = correlationId }
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jsonBytes(object))))
 }
+
+/// A response whose body is already-encoded JSON.
+func rawJSONResponse(_ bytes: [UInt8], status: HTTPResponse.Status = .ok, correlationId: String? = nil) -> Response {
+    var headers: HTTPFields = [.contentType: MediaTypes.json]
+    if let correlationId { headers[HTTPField.Name(HeaderName.correlationId)!] = correlationId }
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+}

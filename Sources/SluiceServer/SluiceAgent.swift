@@ -4,6 +4,7 @@ import Hummingbird
 public import Logging
 import NIOCore
 public import SluiceBroker
+import SluiceLog
 public import SluiceTelemetry
 import ServiceLifecycle
 import Synchronization
@@ -22,46 +23,20 @@ public struct BoundAddresses: Sendable {
 public enum SluiceAgent {
     public static func run(config: SluiceConfig, logger: Logger, metrics: SluiceMetrics,
                            onReady: @escaping @Sendable (BoundAddresses) -> Void = { _ in }) async throws {
-        let broker = try Broker(config: config, metrics: metrics, logger: logger)
         // Hummingbird's and ServiceLifecycle's own lines stay below warning unless tracing, so that Sluice's
         // start line, which names both bound addresses, is the first line after start.
         var frameworkLogger = logger
         frameworkLogger.logLevel = logger.logLevel == .trace ? .trace : max(logger.logLevel, .warning)
-        let bound = Mutex<(api: String?, metrics: String?)>((nil, nil))
-        @Sendable func listenerUp(api: String? = nil, metricsAddress: String? = nil) {
-            let both = bound.withLock { state -> BoundAddresses? in
-                if let api { state.api = api }
-                if let metricsAddress { state.metrics = metricsAddress }
-                guard let a = state.api, let m = state.metrics else { return nil }
-                return BoundAddresses(api: a, metrics: m)
-            }
-            guard let both else { return }
-            let recovery = broker.log.recovery
-            logger.info("sluice started", metadata: [
-                "api.address": .string(both.api), "metrics.address": .string(both.metrics), "data.dir": .string(config.dataDirectory),
-                "clean_shutdown": .stringConvertible(recovery.cleanShutdown), "topics": .stringConvertible(recovery.topics),
-                "partitions": .stringConvertible(recovery.partitions), "recovery_seconds": .stringConvertible(recovery.duration),
-            ])
-            for damage in recovery.damages {
-                let metadata: Logger.Metadata = [LogField.topic: .string(damage.topic), LogField.partition: .stringConvertible(damage.partition),
-                                                 "file.path": .string(damage.file), "position": .stringConvertible(damage.position)]
-                if damage.repaired {
-                    logger.warning("\(damage.description)", metadata: metadata)
-                } else {
-                    logger.error("\(damage.description)", metadata: metadata)
-                }
-            }
-            broker.markReady()
-            onReady(both)
-        }
+        let holder = BrokerHolder()
+        let startup = Startup(config: config, logger: logger, onReady: onReady)
 
         let apiRouter = Router(context: BasicRequestContext.self)
         apiRouter.middlewares.add(APIMiddleware(token: config.apiToken, metrics: metrics, logger: logger))
-        APIRoutes(broker: broker, logger: logger).register(on: apiRouter)
+        APIRoutes(holder: holder, config: config, logger: logger).register(on: apiRouter)
         let api = Application(
             router: apiRouter,
             configuration: .init(address: .hostname(config.apiAddress.host, port: config.apiAddress.port), serverName: "sluice"),
-            onServerRunning: { channel in listenerUp(api: describe(channel.localAddress, fallback: config.apiAddress)) },
+            onServerRunning: { channel in startup.listenerUp(api: describe(channel.localAddress, fallback: config.apiAddress)) },
             logger: frameworkLogger)
 
         let metricsRouter = Router(context: BasicRequestContext.self)
@@ -69,16 +44,17 @@ public enum SluiceAgent {
             Response(status: .ok, headers: [.contentType: SluiceMetrics.contentType], body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
         metricsRouter.get(RouterPath(HTTPPath.health)) { _, _ in APIRoutes.health() }
-        metricsRouter.get(RouterPath(HTTPPath.ready)) { _, _ in APIRoutes.ready(broker) }
+        metricsRouter.get(RouterPath(HTTPPath.ready)) { _, _ in APIRoutes.ready(holder.broker) }
         let metricsApp = Application(
             router: metricsRouter,
             configuration: .init(address: .hostname(config.metricsAddress.host, port: config.metricsAddress.port), serverName: "sluice-metrics"),
-            onServerRunning: { channel in listenerUp(metricsAddress: describe(channel.localAddress, fallback: config.metricsAddress)) },
+            onServerRunning: { channel in startup.listenerUp(metricsAddress: describe(channel.localAddress, fallback: config.metricsAddress)) },
             logger: frameworkLogger)
 
         let group = ServiceGroup(configuration: .init(
             services: [
-                .init(service: BrokerService(broker: broker, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup),
+                      successTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: metricsApp),
                 .init(service: api),
             ],
@@ -95,16 +71,97 @@ public enum SluiceAgent {
     }
 }
 
-/// Keeps the broker's maintenance running and, on graceful shutdown, writes what was accepted and closes the log.
-struct BrokerService: Service {
-    let broker: Broker
+/// Start-up bookkeeping: the start line once both listeners are bound, readiness once the log is recovered too.
+final class Startup: Sendable {
+    let config: SluiceConfig
     let logger: Logger
+    let onReady: @Sendable (BoundAddresses) -> Void
+    private let state = Mutex<(api: String?, metrics: String?, broker: Broker?, announced: Bool, ready: Bool, report: (@Sendable () -> Void)?)>(
+        (nil, nil, nil, false, false, nil))
+
+    init(config: SluiceConfig, logger: Logger, onReady: @escaping @Sendable (BoundAddresses) -> Void) {
+        self.config = config
+        self.logger = logger
+        self.onReady = onReady
+    }
+
+    func listenerUp(api: String? = nil, metricsAddress: String? = nil) {
+        let (announce, report) = state.withLock { state -> (BoundAddresses?, (@Sendable () -> Void)?) in
+            if let api { state.api = api }
+            if let metricsAddress { state.metrics = metricsAddress }
+            guard let a = state.api, let m = state.metrics, !state.announced else { return (nil, nil) }
+            state.announced = true
+            defer { state.report = nil }
+            return (BoundAddresses(api: a, metrics: m), state.report)
+        }
+        if let announce {
+            logger.info("sluice started", metadata: [
+                "api.address": .string(announce.api), "metrics.address": .string(announce.metrics), "data.dir": .string(config.dataDirectory),
+            ])
+        }
+        report?()
+        becomeReadyIfDone()
+    }
+
+    /// Records the recovered broker; `report` (the recovery log lines) runs after the start line.
+    func brokerRecovered(_ broker: Broker, report: @escaping @Sendable () -> Void) {
+        let reportNow = state.withLock { state -> Bool in
+            state.broker = broker
+            if state.announced { return true }
+            state.report = report
+            return false
+        }
+        if reportNow { report() }
+        becomeReadyIfDone()
+    }
+
+    private func becomeReadyIfDone() {
+        let ready = state.withLock { state -> (Broker, BoundAddresses)? in
+            guard !state.ready, let broker = state.broker, let a = state.api, let m = state.metrics else { return nil }
+            state.ready = true
+            return (broker, BoundAddresses(api: a, metrics: m))
+        }
+        guard let (broker, addresses) = ready else { return }
+        broker.markReady()
+        onReady(addresses)
+    }
+}
+
+/// Recovers the log, keeps maintenance running and, on graceful shutdown, writes what was accepted and closes
+/// the log.
+struct BrokerService: Service {
+    let config: SluiceConfig
+    let metrics: SluiceMetrics
+    let logger: Logger
+    let holder: BrokerHolder
+    let startup: Startup
 
     func run() async throws {
+        let broker = try Broker(config: config, metrics: metrics, logger: logger)
+        let recovery = broker.log.recovery
+        holder.set(broker)
+        startup.brokerRecovered(broker) { [logger] in Self.report(recovery, logger: logger) }
         let maintenance = Task { await broker.runMaintenance() }
         try? await gracefulShutdown()
         maintenance.cancel()
         logger.info("shutting down: writing accepted events and closing the log")
         try await broker.shutdown()
+    }
+
+    static func report(_ recovery: RecoveryReport, logger: Logger) {
+        logger.info("log recovered", metadata: [
+            "clean_shutdown": .stringConvertible(recovery.cleanShutdown), "topics": .stringConvertible(recovery.topics),
+            "partitions": .stringConvertible(recovery.partitions), "segments": .stringConvertible(recovery.segments),
+            "recovery_seconds": .stringConvertible(recovery.duration),
+        ])
+        for damage in recovery.damages {
+            let metadata: Logger.Metadata = [LogField.topic: .string(damage.topic), LogField.partition: .stringConvertible(damage.partition),
+                                             "file.path": .string(damage.file), "position": .stringConvertible(damage.position)]
+            if damage.repaired {
+                logger.warning("\(damage.description)", metadata: metadata)
+            } else {
+                logger.error("\(damage.description)", metadata: metadata)
+            }
+        }
     }
 }

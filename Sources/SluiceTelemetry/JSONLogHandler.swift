@@ -129,6 +129,42 @@ public struct JSONWriter {
         needsComma = true
     }
 
+    public mutating func field(_ name: String, int: Int64) {
+        key(name)
+        bytes += Array(String(int).utf8)
+        needsComma = true
+    }
+
+    public mutating func field(_ name: String, bool: Bool) {
+        key(name)
+        bytes += Array((bool ? "true" : "false").utf8)
+        needsComma = true
+    }
+
+    public mutating func fieldNull(_ name: String) {
+        key(name)
+        bytes += Array("null".utf8)
+        needsComma = true
+    }
+
+    /// A field whose value is already-valid JSON, copied as it is.
+    public mutating func field(_ name: String, raw: [UInt8]) {
+        key(name)
+        bytes += raw
+        needsComma = true
+    }
+
+    public mutating func beginArray(_ name: String) {
+        key(name)
+        bytes.append(UInt8(ascii: "["))
+        needsComma = false
+    }
+
+    public mutating func endArray() {
+        bytes.append(UInt8(ascii: "]"))
+        needsComma = true
+    }
+
     mutating func value(_ value: Logger.MetadataValue) {
         switch value {
         case .string(let string):

@@ -102,7 +102,7 @@ struct CLITests {
             // Read until the start line and the damage report have arrived.
             var text = ""
             let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline, !(text.contains("sluice started") && text.contains(victim.path)) {
+            while Date() < deadline, !(text.contains("sluice started") && text.contains("log recovered") && text.contains(victim.path)) {
                 let chunk = out.fileHandleForReading.availableData
                 if chunk.isEmpty { break }
                 text += String(decoding: chunk, as: UTF8.self)
@@ -112,7 +112,8 @@ struct CLITests {
             #expect(start["message"] as? String == "sluice started", "the first line names the bound addresses")
             #expect((start["api.address"] as? String)?.hasPrefix("127.0.0.1:") == true)
             #expect((start["metrics.address"] as? String)?.hasPrefix("127.0.0.1:") == true)
-            #expect(start["clean_shutdown"] as? Bool == false)
+            let recovered = try #require(lines.first { $0["message"] as? String == "log recovered" })
+            #expect(recovered["clean_shutdown"] as? Bool == false)
             let damage = try #require(lines.first { $0["log.level"] as? String == "error" })
             #expect(damage["file.path"] as? String == victim.path)
             #expect((damage["message"] as? String)?.contains("sluice fsck") == true)

@@ -1,0 +1,214 @@
+/// A strict, allocation-light JSON scanner for the publish path: it walks objects and arrays, decodes strings,
+/// and hands back the exact byte range of any value (so an event's `data` is stored as it was sent).
+struct JSONScanner {
+    let bytes: [UInt8]
+    var index: Int
+
+    init(_ bytes: [UInt8], index: Int = 0) {
+        self.bytes = bytes
+        self.index = index
+    }
+
+    struct Failure: Error {
+        var message: String
+    }
+
+    func fail(_ message: String) -> Failure {
+        Failure(message: "\(message) at byte \(index)")
+    }
+
+    mutating func skipWhitespace() {
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
+            index += 1
+        }
+    }
+
+    var atEnd: Bool { index >= bytes.count }
+    var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    mutating func expect(_ byte: UInt8) throws(Failure) {
+        skipWhitespace()
+        guard peek == byte else { throw fail("expected '\(Character(Unicode.Scalar(byte)))'") }
+        index += 1
+    }
+
+    /// Calls `body` with each member's key while positioned at its value; `body` must consume the value.
+    mutating func object(_ body: (inout JSONScanner, String) throws(Failure) -> Void) throws(Failure) {
+        try expect(UInt8(ascii: "{"))
+        skipWhitespace()
+        if peek == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            let key = try string()
+            try expect(UInt8(ascii: ":"))
+            skipWhitespace()
+            try body(&self, key)
+            skipWhitespace()
+            guard let next = peek else { throw fail("unterminated object") }
+            index += 1
+            if next == UInt8(ascii: "}") { return }
+            guard next == UInt8(ascii: ",") else { throw fail("expected ',' or '}'") }
+        }
+    }
+
+    /// Calls `body` with each element's position; `body` must consume the element.
+    mutating func array(_ body: (inout JSONScanner, Int) throws(Failure) -> Void) throws(Failure) {
+        try expect(UInt8(ascii: "["))
+        skipWhitespace()
+        if peek == UInt8(ascii: "]") {
+            index += 1
+            return
+        }
+        var position = 0
+        while true {
+            skipWhitespace()
+            try body(&self, position)
+            position += 1
+            skipWhitespace()
+            guard let next = peek else { throw fail("unterminated array") }
+            index += 1
+            if next == UInt8(ascii: "]") { return }
+            guard next == UInt8(ascii: ",") else { throw fail("expected ',' or ']'") }
+        }
+    }
+
+    /// Decodes a string value (escapes included).
+    mutating func string() throws(Failure) -> String {
+        skipWhitespace()
+        guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
+        index += 1
+        let start = index
+        // Fast path: no escapes.
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                let text = String(decoding: bytes[start..<index], as: UTF8.self)
+                index += 1
+                return text
+            }
+            if byte == UInt8(ascii: "\\") { break }
+            if byte < 0x20 { throw fail("control character in string") }
+            index += 1
+        }
+        var out = Array(bytes[start..<index])
+        while index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            switch byte {
+            case UInt8(ascii: "\""):
+                guard let text = String(validating: out, as: UTF8.self) else { throw fail("string is not valid UTF-8") }
+                return text
+            case UInt8(ascii: "\\"):
+                guard let escape = peek else { throw fail("unterminated escape") }
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""): out.append(0x22)
+                case UInt8(ascii: "\\"): out.append(0x5C)
+                case UInt8(ascii: "/"): out.append(0x2F)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try hex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                            throw fail("unpaired surrogate")
+                        }
+                        index += 2
+                        let low = try hex4()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw fail("unpaired surrogate") }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw fail("unpaired surrogate")
+                    }
+                    out.append(contentsOf: Array(String(Character(Unicode.Scalar(scalar)!)).utf8))
+                default:
+                    throw fail("invalid escape")
+                }
+            default:
+                if byte < 0x20 { throw fail("control character in string") }
+                out.append(byte)
+            }
+        }
+        throw fail("unterminated string")
+    }
+
+    private mutating func hex4() throws(Failure) -> UInt32 {
+        guard index + 4 <= bytes.count else { throw fail("short \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt32
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+            default: throw fail("invalid \\u escape")
+            }
+            value = value << 4 | digit
+            index += 1
+        }
+        return value
+    }
+
+    /// Validates and skips any value, returning its byte range.
+    @discardableResult
+    mutating func skipValue(depth: Int = 0) throws(Failure) -> Range<Int> {
+        guard depth < 128 else { throw fail("nesting deeper than 128") }
+        skipWhitespace()
+        let start = index
+        guard let first = peek else { throw fail("expected a value") }
+        switch first {
+        case UInt8(ascii: "{"):
+            try object { scanner, _ throws(Failure) in try scanner.skipValue(depth: depth + 1) }
+        case UInt8(ascii: "["):
+            try array { scanner, _ throws(Failure) in try scanner.skipValue(depth: depth + 1) }
+        case UInt8(ascii: "\""):
+            _ = try string()
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            try number()
+        default:
+            throw fail("unexpected character '\(Character(Unicode.Scalar(first)))'")
+        }
+        return start..<index
+    }
+
+    private mutating func literal(_ word: String) throws(Failure) {
+        let expected = Array(word.utf8)
+        guard index + expected.count <= bytes.count, Array(bytes[index..<index + expected.count]) == expected else {
+            throw fail("invalid literal")
+        }
+        index += expected.count
+    }
+
+    private mutating func number() throws(Failure) {
+        let start = index
+        if peek == UInt8(ascii: "-") { index += 1 }
+        func digits() -> Int {
+            let from = index
+            while let byte = peek, byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") { index += 1 }
+            return index - from
+        }
+        let integer = digits()
+        guard integer > 0 else { throw fail("invalid number") }
+        if integer > 1 && bytes[index - integer] == UInt8(ascii: "0") { throw fail("leading zero in number") }
+        if peek == UInt8(ascii: ".") {
+            index += 1
+            guard digits() > 0 else { throw fail("invalid number") }
+        }
+        if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
+            index += 1
+            if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { index += 1 }
+            guard digits() > 0 else { throw fail("invalid number") }
+        }
+        _ = start
+    }
+}

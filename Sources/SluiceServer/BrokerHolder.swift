@@ -1,0 +1,22 @@
+import SluiceBroker
+import Synchronization
+
+/// The broker once the log is recovered. The listeners start before recovery so that `/healthz` answers while
+/// a large log is still being checked; until then API calls get 503 and `/readyz` says `starting`.
+final class BrokerHolder: Sendable {
+    private let state = Mutex<Broker?>(nil)
+
+    var broker: Broker? { state.withLock { $0 } }
+
+    func set(_ broker: Broker) {
+        state.withLock { $0 = broker }
+    }
+
+    /// The broker, or a 503 telling the caller to retry shortly.
+    func require() throws(BrokerError) -> Broker {
+        guard let broker else {
+            throw BrokerError(.unavailable, "the agent is still recovering its log; retry shortly (GET /readyz says when it is ready)", retryAfter: 1)
+        }
+        return broker
+    }
+}
