@@ -248,6 +248,14 @@ public final class Broker: Sendable {
 
     // MARK: - Publish
 
+    /// Refuses early, before a body is read and parsed, when `buffer.memory` cannot take `bytes` more.
+    public func checkBufferRoom(for bytes: Int) throws(BrokerError) {
+        if buffer.bytes + bytes > buffer.limit {
+            metrics.producerBufferFull.increment()
+            throw BrokerError(.tooManyRequests, "the producer buffer is full (buffer.memory=\(buffer.limit) bytes); retry after the Retry-After delay", retryAfter: 1)
+        }
+    }
+
     /// Publishes events to `topic`, acknowledging per `acks`.
     ///
     /// Keyed events (`partitionkey`) go to Kafka's murmur2 partition for the key; unkeyed events of one request

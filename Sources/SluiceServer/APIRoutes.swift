@@ -111,8 +111,10 @@ struct APIRoutes: Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         let broker = try self.broker
         let limit = config.int("max.request.size")
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-            throw BrokerError(.payloadTooLarge, "the request body is \(length) bytes; max.request.size is \(limit)")
+        if let length = request.headers[.contentLength].flatMap(Int.init) {
+            if length > limit { throw BrokerError(.payloadTooLarge, "the request body is \(length) bytes; max.request.size is \(limit)") }
+            // Under backpressure, say so before spending CPU on a body that could not be accepted anyway.
+            try broker.checkBufferRoom(for: length)
         }
         let body = Array(buffer: try await request.body.collect(upTo: limit))
         var events = try parseEvents(request, body: body)
