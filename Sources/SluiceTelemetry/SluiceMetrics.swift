@@ -16,6 +16,14 @@ public final class SluiceMetrics: Sendable {
     private let compression = Mutex<[String: (uncompressed: Double, stored: Double)]>([:])
     private let startTime: Double
     private let cpuSecondsCounted = Mutex<Double>(0)
+    /// Handles of labelled series already made, so hot paths skip building label arrays for registry look-ups.
+    private let counters = Mutex<[[String]: Counter]>([:])
+    private let durations = Mutex<[String: DurationHistogram]>([:])
+    static let publishBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
+        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .seconds(2.5), .seconds(5),
+    ]
 
     public let producerBatchBytes: ValueHistogram
     public let producerBatchRecords: ValueHistogram
@@ -43,7 +51,11 @@ public final class SluiceMetrics: Sendable {
     // MARK: - Families with labels
 
     public func counter(_ family: MetricFamily, _ values: String...) -> Counter {
-        registry.makeCounter(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)))
+        let key = [family.name] + values
+        if let cached = counters.withLock({ $0[key] }) { return cached }
+        let counter = registry.makeCounter(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)))
+        counters.withLock { $0[key] = counter }
+        return counter
     }
 
     public func gauge(_ family: MetricFamily, _ values: String...) -> Gauge {
@@ -67,9 +79,15 @@ public final class SluiceMetrics: Sendable {
 
     /// Records one publish request's latency.
     public func publishDuration(acks: String, seconds: Double) {
-        registry.makeDurationHistogram(descriptor: .sluice(MetricName.publishDuration.name, MetricName.publishDuration.help), labels: [("acks", acks)], buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
-                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
-                      .seconds(1), .seconds(2.5), .seconds(5)]).record(.nanoseconds(Int64(seconds * 1e9)))
+        let histogram = durations.withLock { cache -> DurationHistogram in
+            if let cached = cache[acks] { return cached }
+            let made = registry.makeDurationHistogram(
+                descriptor: .sluice(MetricName.publishDuration.name, MetricName.publishDuration.help), labels: [("acks", acks)],
+                buckets: Self.publishBuckets)
+            cache[acks] = made
+            return made
+        }
+        histogram.record(.nanoseconds(Int64(seconds * 1e9)))
     }
 
     /// Records a batch written to `topic`.

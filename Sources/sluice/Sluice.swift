@@ -29,9 +29,6 @@ struct Sluice: AsyncParsableCommand {
         } catch let error as CLIError {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
             Foundation.exit(error.exitCode)
-        } catch let error as LogErrorBox {
-            FileHandle.standardError.write(Data("error: \(error.error)\n".utf8))
-            Foundation.exit(1)
         } catch {
             let code = exitCode(for: error)
             if code == .success {
@@ -51,11 +48,6 @@ struct CLIError: Error {
 
     static func badInput(_ message: String) -> CLIError { CLIError(message: message, exitCode: 2) }
     static func failure(_ message: String) -> CLIError { CLIError(message: message, exitCode: 1) }
-}
-
-/// Wraps a storage error so `main` can print it plainly.
-struct LogErrorBox: Error {
-    var error: any Error
 }
 
 /// Maps storage errors from user input (bad names, configs) to exit code 2, the rest to 1.
