@@ -6,16 +6,29 @@ import Synchronization
 /// Where log lines go: standard output or a size-rotated file. Each line is written whole with one write(2).
 public final class LogSink: Sendable {
     enum Target {
-        case descriptor(Int32)
+        /// A pipe, terminal or file; `stalled` is set while its reader is not keeping up.
+        case descriptor(Int32, stalled: Bool)
         case file(path: String, fd: Int32, size: Int, maxBytes: Int, maxFiles: Int)
     }
 
     private let target: Mutex<Target>
+    private let dropped = Atomic<Int>(0)
+
+    /// How long a line waits for a reader that has stopped reading before it is dropped.
+    public static let stallTimeoutMilliseconds: Int32 = 100
 
     /// Lines to standard output.
-    public static let standardOutput = LogSink(target: .descriptor(1))
+    public static let standardOutput = LogSink(target: .descriptor(1, stalled: false))
     /// Lines to standard error.
-    public static let standardError = LogSink(target: .descriptor(2))
+    public static let standardError = LogSink(target: .descriptor(2, stalled: false))
+
+    /// Lines to an open descriptor (a pipe, say).
+    public static func descriptor(_ fd: Int32) -> LogSink {
+        LogSink(target: .descriptor(fd, stalled: false))
+    }
+
+    /// Lines dropped because the reader of a pipe stopped reading: logging never stalls the agent.
+    public var droppedLines: Int { dropped.load(ordering: .relaxed) }
 
     private init(target: Target) {
         self.target = Mutex(target)
@@ -37,8 +50,18 @@ public final class LogSink: Sendable {
     public func write(line: [UInt8]) {
         target.withLock { target in
             switch target {
-            case .descriptor(let fd):
+            case .descriptor(let fd, let stalled):
+                // A reader that stops draining a pipe must not stop the agent: wait a little for room, then
+                // drop, and while it stays stalled drop at once until it catches up.
+                var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let ready = poll(&poller, 1, stalled ? 0 : Self.stallTimeoutMilliseconds)
+                if ready <= 0 || poller.revents & Int16(POLLOUT) == 0 {
+                    dropped.add(1, ordering: .relaxed)
+                    target = .descriptor(fd, stalled: true)
+                    return
+                }
                 Self.writeAll(fd, line)
+                if stalled { target = .descriptor(fd, stalled: false) }
             case .file(let path, var fd, var size, let maxBytes, let maxFiles):
                 if size > 0 && size + line.count > maxBytes {
                     close(fd)

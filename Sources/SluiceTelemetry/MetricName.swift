@@ -51,6 +51,10 @@ public enum MetricName {
         name: "sluice_http_requests_total", help: "HTTP API requests by route template, method and status code.",
         labels: ["route", "method", "status"])
 
+    // Logging
+    public static let logLinesDropped = MetricFamily(
+        name: "sluice_log_lines_dropped_total", help: "Log lines dropped because the reader of standard output stopped reading.", labels: [])
+
     // Process
     public static let processResidentMemory = MetricFamily(
         name: "process_resident_memory_bytes", help: "Resident memory size in bytes.", labels: [])

@@ -30,7 +30,12 @@ public final class SluiceMetrics: Sendable {
     public let producerBufferBytes: Gauge
     public let producerBufferFull: Counter
 
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), maxEventTypesPerTopic: Int = 200) {
+    /// The log sink whose dropped lines are exported, if any.
+    private let logSink: LogSink?
+    private let droppedCounted = Mutex<Int>(0)
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), maxEventTypesPerTopic: Int = 200, logSink: LogSink? = nil) {
+        self.logSink = logSink
         self.registry = registry
         self.maxEventTypesPerTopic = maxEventTypesPerTopic
         var now = timespec()
@@ -137,6 +142,12 @@ public final class SluiceMetrics: Sendable {
     /// The Prometheus text exposition (format 0.0.4) of every metric.
     public func render() -> [UInt8] {
         updateProcessMetrics()
+        let dropped = logSink?.droppedLines ?? 0
+        let delta = droppedCounted.withLock { counted -> Int in
+            defer { counted = max(counted, dropped) }
+            return max(0, dropped - counted)
+        }
+        registry.makeCounter(descriptor: .sluice(MetricName.logLinesDropped.name, MetricName.logLinesDropped.help)).increment(by: Int64(delta))
         var buffer: [UInt8] = []
         buffer.reserveCapacity(64 * 1024)
         registry.emit(into: &buffer)

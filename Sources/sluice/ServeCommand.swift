@@ -24,8 +24,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let logger = try bootstrapLogging(config)
-        let metrics = SluiceMetrics()
+        let (logger, sink) = try bootstrapLogging(config)
+        let metrics = SluiceMetrics(logSink: sink)
         do {
             try await SluiceAgent.run(config: config, logger: logger, metrics: metrics)
         } catch let error as LogError {
@@ -36,7 +36,7 @@ struct ServeCommand: AsyncParsableCommand {
 }
 
 /// Installs the JSON (or text) log handler per log.level, log.format and log.file.
-func bootstrapLogging(_ config: SluiceConfig) throws -> Logger {
+func bootstrapLogging(_ config: SluiceConfig) throws -> (Logger, LogSink) {
     let sink: LogSink
     if config.string("log.file").isEmpty {
         sink = .standardOutput
@@ -52,5 +52,5 @@ func bootstrapLogging(_ config: SluiceConfig) throws -> Logger {
     LoggingSystem.bootstrap({ label, provider in
         JSONLogHandler(label: label, sink: sink, format: format, level: level, metadataProvider: provider)
     }, metadataProvider: Correlation.metadataProvider)
-    return Logger(label: "sluice")
+    return (Logger(label: "sluice"), sink)
 }

@@ -73,6 +73,29 @@ struct LogHandlerTests {
         }
     }
 
+    @Test("a reader that stops draining the pipe never stalls logging: lines are dropped and counted, then flow again")
+    func stalledReader() async throws {
+        let pipe = Pipe()
+        let sink = LogSink.descriptor(pipe.fileHandleForWriting.fileDescriptor)
+        let logger = Logger(label: "p") { label in JSONLogHandler(label: label, sink: sink) }
+        let started = Date()
+        for i in 0..<3000 { logger.info("line \(i) \(String(repeating: "x", count: 500))") }
+        #expect(Date().timeIntervalSince(started) < 5, "logging blocked on a full pipe")
+        #expect(sink.droppedLines > 2000)
+        // Drain, then lines are written again.
+        let before = sink.droppedLines
+        _ = pipe.fileHandleForReading.availableData
+        while true {
+            var poller = pollfd(fd: pipe.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            if poll(&poller, 1, 0) <= 0 { break }
+            _ = pipe.fileHandleForReading.availableData
+        }
+        logger.info("after")
+        #expect(sink.droppedLines == before)
+        let text = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(text.contains("\"after\""))
+    }
+
     @Test("text format for humans")
     func text() async throws {
         try await withTemporaryDirectory { dir in

@@ -41,7 +41,8 @@ struct ReadmeContractTests {
                         MetricName.producerConfigInfo, MetricName.consumerConfigInfo, MetricName.partitionLogEndOffset,
                         MetricName.partitionLogStartOffset, MetricName.partitionSizeBytes, MetricName.partitionLastAppend,
                         MetricName.topicPartitions, MetricName.httpRequests, MetricName.processResidentMemory, MetricName.processVirtualMemory,
-                        MetricName.processCPUSeconds, MetricName.processOpenFDs, MetricName.processMaxFDs, MetricName.processStartTime]
+                        MetricName.processCPUSeconds, MetricName.processOpenFDs, MetricName.processMaxFDs, MetricName.processStartTime,
+                        MetricName.logLinesDropped]
         for family in families {
             #expect(readme.contains("`\(family.name)`"), "metric \(family.name) is missing from the README")
             for label in family.labels { #expect(readme.contains("`\(label)`"), "label \(label) of \(family.name) is missing") }
