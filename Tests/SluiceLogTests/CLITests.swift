@@ -42,12 +42,15 @@ struct CLITests {
         (["serve", "-X", "acks=1"], "enable.idempotence=true (from default) needs acks=all"),
         (["serve", "--lingr-ms", "5"], "did you mean --linger-ms?"),
         (["nosuchcommand"], "Unexpected argument"),
+        (["partitions", "--target-throughput", "120MB", "--partition-throughput", "10MB/s", "--consumers", "6"], "needs a per-second unit"),
+        (["partitions", "--target-throughput", "0MB/s", "--partition-throughput", "10MB/s", "--consumers", "6"], "must be greater than zero"),
     ])
     func badInput(arguments: [String], message: String) async throws {
         try await withTemporaryDirectory { dir in
             var args = arguments
             if !args.contains("--data-dir") { args += ["--data-dir", dir] }
             if args == ["nosuchcommand", "--data-dir", dir] { args = ["nosuchcommand"] }
+            if args.first == "partitions" { args.removeLast(2) }
             let result = try runProcess(sluiceBinary, args)
             #expect(result.status == 2, "\(args): \(result.stderr)")
             #expect(result.stderr.contains(message), "\(args): \(result.stderr)")
