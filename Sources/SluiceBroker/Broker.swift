@@ -270,36 +270,35 @@ public final class Broker: Sendable {
         let partitionCount = state.producers.count
         let stickyPartition = Int32(state.sticky.wrappingAdd(1, ordering: .relaxed).oldValue % partitionCount)
 
-        // Decide each event's partition and whether it is a duplicate.
-        var perPartition: [Int32: [(record: Record, size: Int, index: Int)]] = [:]
+        // Decide each event's partition and whether it is a duplicate. With idempotence, the promise claimed in
+        // the dedup index is the one the producer resolves, so a re-sent event awaits the original's offset.
+        var perPartition: [Int32: [(record: Record, size: Int, promise: OffsetPromise, index: Int)]] = [:]
         var results: [PublishResult?] = Array(repeating: nil, count: events.count)
         var duplicates: [(index: Int, promise: OffsetPromise)] = []
-        var claims: [(key: String, index: Int)] = []
+        var claims: [(key: String, promise: OffsetPromise)] = []
         var totalBytes = 0
-        var promiseByIndex: [Int: OffsetPromise] = [:]
         for (index, event) in events.enumerated() {
             let partition = event.partitionKey.map { Partitioner.partition(forKey: Array($0.utf8), partitions: partitionCount) } ?? stickyPartition
             let correlation = event.correlationId ?? ""
+            let promise = OffsetPromise()
             if let dedup = state.dedup {
                 let key = DedupIndex.key(source: event.source, id: event.id)
-                let promise = OffsetPromise()
                 if let earlier = dedup.claim(key, partition: partition, promise: promise, now: now) {
                     results[index] = PublishResult(id: event.id, topic: name, partition: earlier.partition, offset: nil, duplicate: true, correlationId: correlation)
                     duplicates.append((index, earlier.promise))
                     continue
                 }
-                promiseByIndex[index] = promise
-                claims.append((key, index))
+                claims.append((key, promise))
             }
             let record = event.record(timestamp: now)
             let size = Self.estimatedSize(record)
             totalBytes += size
-            perPartition[partition, default: []].append((record, size, index))
+            perPartition[partition, default: []].append((record, size, promise, index))
             results[index] = PublishResult(id: event.id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: correlation)
         }
 
         func releaseClaims() {
-            for (key, index) in claims { state.dedup?.release(key, promise: promiseByIndex[index]!) }
+            for (key, promise) in claims { state.dedup?.release(key, promise: promise) }
         }
         guard buffer.reserve(totalBytes) else {
             releaseClaims()
@@ -310,21 +309,14 @@ public final class Broker: Sendable {
 
         var waits: [(index: Int, promise: OffsetPromise, partition: Int32)] = []
         for (partition, items) in perPartition.sorted(by: { $0.key < $1.key }) {
-            let promises: [OffsetPromise]
             do {
-                promises = try state.producers[Int(partition)].submit(items.map { ($0.record, $0.size) })
+                try state.producers[Int(partition)].submit(items.map { ($0.record, $0.size, $0.promise) })
             } catch {
                 buffer.release(items.reduce(0) { $0 + $1.size })
                 releaseClaims()
                 throw error
             }
-            for (item, promise) in zip(items, promises) {
-                waits.append((item.index, promise, partition))
-                // The dedup entry must resolve with the real offset.
-                if let claimed = promiseByIndex[item.index] {
-                    Task { claimed.resolve(await promise.value()) }
-                }
-            }
+            for item in items { waits.append((item.index, item.promise, partition)) }
         }
 
         if settings.acks == .none { return results.map { $0! } }

@@ -217,11 +217,12 @@ public struct CloudEvent: Sendable, Hashable {
                         problem = problem ?? .badRequest("\(at)attribute name '\(key)' is invalid: CloudEvents attribute names are 1–20 lower-case letters or digits", attribute: key)
                         return
                     }
+                    if first == UInt8(ascii: "\"") {
+                        extensions[key] = try inner.string()
+                        return
+                    }
                     let range = try inner.skipValue()
                     switch first ?? 0 {
-                    case UInt8(ascii: "\""):
-                        var again = JSONScanner(inner.bytes, index: range.lowerBound)
-                        extensions[key] = try again.string()
                     case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
                         extensions[key] = String(decoding: inner.bytes[range], as: UTF8.self)
                     case UInt8(ascii: "n"):

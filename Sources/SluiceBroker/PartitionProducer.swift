@@ -72,14 +72,13 @@ final class PartitionProducer: Sendable {
 
     private var lingerNanos: UInt64 { UInt64(settings.lingerMs) * 1_000_000 }
 
-    /// Adds records to the open batch; each promise resolves with the record's offset once it is appended.
-    func submit(_ records: [(record: Record, size: Int)]) throws(BrokerError) -> [OffsetPromise] {
-        let promises = records.map { _ in OffsetPromise() }
+    /// Adds records to the open batch; each record's promise resolves with its offset once it is appended.
+    func submit(_ records: [(record: Record, size: Int, promise: OffsetPromise)]) throws(BrokerError) {
         let (armTimer, startDrain) = try state.withLock { state throws(BrokerError) -> (Bool, Bool) in
             if state.closed { throw BrokerError(.unavailable, "the agent is shutting down; retry against the restarted agent", retryAfter: 1) }
             if state.open.isEmpty { state.openSince = DispatchTime.now().uptimeNanoseconds }
-            for (index, item) in records.enumerated() {
-                state.open.append(Entry(record: item.record, size: item.size, promise: promises[index]))
+            for item in records {
+                state.open.append(Entry(record: item.record, size: item.size, promise: item.promise))
                 state.openBytes += item.size
             }
             let started = sealReady(&state)
@@ -87,7 +86,6 @@ final class PartitionProducer: Sendable {
         }
         if armTimer { startTimer() }
         if startDrain { startDrainTask() }
-        return promises
     }
 
     /// Seals what is due while the pipeline has room; returns whether a drain task must be started.

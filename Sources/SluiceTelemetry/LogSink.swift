@@ -6,8 +6,9 @@ import Synchronization
 /// Where log lines go: standard output or a size-rotated file. Each line is written whole with one write(2).
 public final class LogSink: Sendable {
     enum Target {
-        /// A pipe, terminal or file; `stalled` is set while its reader is not keeping up.
-        case descriptor(Int32, stalled: Bool)
+        /// A pipe, terminal or file; `stalled` is set while its reader is not keeping up. Only pipes and sockets
+        /// (`canStall`) can block a writer indefinitely, so only they are polled before a write.
+        case descriptor(Int32, stalled: Bool, canStall: Bool)
         case file(path: String, fd: Int32, size: Int, maxBytes: Int, maxFiles: Int)
     }
 
@@ -18,13 +19,15 @@ public final class LogSink: Sendable {
     public static let stallTimeoutMilliseconds: Int32 = 100
 
     /// Lines to standard output.
-    public static let standardOutput = LogSink(target: .descriptor(1, stalled: false))
+    public static let standardOutput = LogSink.descriptor(1)
     /// Lines to standard error.
-    public static let standardError = LogSink(target: .descriptor(2, stalled: false))
+    public static let standardError = LogSink.descriptor(2)
 
     /// Lines to an open descriptor (a pipe, say).
     public static func descriptor(_ fd: Int32) -> LogSink {
-        LogSink(target: .descriptor(fd, stalled: false))
+        var info = stat()
+        let kind = fstat(fd, &info) == 0 ? info.st_mode & S_IFMT : 0
+        return LogSink(target: .descriptor(fd, stalled: false, canStall: kind == S_IFIFO || kind == S_IFSOCK))
     }
 
     /// Lines dropped because the reader of a pipe stopped reading: logging never stalls the agent.
@@ -50,18 +53,20 @@ public final class LogSink: Sendable {
     public func write(line: [UInt8]) {
         target.withLock { target in
             switch target {
-            case .descriptor(let fd, let stalled):
+            case .descriptor(let fd, _, false):
+                Self.writeAll(fd, line)
+            case .descriptor(let fd, let stalled, true):
                 // A reader that stops draining a pipe must not stop the agent: wait a little for room, then
                 // drop, and while it stays stalled drop at once until it catches up.
                 var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 let ready = poll(&poller, 1, stalled ? 0 : Self.stallTimeoutMilliseconds)
                 if ready <= 0 || poller.revents & Int16(POLLOUT) == 0 {
                     dropped.add(1, ordering: .relaxed)
-                    target = .descriptor(fd, stalled: true)
+                    target = .descriptor(fd, stalled: true, canStall: true)
                     return
                 }
                 Self.writeAll(fd, line)
-                if stalled { target = .descriptor(fd, stalled: false) }
+                if stalled { target = .descriptor(fd, stalled: false, canStall: true) }
             case .file(let path, var fd, var size, let maxBytes, let maxFiles):
                 if size > 0 && size + line.count > maxBytes {
                     close(fd)
