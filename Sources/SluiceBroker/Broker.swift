@@ -18,6 +18,7 @@ public struct PublishResult: Sendable, Hashable {
 
 /// One event read back from a partition.
 public struct FetchedEvent: Sendable {
+    public var topic: String
     public var partition: Int32
     public var offset: Int64
     public var timestamp: Int64
@@ -41,6 +42,7 @@ public final class Broker: Sendable {
     public let settings: ProducerSettings
     let logger: Logger
     let buffer: ProducerBuffer
+    let throughput = ThroughputTracker()
     private let topics = Mutex<[String: TopicState]>([:])
     /// Serialises topic creation, so that concurrent auto-creations of one topic all see it registered.
     private let creation = Mutex<Void>(())
@@ -158,6 +160,11 @@ public final class Broker: Sendable {
         ("sluice_topic_default_segment_bytes", "segment.bytes", false, "Default segment.bytes."),
     ]
 
+    /// Mean bytes per second produced to `topic` over the last minute and the last five minutes.
+    public func produceRates(topic: String) -> (oneMinute: Double, fiveMinutes: Double) {
+        throughput.rates(topic: topic)
+    }
+
     // MARK: - Readiness and lifecycle
 
     /// Set once the log is recovered and the listeners are bound.
@@ -224,6 +231,7 @@ public final class Broker: Sendable {
             throw BrokerError(error)
         }
         metrics.topicDeleted(name, partitions: state.producers.count)
+        throughput.remove(topic: name)
         logger.info("topic deleted", metadata: [LogField.topic: .string(name)])
     }
 
@@ -306,6 +314,7 @@ public final class Broker: Sendable {
             throw BrokerError(.tooManyRequests, "the producer buffer is full (buffer.memory=\(buffer.limit) bytes); retry after the Retry-After delay", retryAfter: 1)
         }
         metrics.producerBufferBytes.set(Double(buffer.bytes))
+        throughput.record(topic: name, bytes: totalBytes, nowMillis: now)
 
         var waits: [(index: Int, promise: OffsetPromise, partition: Int32)] = []
         for (partition, items) in perPartition.sorted(by: { $0.key < $1.key }) {
@@ -398,29 +407,86 @@ public final class Broker: Sendable {
             }
             let bytes = batches.reduce(0) { $0 + $1.bytes.count }
             if bytes >= minBytes || DispatchTime.now().uptimeNanoseconds >= deadline {
-                var events: [FetchedEvent] = []
-                do {
-                    outer: for batch in batches {
-                        for record in try batch.records() where record.offset >= offset {
-                            events.append(FetchedEvent(partition: partition, offset: record.offset, timestamp: record.timestamp, record: record, event: CloudEvent(record: record)))
-                            if events.count == maxRecords { break outer }
-                        }
-                    }
-                } catch {
-                    throw BrokerError(error)
-                }
+                let events = try Self.decode(batches, topic: name, partition: partition, from: offset, maxRecords: maxRecords)
                 return FetchResult(events: events, nextOffset: events.last.map { $0.offset + 1 } ?? offset,
                                    logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset)
             }
-            // Wait for an append or the deadline, whichever comes first.
-            let remaining = deadline - DispatchTime.now().uptimeNanoseconds
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await notifier.wait(after: generation) }
-                group.addTask { try? await Task.sleep(nanoseconds: remaining) }
-                await group.next()
-                group.cancelAll()
-            }
+            await Self.waitForAppend(on: [(notifier, generation)], until: deadline)
         }
+    }
+
+    /// Reads up to `maxRecords` events from several partitions, each from its own offset, taking the partitions
+    /// in the order given and waiting up to `maxWaitMs` for the first event when none is there yet. Offsets
+    /// must lie within each partition's range (the caller resolves resets).
+    public func fetch(_ positions: [(TopicPartition, Int64)], maxRecords: Int, maxBytesPerPartition: Int,
+                      maxWaitMs: Int64) async throws(BrokerError) -> [FetchedEvent] {
+        var sources: [(log: PartitionLog, notifier: AppendNotifier, offset: Int64)] = []
+        for (tp, offset) in positions {
+            let state = try state(for: tp.topic, create: false)
+            guard tp.partition >= 0, Int(tp.partition) < state.producers.count else {
+                throw BrokerError(.notFound, "topic \(tp.topic) has no partition \(tp.partition)")
+            }
+            sources.append((state.topic.partitions[Int(tp.partition)], state.notifiers[Int(tp.partition)], offset))
+        }
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(maxWaitMs, 0)) * 1_000_000
+        while true {
+            let generations = sources.map { ($0.notifier, $0.notifier.generation) }
+            var events: [FetchedEvent] = []
+            for source in sources where events.count < maxRecords && source.offset < source.log.logEndOffset {
+                do {
+                    let batches = try source.log.read(from: source.offset, maxBytes: maxBytesPerPartition)
+                    events += try Self.decode(batches, topic: source.log.topic, partition: source.log.partition, from: source.offset, maxRecords: maxRecords - events.count)
+                } catch let error as BrokerError {
+                    throw error
+                } catch {
+                    throw BrokerError(error)
+                }
+            }
+            if !events.isEmpty || sources.isEmpty || DispatchTime.now().uptimeNanoseconds >= deadline { return events }
+            await Self.waitForAppend(on: generations, until: deadline)
+        }
+    }
+
+    static func decode(_ batches: [FetchedBatch], topic: String, partition: Int32, from offset: Int64, maxRecords: Int) throws(BrokerError) -> [FetchedEvent] {
+        var events: [FetchedEvent] = []
+        do {
+            outer: for batch in batches {
+                for record in try batch.records() where record.offset >= offset {
+                    events.append(FetchedEvent(topic: topic, partition: partition, offset: record.offset, timestamp: record.timestamp, record: record, event: CloudEvent(record: record)))
+                    if events.count == maxRecords { break outer }
+                }
+            }
+        } catch {
+            throw BrokerError(error)
+        }
+        return events
+    }
+
+    /// Returns when any of the partitions gets an append after the generation seen, or at the deadline.
+    static func waitForAppend(on notifiers: [(AppendNotifier, UInt64)], until deadline: UInt64) async {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard deadline > now else { return }
+        await withTaskGroup(of: Void.self) { group in
+            for (notifier, generation) in notifiers { group.addTask { await notifier.wait(after: generation) } }
+            group.addTask { try? await Task.sleep(nanoseconds: deadline - now) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// The topic and partition log, or a not-found error naming what exists.
+    public func partitionLog(_ tp: TopicPartition) throws(BrokerError) -> PartitionLog {
+        let state = try state(for: tp.topic, create: false)
+        guard tp.partition >= 0, Int(tp.partition) < state.producers.count else {
+            throw BrokerError(.notFound, "topic \(tp.topic) has partitions 0...\(state.producers.count - 1); \(tp.partition) does not exist")
+        }
+        return state.topic.partitions[Int(tp.partition)]
+    }
+
+    /// Creates the topic when it is missing and auto-creation is on; otherwise a not-found error.
+    public func ensureTopic(_ name: String) throws(BrokerError) -> Topic {
+        try TopicNameCheck.validate(name)
+        return try state(for: name, create: true).topic
     }
 }
 

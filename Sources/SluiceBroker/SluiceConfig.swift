@@ -72,6 +72,8 @@ public struct SluiceConfig: Sendable {
     /// The YAML file the configuration came from, if any; features with their own sections
     /// (``fileSectionNames``) read them from it, keeping file and line numbers for their errors.
     public let configFile: String?
+    /// Per-group lag SLOs in milliseconds from the file's `consumer_groups` section (`name: {lag.slo.ms: N}`).
+    public var groupLagSLOs: [String: Int64] = [:]
 
     public func string(_ name: String) -> String { values[name]!.value }
     public func integer(_ name: String) -> Int64 { Int64(values[name]!.value)! }
@@ -129,8 +131,10 @@ public struct SluiceConfig: Sendable {
         // Lowest precedence first; later sources overwrite.
         var routes: [RouteRule] = []
         var routesSource = ConfigSource.defaultValue
+        var groupLagSLOs: [String: Int64] = [:]
         if let file {
             let parsed = try parseFile(file)
+            groupLagSLOs = parsed.groupLagSLOs
             for (name, raw, line) in parsed.properties { try set(name, raw, .file(path: file, line: line)) }
             if !parsed.routes.isEmpty {
                 routes = parsed.routes
@@ -194,7 +198,8 @@ public struct SluiceConfig: Sendable {
             routesSource = .flag("--route")
         }
 
-        let config = SluiceConfig(values: values, routes: routes, routesSource: routesSource, configFile: file)
+        var config = SluiceConfig(values: values, routes: routes, routesSource: routesSource, configFile: file)
+        config.groupLagSLOs = groupLagSLOs
         try config.validate()
         return config
     }
@@ -239,6 +244,7 @@ public struct SluiceConfig: Sendable {
         var properties: [(String, String, Int)] = []
         var routes: [RouteRule] = []
         var routesLine = 0
+        var groupLagSLOs: [String: Int64] = [:]
     }
 
     /// Sections of the YAML file that belong to other features and are passed through.
@@ -277,6 +283,25 @@ public struct SluiceConfig: Sendable {
                     }
                 } else {
                     throw ConfigError("\(path):\(line): routes must be a list of {match, topic} or a mapping pattern: topic")
+                }
+            } else if key == "consumer_groups" {
+                guard let groups = valueNode.mapping else {
+                    throw ConfigError("\(path):\(line): consumer_groups must map group names to settings, e.g. consumer_groups: {billing: {lag.slo.ms: 60000}}")
+                }
+                for (nameNode, settings) in groups {
+                    let at = nameNode.mark?.line ?? line
+                    guard let name = nameNode.string, let map = settings.mapping else {
+                        throw ConfigError("\(path):\(at): each consumer_groups entry is a group name with a mapping, e.g. billing: {lag.slo.ms: 60000}")
+                    }
+                    for (settingNode, valueNode) in map {
+                        guard settingNode.string == "lag.slo.ms" else {
+                            throw ConfigError("\(path):\(settingNode.mark?.line ?? at): consumer_groups.\(name) knows only lag.slo.ms, not \(settingNode.string ?? "?")")
+                        }
+                        guard let value = valueNode.string.flatMap({ Int64($0) }), value >= 0 else {
+                            throw ConfigError("\(path):\(valueNode.mark?.line ?? at): consumer_groups.\(name).lag.slo.ms must be an integer ≥ 0 (milliseconds)")
+                        }
+                        parsed.groupLagSLOs[name] = value
+                    }
                 }
             } else if fileSectionNames.contains(key) {
                 continue

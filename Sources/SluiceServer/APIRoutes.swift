@@ -28,6 +28,7 @@ struct APIRoutes: Sendable {
         router.post(RouterPath(HTTPPath.topicEvents)) { request, context in try await publish(request, context, topic: nil) }
         router.post(RouterPath(HTTPPath.routedEvents)) { request, context in try await publish(request, context, topic: .routed) }
         router.get(RouterPath(HTTPPath.partitionEvents)) { request, context in try await readEvents(request, context) }
+        registerGroups(on: router)
     }
 
     static func health() -> Response {
@@ -99,7 +100,9 @@ struct APIRoutes: Sendable {
     }
 
     func deleteTopic(_ context: BasicRequestContext) async throws -> Response {
-        try await self.broker.deleteTopic(try context.parameters.require("topic"))
+        let name = try context.parameters.require("topic")
+        try await self.broker.deleteTopic(name)
+        await (try? holder.requireGroups())?.topicDeleted(name)
         return Response(status: .noContent)
     }
 
@@ -217,14 +220,7 @@ struct APIRoutes: Sendable {
             throw BrokerError.badRequest("partition must be a number", attribute: "partition")
         }
         let broker = try self.broker
-        let query = request.uri.queryParameters
-        func integer(_ name: String, range: ClosedRange<Int64>) throws -> Int64? {
-            guard let raw = query[Substring(name)] else { return nil }
-            guard let value = Int64(raw), range.contains(value) else {
-                throw BrokerError.badRequest("query parameter \(name)=\(raw) must be an integer from \(range.lowerBound) to \(range.upperBound)", attribute: name)
-            }
-            return value
-        }
+        func integer(_ name: String, range: ClosedRange<Int64>) throws -> Int64? { try Self.queryInteger(request, name, range: range) }
         let offset = try integer("offset", range: 0...Int64.max)
         let maxRecords = Int(try integer("max", range: 1...Int64(config.int("max.poll.records"))) ?? config.integer("max.poll.records"))
         let waitMs = try integer("wait_ms", range: 0...300_000) ?? config.integer("fetch.max.wait.ms")
@@ -234,30 +230,7 @@ struct APIRoutes: Sendable {
         var out = JSONWriter()
         out.beginObject()
         out.beginArray("events")
-        for fetched in result.events {
-            out.beginObject()
-            out.field("offset", int: fetched.offset)
-            out.field("partition", int: Int64(fetched.partition))
-            out.field("timestamp", string: Timestamp.rfc3339Millis(millisecondsSinceEpoch: fetched.timestamp))
-            if let event = fetched.event {
-                out.key("event")
-                event.writeJSON(into: &out)
-                let trace = event.traceparent.flatMap(Correlation.parseTraceparent)
-                let eventContext = CorrelationContext(
-                    correlationId: event.correlationId ?? Correlation.current?.correlationId ?? "", causationId: event.causationId,
-                    traceId: trace?.traceId, spanId: trace?.spanId, eventId: event.id, eventType: event.type,
-                    topic: topic, partition: partition, offset: fetched.offset)
-                Correlation.$current.withValue(eventContext) { logger.debug("event read") }
-            } else {
-                if let key = fetched.record.key { out.field("key_base64", string: Data(key).base64EncodedString()) } else { out.fieldNull("key_base64") }
-                if let value = fetched.record.value { out.field("value_base64", string: Data(value).base64EncodedString()) } else { out.fieldNull("value_base64") }
-                out.key("headers")
-                out.beginObject()
-                for header in fetched.record.headers { out.field(header.key, string: header.value.map { Data($0).base64EncodedString() } ?? "") }
-                out.endObject()
-            }
-            out.endObject()
-        }
+        for fetched in result.events { writeEvent(fetched, into: &out) }
         out.endArray()
         out.field("log_end_offset", int: result.logEndOffset)
         out.field("log_start_offset", int: result.logStartOffset)
@@ -266,5 +239,42 @@ struct APIRoutes: Sendable {
         out.field("topic", string: topic)
         out.endObject()
         return rawJSONResponse(out.bytes)
+    }
+
+    /// An integer query parameter within `range`, or a 400 naming it.
+    static func queryInteger(_ request: Request, _ name: String, range: ClosedRange<Int64>) throws -> Int64? {
+        guard let raw = request.uri.queryParameters[Substring(name)] else { return nil }
+        guard let value = Int64(raw), range.contains(value) else {
+            throw BrokerError.badRequest("query parameter \(name)=\(raw) must be an integer from \(range.lowerBound) to \(range.upperBound)", attribute: name)
+        }
+        return value
+    }
+
+    /// One read event: its position, and the CloudEvent (or the raw record, base64, when it is not one). Logs
+    /// "event read" with the event's correlation.
+    func writeEvent(_ fetched: FetchedEvent, into out: inout JSONWriter) {
+        out.beginObject()
+        out.field("offset", int: fetched.offset)
+        out.field("partition", int: Int64(fetched.partition))
+        out.field("timestamp", string: Timestamp.rfc3339Millis(millisecondsSinceEpoch: fetched.timestamp))
+        out.field("topic", string: fetched.topic)
+        if let event = fetched.event {
+            out.key("event")
+            event.writeJSON(into: &out)
+            let trace = event.traceparent.flatMap(Correlation.parseTraceparent)
+            let eventContext = CorrelationContext(
+                correlationId: event.correlationId ?? Correlation.current?.correlationId ?? "", causationId: event.causationId,
+                traceId: trace?.traceId, spanId: trace?.spanId, eventId: event.id, eventType: event.type,
+                topic: fetched.topic, partition: fetched.partition, offset: fetched.offset)
+            Correlation.$current.withValue(eventContext) { logger.debug("event read") }
+        } else {
+            if let key = fetched.record.key { out.field("key_base64", string: Data(key).base64EncodedString()) } else { out.fieldNull("key_base64") }
+            if let value = fetched.record.value { out.field("value_base64", string: Data(value).base64EncodedString()) } else { out.fieldNull("value_base64") }
+            out.key("headers")
+            out.beginObject()
+            for header in fetched.record.headers { out.field(header.key, string: header.value.map { Data($0).base64EncodedString() } ?? "") }
+            out.endObject()
+        }
+        out.endObject()
     }
 }

@@ -4,12 +4,20 @@ import Synchronization
 /// The broker once the log is recovered. The listeners start before recovery so that `/healthz` answers while
 /// a large log is still being checked; until then API calls get 503 and `/readyz` says `starting`.
 final class BrokerHolder: Sendable {
-    private let state = Mutex<Broker?>(nil)
+    private let state = Mutex<(broker: Broker, groups: GroupCoordinator)?>(nil)
 
-    var broker: Broker? { state.withLock { $0 } }
+    var broker: Broker? { state.withLock { $0?.broker } }
 
-    func set(_ broker: Broker) {
-        state.withLock { $0 = broker }
+    func set(_ broker: Broker, groups: GroupCoordinator) {
+        state.withLock { $0 = (broker, groups) }
+    }
+
+    /// The consumer groups, or a 503 like ``require()``.
+    func requireGroups() throws(BrokerError) -> GroupCoordinator {
+        guard let groups = state.withLock({ $0?.groups }) else {
+            throw BrokerError(.unavailable, "the agent is still recovering its log; retry shortly (GET /readyz says when it is ready)", retryAfter: 1)
+        }
+        return groups
     }
 
     /// The broker, or a 503 telling the caller to retry shortly.

@@ -8,6 +8,17 @@ public enum HTTPPath {
     public static let topicEvents = "/v1/topics/{topic}/events"
     public static let partitionEvents = "/v1/topics/{topic}/partitions/{partition}/events"
     public static let routedEvents = "/v1/events"
+    public static let groups = "/v1/groups"
+    public static let group = "/v1/groups/{group}"
+    public static let groupMembers = "/v1/groups/{group}/members"
+    public static let groupMember = "/v1/groups/{group}/members/{member}"
+    public static let memberHeartbeat = "/v1/groups/{group}/members/{member}/heartbeat"
+    public static let memberPoll = "/v1/groups/{group}/members/{member}/poll"
+    public static let groupOffsets = "/v1/groups/{group}/offsets"
+
+    /// Every path above.
+    public static let all = [health, ready, metrics, topics, topic, topicEvents, partitionEvents, routedEvents,
+                             groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets]
 }
 
 /// Header names Sluice reads or writes.

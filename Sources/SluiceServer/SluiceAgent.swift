@@ -138,14 +138,24 @@ struct BrokerService: Service {
 
     func run() async throws {
         let broker = try Broker(config: config, metrics: metrics, logger: logger)
+        let groups: GroupCoordinator
+        do {
+            groups = try GroupCoordinator(broker: broker)
+        } catch {
+            try await broker.shutdown()
+            throw error
+        }
         let recovery = broker.log.recovery
-        holder.set(broker)
+        holder.set(broker, groups: groups)
         startup.brokerRecovered(broker) { [logger] in Self.report(recovery, logger: logger) }
         let maintenance = Task { await broker.runMaintenance() }
+        let groupWork = Task { await groups.run() }
         try? await gracefulShutdown()
         maintenance.cancel()
+        groupWork.cancel()
         logger.info("shutting down: writing accepted events and closing the log")
         try await broker.shutdown()
+        groups.store.close()
     }
 
     static func report(_ recovery: RecoveryReport, logger: Logger) {

@@ -141,6 +141,20 @@ public struct JSONWriter {
         needsComma = true
     }
 
+    /// A finite number (non-finite ones are written as null, which JSON has no other way to say).
+    public mutating func field(_ name: String, double: Double) {
+        key(name)
+        bytes += Array((double.isFinite ? "\(double)" : "null").utf8)
+        needsComma = true
+    }
+
+    /// A string element of an array.
+    public mutating func value(string: String) {
+        separator()
+        appendString(string)
+        needsComma = true
+    }
+
     public mutating func fieldNull(_ name: String) {
         key(name)
         bytes += Array("null".utf8)

@@ -17,6 +17,12 @@ public enum LogField {
     public static let topic = "topic"
     public static let partition = "partition"
     public static let offset = "offset"
+    public static let group = "group"
+    public static let member = "member.id"
+
+    /// Every field above.
+    public static let all = [timestamp, level, message, logger, serviceName, ecsVersion, correlationId, causationId, traceId, spanId,
+                             eventId, eventType, topic, partition, offset, group, member]
 
     /// Fields the handler writes itself; metadata with these keys is moved under `metadata.` instead.
     public static let core: Set<String> = [timestamp, level, message, logger, serviceName, ecsVersion]

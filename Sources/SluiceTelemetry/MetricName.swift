@@ -46,6 +46,53 @@ public enum MetricName {
     public static let topicPartitions = MetricFamily(
         name: "sluice_topic_partitions", help: "Number of partitions of the topic.", labels: ["topic"])
 
+    public static let topicPartitionsRecommended = MetricFamily(
+        name: "sluice_topic_partitions_recommended",
+        help: "Partitions the topic should have: the partition rule applied to its peak produce rate (1m/5m), partition.throughput.bytes and the members of its largest group, clamped to [3, 100].",
+        labels: ["topic"])
+    public static let topicProduceRate = MetricFamily(
+        name: "sluice_topic_produce_bytes_per_second", help: "Mean bytes per second published to the topic over the window (1m, 5m).",
+        labels: ["topic", "window"])
+
+    // Consumer groups (rendered by the lag monitor's background pass)
+    public static let groupLag = MetricFamily(
+        name: "sluice_consumer_group_lag", help: "Records after the committed offset (or the log start, if retention passed it) up to the log end.",
+        labels: ["group", "topic", "partition"])
+    public static let groupLagSeconds = MetricFamily(
+        name: "sluice_consumer_group_lag_seconds", help: "Age of the first unconsumed record (now minus its timestamp); 0 when caught up.",
+        labels: ["group", "topic", "partition"])
+    public static let groupExpiredRecords = MetricFamily(
+        name: "sluice_consumer_group_expired_records", help: "Records deleted by retention before the group read them (log start minus committed offset).",
+        labels: ["group", "topic", "partition"])
+    public static let groupCommittedOffset = MetricFamily(
+        name: "sluice_consumer_group_committed_offset", help: "The group's committed offset (the next offset it will read).",
+        labels: ["group", "topic", "partition"])
+    public static let groupCommitAge = MetricFamily(
+        name: "sluice_consumer_group_commit_age_seconds", help: "Seconds since the group last committed this partition.",
+        labels: ["group", "topic", "partition"])
+    public static let groupLagSum = MetricFamily(
+        name: "sluice_consumer_group_lag_sum", help: "Lag in records summed over the topic's partitions (always exported, whatever lag.max.series).",
+        labels: ["group", "topic"])
+    public static let groupLagSecondsMax = MetricFamily(
+        name: "sluice_consumer_group_lag_seconds_max", help: "Largest lag in seconds over the topic's partitions (always exported).",
+        labels: ["group", "topic"])
+    public static let groupMembers = MetricFamily(
+        name: "sluice_consumer_group_members", help: "Members of the consumer group.", labels: ["group"])
+    public static let groupState = MetricFamily(
+        name: "sluice_consumer_group_state", help: "1 for the group's current state (empty, stable, rebalancing), 0 for the others.",
+        labels: ["group", "state"])
+    public static let groupStatus = MetricFamily(
+        name: "sluice_consumer_group_status",
+        help: "Worst partition status of the group: 0 OK, 1 WARN (lag growing), 2 STALL (commits without progress), 3 STOP (no commits while lagging), 4 ERR (lag seconds over the SLO).",
+        labels: ["group"])
+    public static let groupSeriesOmitted = MetricFamily(
+        name: "sluice_consumer_group_lag_series_omitted", help: "Per-partition consumer-group series left out by lag.max.series.", labels: [])
+    public static let lagEvaluationDuration = MetricFamily(
+        name: "sluice_consumer_lag_evaluation_seconds", help: "Duration of the last background lag computation.", labels: [])
+    public static let groupRebalances = MetricFamily(
+        name: "sluice_consumer_group_rebalances_total", help: "Rebalances of the consumer group (joins, leaves, expiries, partition changes).",
+        labels: ["group"])
+
     // HTTP
     public static let httpRequests = MetricFamily(
         name: "sluice_http_requests_total", help: "HTTP API requests by route template, method and status code.",
@@ -68,4 +115,14 @@ public enum MetricName {
         name: "process_max_fds", help: "Maximum number of open file descriptors.", labels: [])
     public static let processStartTime = MetricFamily(
         name: "process_start_time_seconds", help: "Start time of the process since the Unix epoch in seconds.", labels: [])
+
+    /// Every family above, for the contract tests and documentation checks.
+    public static let all: [MetricFamily] = [
+        eventsPublished, publishDuration, producerBatchBytes, producerBatchRecords, producerCompressionRatio, producerBufferBytes,
+        producerBufferFull, producerConfigInfo, consumerConfigInfo, partitionLogEndOffset, partitionLogStartOffset,
+        partitionSizeBytes, partitionLastAppend, topicPartitions, topicPartitionsRecommended, topicProduceRate, groupLag,
+        groupLagSeconds, groupExpiredRecords, groupCommittedOffset, groupCommitAge, groupLagSum, groupLagSecondsMax, groupMembers,
+        groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, logLinesDropped,
+        processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
+    ]
 }

@@ -30,6 +30,9 @@ public final class SluiceMetrics: Sendable {
     public let producerBufferBytes: Gauge
     public let producerBufferFull: Counter
 
+    /// Text rendered by background passes (e.g. consumer-group lag), appended to each scrape as it is.
+    private let expositions = Mutex<[(key: String, provider: @Sendable () -> [UInt8])]>([])
+
     /// The log sink whose dropped lines are exported, if any.
     private let logSink: LogSink?
     private let droppedCounted = Mutex<Int>(0)
@@ -151,7 +154,16 @@ public final class SluiceMetrics: Sendable {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(64 * 1024)
         registry.emit(into: &buffer)
+        for (_, provider) in expositions.withLock({ $0 }) { buffer += provider() }
         return buffer
+    }
+
+    /// Adds (or replaces) a source of pre-rendered exposition text; it must not name registry families.
+    public func addExposition(key: String, _ provider: @escaping @Sendable () -> [UInt8]) {
+        expositions.withLock { list in
+            list.removeAll { $0.key == key }
+            list.append((key, provider))
+        }
     }
 
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Logging
+import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
 
@@ -8,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the storage engine (build with -c release for meaningful numbers).",
-        subcommands: [LogBench.self, MetricsBench.self]
+        subcommands: [LogBench.self, MetricsBench.self, LagBench.self]
     )
 }
 
@@ -293,5 +295,81 @@ struct MetricsBench: ParsableCommand {
         writeLine("| topics × partitions | series | size | render median | render max |")
         writeLine("|---|---|---|---|---|")
         writeLine("| \(topics) × \(partitions) | \(series) | \(f1(Double(size) / 1_048_576)) MiB | \(f1(median(times) * 1000)) ms | \(f1(times.max()! * 1000)) ms |")
+    }
+}
+
+/// `sluice bench lag`: the background lag pass and the /metrics render with GROUPS groups each committed on every
+/// partition of a PARTITIONS-partition topic, without a budget and with `--lag-max-series`.
+struct LagBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lag",
+        abstract: "Cost of the background consumer-lag pass and /metrics render time with many groups and partitions."
+    )
+
+    @Option(name: .long, help: "Consumer groups, each committed on every partition.")
+    var groups: Int = 50
+    @Option(name: .long, help: "Partitions of the topic.")
+    var partitions: Int = 1000
+    @Option(name: .long, help: "Records per partition.")
+    var records: Int = 20
+    @Option(name: .long, help: "The budget of the second measurement (lag.max.series).")
+    var maxSeries: Int = 1000
+    @Option(name: .long, help: "Passes and renders to time; medians are reported.")
+    var runs: Int = 11
+
+    func validate() throws {
+        guard groups >= 1, partitions >= 1, records >= 1, maxSeries >= 1, runs >= 1 else {
+            throw ValidationError("--groups, --partitions, --records, --max-series and --runs must be at least 1")
+        }
+    }
+
+    func run() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-lag-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let logger = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
+        writeLine("| groups × partitions | lag.max.series | series | first pass | pass median | render median | size |")
+        writeLine("|---|---|---|---|---|---|---|")
+        for budget in [0, maxSeries] {
+            let config = try SluiceConfig.load(arguments: ["--data-dir", dir, "--acks", "1", "--enable-idempotence", "false", "--linger-ms", "0",
+                                                           "--lag-max-series", String(budget), "--log-level", "error"])
+            let metrics = SluiceMetrics()
+            let broker = try Broker(config: config, metrics: metrics, logger: logger)
+            let coordinator = try GroupCoordinator(broker: broker)
+            if broker.topic("bench") == nil {
+                try broker.createTopic("bench", partitions: partitions)
+                // Unkeyed events of one request go to one partition, round-robin per request: one batch per partition per round.
+                for round in 0..<records {
+                    for _ in 0..<partitions {
+                        let event = CloudEvent(id: UUID().uuidString, source: "/bench", type: "bench.event", data: Array("{\"round\":\(round)}".utf8))
+                        _ = try await broker.publish(topic: "bench", events: [event])
+                    }
+                }
+                for g in 0..<groups {
+                    let offsets = (0..<partitions).map { (TopicPartition("bench", Int32($0)), Int64((g + $0) % (records + 1)), "") }
+                    _ = try await coordinator.commit(group: "group-\(g)", member: nil, offsets: offsets)
+                }
+            }
+            let members = coordinator.memberCounts()
+            var start = DispatchTime.now()
+            coordinator.lag.evaluate(groups: members)
+            let first = seconds(since: start)
+            var passes: [Double] = []
+            for _ in 0..<runs {
+                start = DispatchTime.now()
+                coordinator.lag.evaluate(groups: members)
+                passes.append(seconds(since: start))
+            }
+            var renders: [Double] = []
+            var size = 0
+            for _ in 0..<runs {
+                start = DispatchTime.now()
+                size = metrics.render().count
+                renders.append(seconds(since: start))
+            }
+            let series = metrics.render().split(separator: UInt8(ascii: "\n")).filter { $0.first != UInt8(ascii: "#") }.count
+            writeLine("| \(groups) × \(partitions) | \(budget == 0 ? "0 (all)" : String(budget)) | \(series) | \(f0(first * 1000)) ms | \(f0(median(passes) * 1000)) ms | \(f1(median(renders) * 1000)) ms | \(f1(Double(size) / 1_048_576)) MiB |")
+            try await broker.shutdown()
+            coordinator.store.close()
+        }
     }
 }

@@ -12,12 +12,16 @@ struct MetricsTests {
     @Test("/metrics is Prometheus text 0.0.4 with the contract's families, and promtool finds no problem")
     func exposition() async throws {
         try await withTemporaryDirectory { dir in
-            let agent = try await startAgent(dir, ["--linger-ms", "0", "--num-partitions", "2"])
+            let agent = try await startAgent(dir, ["--linger-ms", "0", "--num-partitions", "2", "--lag-interval-ms", "100"])
             defer { Task { await agent.stop() } }
+            let member = try await GroupClient(base: agent.base).join("lint", client: "l", topics: ["orders"])["member_id"] as! String
             for i in 0..<5 {
                 _ = try await http("POST", agent.base + "/v1/topics/orders/events", headers: structured, body: json(cloudEvent("m\(i)", key: "k\(i)")))
             }
             _ = try await http("POST", agent.base + "/v1/topics/orders/events", headers: structured, body: json(cloudEvent("m0", key: "k0")))
+            _ = try await GroupClient(base: agent.base).poll("lint", member)
+            _ = try await GroupClient(base: agent.base).poll("lint", member)  // auto-commits the first poll
+            try await Task.sleep(for: .milliseconds(300))
             let r = try await http("GET", "http://\(agent.metricsAddress)/metrics")
             #expect(r.status == 200)
             #expect(r.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8")
@@ -26,7 +30,11 @@ struct MetricsTests {
                            MetricName.producerCompressionRatio, MetricName.producerBufferBytes, MetricName.producerBufferFull,
                            MetricName.producerConfigInfo, MetricName.consumerConfigInfo, MetricName.partitionLogEndOffset,
                            MetricName.partitionLogStartOffset, MetricName.partitionSizeBytes, MetricName.partitionLastAppend, MetricName.topicPartitions,
-                           MetricName.processResidentMemory, MetricName.processCPUSeconds, MetricName.processOpenFDs, MetricName.processStartTime] {
+                           MetricName.processResidentMemory, MetricName.processCPUSeconds, MetricName.processOpenFDs, MetricName.processStartTime,
+                           MetricName.groupLag, MetricName.groupLagSeconds, MetricName.groupExpiredRecords, MetricName.groupCommittedOffset,
+                           MetricName.groupCommitAge, MetricName.groupLagSum, MetricName.groupLagSecondsMax, MetricName.groupMembers,
+                           MetricName.groupState, MetricName.groupStatus, MetricName.groupSeriesOmitted, MetricName.lagEvaluationDuration,
+                           MetricName.topicPartitionsRecommended, MetricName.topicProduceRate] {
                 #expect(text.contains("# TYPE \(family.name) "), "\(family.name) missing")
             }
             #expect(text.contains(#"sluice_events_published_total{topic="orders",event_type="order.created",status="written"} 5"#))
@@ -50,7 +58,11 @@ struct MetricsTests {
             try input.fileHandleForWriting.close()
             let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "promtool check metrics: \(report)")
+            // One finding is by design: the contract name sluice_consumer_group_lag_sum (as in the issue and kafka
+            // exporters) ends in _sum, which promtool reserves for histograms and summaries.
+            let findings = report.split(separator: "\n").filter { !$0.hasPrefix("\(MetricName.groupLagSum.name) ") }
+            #expect(findings.isEmpty, "promtool check metrics: \(report)")
+            #expect(sample(text, MetricName.groupCommittedOffset.name, ["group": "lint", "topic": "orders", "partition": "0"]) != nil)
             await agent.stop()
         }
     }

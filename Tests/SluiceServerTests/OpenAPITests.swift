@@ -20,8 +20,7 @@ struct OpenAPITests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "openapi-spec-validator: \(report)")
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        for served in [HTTPPath.health, HTTPPath.ready, HTTPPath.metrics, HTTPPath.topics, HTTPPath.topic, HTTPPath.topicEvents,
-                       HTTPPath.partitionEvents, HTTPPath.routedEvents] {
+        for served in HTTPPath.all {
             #expect(text.contains("\n  \(served):"), "\(served) is not documented in openapi.yaml")
         }
     }
@@ -36,24 +35,16 @@ struct ReadmeContractTests {
             #expect(readme.contains("`\(property.flag)`") && readme.contains("`\(property.name)`") && readme.contains("`\(property.environmentVariable)`"),
                     "setting \(property.name) is missing from the README")
         }
-        let families = [MetricName.eventsPublished, MetricName.publishDuration, MetricName.producerBatchBytes, MetricName.producerBatchRecords,
-                        MetricName.producerCompressionRatio, MetricName.producerBufferBytes, MetricName.producerBufferFull,
-                        MetricName.producerConfigInfo, MetricName.consumerConfigInfo, MetricName.partitionLogEndOffset,
-                        MetricName.partitionLogStartOffset, MetricName.partitionSizeBytes, MetricName.partitionLastAppend,
-                        MetricName.topicPartitions, MetricName.httpRequests, MetricName.processResidentMemory, MetricName.processVirtualMemory,
-                        MetricName.processCPUSeconds, MetricName.processOpenFDs, MetricName.processMaxFDs, MetricName.processStartTime,
-                        MetricName.logLinesDropped]
+        let families = MetricName.all
         for family in families {
             #expect(readme.contains("`\(family.name)`"), "metric \(family.name) is missing from the README")
             for label in family.labels { #expect(readme.contains("`\(label)`"), "label \(label) of \(family.name) is missing") }
         }
         for gauge in Broker.numericGauges { #expect(readme.contains("`\(gauge.metric)`"), "metric \(gauge.metric) is missing") }
-        for field in [LogField.timestamp, LogField.level, LogField.message, LogField.logger, LogField.serviceName, LogField.ecsVersion,
-                      LogField.correlationId, LogField.causationId, LogField.traceId, LogField.spanId, LogField.eventId, LogField.eventType,
-                      LogField.topic, LogField.partition, LogField.offset] {
+        for field in LogField.all {
             #expect(readme.contains("`\(field)`"), "log field \(field) is missing from the README")
         }
-        for path in [HTTPPath.health, HTTPPath.ready, HTTPPath.metrics, HTTPPath.topics, HTTPPath.topic, HTTPPath.topicEvents, HTTPPath.routedEvents] {
+        for path in HTTPPath.all {
             #expect(readme.contains(path), "HTTP path \(path) is missing from the README")
         }
     }

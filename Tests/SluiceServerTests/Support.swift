@@ -50,8 +50,9 @@ struct RunningAgent {
     }
 }
 
-func startAgent(_ dir: String, _ arguments: [String] = []) async throws -> RunningAgent {
-    let config = try SluiceConfig.load(arguments: ["--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0"] + arguments)
+func startAgent(_ dir: String, _ arguments: [String] = [], configFile: String? = nil) async throws -> RunningAgent {
+    let config = try SluiceConfig.load(arguments: ["--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0"] + arguments,
+                                       file: configFile)
     let logPath = dir + "/sluice-\(UUID().uuidString).log"
     let sink = try LogSink.file(path: logPath, maxBytes: 1 << 30, maxFiles: 1)
     var logger = Logger(label: "sluice") { label in JSONLogHandler(label: label, sink: sink, level: .debug) }
