@@ -487,7 +487,15 @@ public final class GroupCoordinator: Sendable {
             }
             tasks.addTask {
                 while !Task.isCancelled {
-                    self.lag.evaluate(groups: self.memberCounts())
+                    // A pass over many partitions is CPU work: it runs on a utility thread, not the task pool
+                    // that serves requests.
+                    let members = self.memberCounts()
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        DispatchQueue.global(qos: .utility).async {
+                            self.lag.evaluate(groups: members)
+                            continuation.resume()
+                        }
+                    }
                     try? await Task.sleep(for: .milliseconds(self.lag.settings.intervalMs))
                 }
             }

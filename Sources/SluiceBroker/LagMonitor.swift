@@ -226,12 +226,21 @@ public final class LagMonitor: Sendable {
         rows.reserveCapacity(committed.count)
         var newWindows: [GroupPartition: [Sample]] = [:]
         var newStatuses: [GroupPartition: LagStatus] = [:]
+        newWindows.reserveCapacity(committed.count)
+        newStatuses.reserveCapacity(committed.count)
         let oldWindows = windows.withLock { $0 }
         var pass = Pass(monitor: self)
         for (key, offset) in committed {
             guard var row = pass.compute(key, offset, now: now, status: .ok) else { continue }
             var samples = oldWindows[key] ?? []
-            samples.append(Sample(time: now, committedOffset: offset.offset, commitTime: offset.commitTime, lag: row.lag))
+            let sample = Sample(time: now, committedOffset: offset.offset, commitTime: offset.commitTime, lag: row.lag)
+            // At most about ten samples per window (plus the latest), whatever lag.interval.ms: memory stays
+            // bounded with many partitions, and thirds of the window still have samples.
+            if samples.count >= 2, now - samples[samples.count - 2].time < settings.windowMs / 10 {
+                samples[samples.count - 1] = sample
+            } else {
+                samples.append(sample)
+            }
             if let firstKept = samples.firstIndex(where: { now - $0.time <= settings.windowMs }), firstKept > 0 {
                 samples.removeFirst(firstKept)
             }

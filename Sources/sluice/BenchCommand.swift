@@ -327,8 +327,8 @@ struct LagBench: AsyncParsableCommand {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-lag-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let logger = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
-        writeLine("| groups × partitions | lag.max.series | series | first pass | pass median | render median | size |")
-        writeLine("|---|---|---|---|---|---|---|")
+        writeLine("| groups × partitions | lag.max.series | series | first pass | pass median | render median | size | RSS after |")
+        writeLine("|---|---|---|---|---|---|---|---|")
         for budget in [0, maxSeries] {
             let config = try SluiceConfig.load(arguments: ["--data-dir", dir, "--acks", "1", "--enable-idempotence", "false", "--linger-ms", "0",
                                                            "--lag-max-series", String(budget), "--log-level", "error"])
@@ -367,9 +367,17 @@ struct LagBench: AsyncParsableCommand {
                 renders.append(seconds(since: start))
             }
             let series = metrics.render().split(separator: UInt8(ascii: "\n")).filter { $0.first != UInt8(ascii: "#") }.count
-            writeLine("| \(groups) × \(partitions) | \(budget == 0 ? "0 (all)" : String(budget)) | \(series) | \(f0(first * 1000)) ms | \(f0(median(passes) * 1000)) ms | \(f1(median(renders) * 1000)) ms | \(f1(Double(size) / 1_048_576)) MiB |")
+            writeLine("| \(groups) × \(partitions) | \(budget == 0 ? "0 (all)" : String(budget)) | \(series) | \(f0(first * 1000)) ms | \(f0(median(passes) * 1000)) ms | \(f1(median(renders) * 1000)) ms | \(f1(Double(size) / 1_048_576)) MiB | \(f0(Self.residentMiB())) MiB |")
             try await broker.shutdown()
             coordinator.store.close()
         }
+    }
+
+    /// Resident memory of this process, from /proc/self/statm.
+    static func residentMiB() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Double(fields[1]) else { return 0 }
+        return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
     }
 }

@@ -205,6 +205,33 @@ struct LagTests {
         }
     }
 
+    @Test("sluice_topic_partitions_recommended follows the observed produce rate and the consumer count")
+    func liveRecommendation() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startAgent(dir, ["--linger-ms", "0", "--lag-interval-ms", "100", "--partition-throughput-bytes", "20"])
+            defer { Task { await agent.stop() } }
+            let client = GroupClient(base: agent.base)
+            #expect(try await http("POST", agent.base + "/v1/topics", body: json(["name": "feed", "partitions": 2])).status == 201)
+            try await Task.sleep(for: .milliseconds(300))  // the next background pass
+            var text = try await scrape(agent)
+            #expect(sample(text, "sluice_topic_partitions_recommended", ["topic": "feed"]) == 3, "idle, no consumers: the minimum")
+            for member in ["a", "b", "c", "d"] { _ = try await client.join("viewers", client: member, topics: ["feed"]) }
+            try await Task.sleep(for: .milliseconds(300))
+            text = try await scrape(agent)
+            #expect(sample(text, "sluice_topic_partitions_recommended", ["topic": "feed"]) == 8, "4 consumers × 2")
+            for round in 0..<5 { try await client.publish("feed", count: 40, prefix: "f\(round)") }
+            try await Task.sleep(for: .milliseconds(1300))  // the rates count whole seconds
+            text = try await scrape(agent)
+            let oneMinute = try #require(sample(text, "sluice_topic_produce_bytes_per_second", ["topic": "feed", "window": "1m"]))
+            let fiveMinutes = try #require(sample(text, "sluice_topic_produce_bytes_per_second", ["topic": "feed", "window": "5m"]))
+            #expect(oneMinute > 0 && abs(fiveMinutes - oneMinute / 5) < 0.01 * oneMinute)
+            let byThroughput = Int((max(oneMinute, fiveMinutes) / 20).rounded(.up))
+            #expect(byThroughput > 8, "the load should outweigh the consumer rule: \(byThroughput)")
+            #expect(sample(text, "sluice_topic_partitions_recommended", ["topic": "feed"]) == Double(min(max(byThroughput, 8, 3), 100)))
+            await agent.stop()
+        }
+    }
+
     @Test("committed offsets survive kill -9: every acknowledged commit is there after restart")
     func offsetsSurviveKill() async throws {
         try await withTemporaryDirectory { dir in
