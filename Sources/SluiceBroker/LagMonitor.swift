@@ -224,34 +224,30 @@ public final class LagMonitor: Sendable {
         let committed = store.all
         var rows: [PartitionLag] = []
         rows.reserveCapacity(committed.count)
-        var newWindows: [GroupPartition: [Sample]] = [:]
         var newStatuses: [GroupPartition: LagStatus] = [:]
-        newWindows.reserveCapacity(committed.count)
         newStatuses.reserveCapacity(committed.count)
-        let oldWindows = windows.withLock { $0 }
+        // The windows are taken out and updated in place (no copy of every sample array each pass).
+        var windows = self.windows.withLock { windows in
+            defer { windows = [:] }
+            return windows
+        }
         var pass = Pass(monitor: self)
         for (key, offset) in committed {
             guard var row = pass.compute(key, offset, now: now, status: .ok) else { continue }
-            var samples = oldWindows[key] ?? []
             let sample = Sample(time: now, committedOffset: offset.offset, commitTime: offset.commitTime, lag: row.lag)
             // At most about ten samples per window (plus the latest), whatever lag.interval.ms: memory stays
             // bounded with many partitions, and thirds of the window still have samples.
-            if samples.count >= 2, now - samples[samples.count - 2].time < settings.windowMs / 10 {
-                samples[samples.count - 1] = sample
-            } else {
-                samples.append(sample)
+            let windowMs = settings.windowMs
+            row.status = windows[key, default: []].updateWindow(with: sample, windowMs: windowMs) { samples in
+                Self.status(samples: samples, lagSeconds: row.lagSeconds, now: now, windowMs: windowMs, sloMs: settings.slo(group: key.group))
             }
-            if let firstKept = samples.firstIndex(where: { now - $0.time <= settings.windowMs }), firstKept > 0 {
-                samples.removeFirst(firstKept)
-            }
-            row.status = Self.status(samples: samples, lagSeconds: row.lagSeconds, now: now, windowMs: settings.windowMs, sloMs: settings.slo(group: key.group))
-            newWindows[key] = samples
             newStatuses[key] = row.status
             rows.append(row)
         }
         let used = pass.used
         timestamps.withLock { $0 = used }
-        windows.withLock { $0 = newWindows }
+        if windows.count > newStatuses.count { windows = windows.filter { newStatuses[$0.key] != nil } }  // offsets deleted since
+        self.windows.withLock { $0 = windows }
         statuses.withLock { $0 = newStatuses }
         let text = render(rows: rows, groups: groups)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
@@ -259,8 +255,29 @@ public final class LagMonitor: Sendable {
         lastPass.withLock { $0 = (seconds, rows.count, text.omitted) }
     }
 
-    private func render(rows: [PartitionLag], groups: [String: (members: Int, state: GroupState, topics: Set<String>)]) -> (bytes: [UInt8], omitted: Int) {
-        var out = ExpositionWriter(capacity: rows.count * 400 + 4096)
+}
+
+extension Array where Element == LagMonitor.Sample {
+    /// Adds the latest sample (replacing the previous one when it is closer than a tenth of the window to the one
+    /// before it, so a window holds about ten samples whatever the pass interval), drops samples older than the
+    /// window, and judges the window.
+    mutating func updateWindow(with sample: LagMonitor.Sample, windowMs: Int64, judge: ([LagMonitor.Sample]) -> LagStatus) -> LagStatus {
+        if count >= 2, sample.time - self[count - 2].time < windowMs / 10 {
+            self[count - 1] = sample
+        } else {
+            append(sample)
+        }
+        if let firstKept = firstIndex(where: { sample.time - $0.time <= windowMs }), firstKept > 0 {
+            removeFirst(firstKept)
+        }
+        return judge(self)
+    }
+}
+
+extension LagMonitor {
+    fileprivate func render(rows: [PartitionLag], groups: [String: (members: Int, state: GroupState, topics: Set<String>)]) -> (bytes: [UInt8], omitted: Int) {
+        let budgeted = settings.maxSeries > 0 ? min(rows.count, settings.maxSeries) : rows.count
+        var out = ExpositionWriter(capacity: budgeted * 450 + rows.count / 10 * 120 + 8192)
         // Per-partition series, within the budget: the most lagging partitions first.
         var kept = rows
         var omitted = 0

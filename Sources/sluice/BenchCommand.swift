@@ -327,7 +327,7 @@ struct LagBench: AsyncParsableCommand {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-lag-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let logger = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
-        writeLine("| groups × partitions | lag.max.series | series | first pass | pass median | render median | size | RSS after |")
+        writeLine("| groups × partitions | lag.max.series | series | first pass | pass median | render median | size | RSS before → after |")
         writeLine("|---|---|---|---|---|---|---|---|")
         for budget in [0, maxSeries] {
             let config = try SluiceConfig.load(arguments: ["--data-dir", dir, "--acks", "1", "--enable-idempotence", "false", "--linger-ms", "0",
@@ -350,6 +350,7 @@ struct LagBench: AsyncParsableCommand {
                 }
             }
             let members = coordinator.memberCounts()
+            let baseline = Self.residentMiB()
             var start = DispatchTime.now()
             coordinator.lag.evaluate(groups: members)
             let first = seconds(since: start)
@@ -367,7 +368,7 @@ struct LagBench: AsyncParsableCommand {
                 renders.append(seconds(since: start))
             }
             let series = metrics.render().split(separator: UInt8(ascii: "\n")).filter { $0.first != UInt8(ascii: "#") }.count
-            writeLine("| \(groups) × \(partitions) | \(budget == 0 ? "0 (all)" : String(budget)) | \(series) | \(f0(first * 1000)) ms | \(f0(median(passes) * 1000)) ms | \(f1(median(renders) * 1000)) ms | \(f1(Double(size) / 1_048_576)) MiB | \(f0(Self.residentMiB())) MiB |")
+            writeLine("| \(groups) × \(partitions) | \(budget == 0 ? "0 (all)" : String(budget)) | \(series) | \(f0(first * 1000)) ms | \(f0(median(passes) * 1000)) ms | \(f1(median(renders) * 1000)) ms | \(f1(Double(size) / 1_048_576)) MiB | \(f0(baseline)) → \(f0(Self.residentMiB())) MiB |")
             try await broker.shutdown()
             coordinator.store.close()
         }
