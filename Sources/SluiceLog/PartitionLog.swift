@@ -257,16 +257,17 @@ public final class PartitionLog: Sendable {
     /// fsync covered. Appends that arrive meanwhile are covered by the next round, which is what batches fsyncs.
     private func runFlusher() {
         while true {
-            let (segments, target) = state.withLock { state -> ([Segment], Int64) in
-                let dirty = state.dirty
+            // Segment fields change under the state lock (appends, rolls, retention): read them there.
+            let (segments, target) = state.withLock { state -> ([(segment: Segment, sealed: Bool)], Int64) in
+                let dirty = state.dirty.filter { !$0.isDeleted }.map { ($0, $0 !== state.segments.last) }
                 state.dirty.removeAll(keepingCapacity: true)
                 return (dirty, state.nextOffset)
             }
             var failure: LogError?
-            for segment in segments where !segment.isDeleted {
+            for (segment, sealed) in segments {
                 do {
                     try FileIO.fsync(segment.logFD, path: segment.logPath)
-                    if segment.nextOffset < target {
+                    if sealed {
                         // A sealed segment: make its indexes durable too.
                         try FileIO.fsync(segment.indexFD, path: segment.indexPath)
                         try FileIO.fsync(segment.timeIndexFD, path: segment.timeIndexPath)
@@ -313,17 +314,20 @@ public final class PartitionLog: Sendable {
     /// - Returns: an empty array at the log end offset.
     /// - Throws: `offsetOutOfRange` outside `logStartOffset...logEndOffset`; `corruptBatch` where the log is damaged.
     public func read(from offset: Int64, maxBytes: Int = 1 << 20) throws -> [FetchedBatch] {
-        let (segments, limits, start, end) = state.withLock { state in
-            (state.segments, state.segments.map(\.size), state.logStartOffset, state.nextOffset)
+        // Segment fields (sizes, next offsets, index entries) change under the state lock: read them there.
+        let (segments, limits, nextOffsets, start, end, first, firstPosition) = state.withLock { state in
+            let first = state.segments.lastIndex(where: { $0.baseOffset <= offset }) ?? 0
+            return (state.segments, state.segments.map(\.size), state.segments.map(\.nextOffset), state.logStartOffset, state.nextOffset,
+                    first, state.segments[first].startPosition(for: offset))
         }
         guard offset >= start, offset <= end else {
             throw LogError(.offsetOutOfRange, "offset \(offset) is outside \(topic)/\(partition)'s range \(start)...\(end)")
         }
         if offset == end { return [] }
-        var index = segments.lastIndex(where: { $0.baseOffset <= offset }) ?? 0
+        var index = first
         var out: [FetchedBatch] = []
         var total = 0
-        var position = segments[index].startPosition(for: offset)
+        var position = firstPosition
         while index < segments.count {
             let segment = segments[index]
             let limit = limits[index]
@@ -341,7 +345,7 @@ public final class PartitionLog: Sendable {
                 out.append(FetchedBatch(header: batch.header, bytes: batch.bytes))
                 total += batch.bytes.count
             }
-            if let damage = segment.damage, out.isEmpty, segment.nextOffset > offset {
+            if let damage = segment.damage, out.isEmpty, nextOffsets[index] > offset {
                 throw LogError(.corruptBatch, "\(topic)/\(partition) cannot be read at offset \(offset): \(damage)")
             }
             index += 1
@@ -364,14 +368,18 @@ public final class PartitionLog: Sendable {
 
     /// The first offset whose record timestamp is at or after `timestamp`, or `nil` when no record is that recent.
     public func offset(forTimestamp timestamp: Int64) throws -> Int64? {
-        let (segments, limits, start) = state.withLock { state in
-            (state.segments, state.segments.map(\.size), state.logStartOffset)
+        // Where to start scanning each candidate segment, worked out under the lock that guards its indexes.
+        let candidates = state.withLock { state -> [(segment: Segment, limit: Int64, offset: Int64, position: Int64)] in
+            state.segments.filter { $0.maxTimestamp >= timestamp }.map { segment in
+                let offset = max(segment.scanStartOffset(forTimestamp: timestamp), state.logStartOffset)
+                return (segment, segment.size, offset, segment.startPosition(for: offset))
+            }
         }
-        for (index, segment) in segments.enumerated() where segment.maxTimestamp >= timestamp {
-            var offset = max(segment.scanStartOffset(forTimestamp: timestamp), start)
-            var position = segment.startPosition(for: offset)
-            while position < limits[index] {
-                let batch = try segment.readBatch(at: position, limit: limits[index])
+        for (segment, limit, startOffset, startPosition) in candidates {
+            var offset = startOffset
+            var position = startPosition
+            while position < limit {
+                let batch = try segment.readBatch(at: position, limit: limit)
                 position += Int64(batch.bytes.count)
                 guard batch.header.nextOffset > offset, batch.header.maxTimestamp >= timestamp else { continue }
                 for record in try RecordBatch.decode(batch.bytes).records where record.offset >= offset && record.timestamp >= timestamp {
