@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // The system zlib (Debian: zlib1g-dev) for gzip record batches.
@@ -55,11 +56,26 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // Push delivery to the app: subscriptions, retries, circuit breaking, dead letters and replay.
+        .target(
+            name: "SluiceDelivery",
+            dependencies: [
+                "SluiceBroker",
+                "SluiceLog",
+                "SluiceTelemetry",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // The HTTP API, /metrics and health, wired into one ServiceGroup.
         .target(
             name: "SluiceServer",
             dependencies: [
                 "SluiceBroker",
+                "SluiceDelivery",
                 "SluiceTelemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -75,8 +91,12 @@ let package = Package(
                 "SluiceLog",
                 "SluiceBroker",
                 "SluiceServer",
+                "SluiceDelivery",
                 "SluiceTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -94,7 +114,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceServerTests",
-            dependencies: ["SluiceServer", "SluiceBroker", "SluiceTelemetry", "SluiceLog", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceBroker", "SluiceTelemetry", "SluiceLog",
+                           .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird")]
         ),
     ]
 )

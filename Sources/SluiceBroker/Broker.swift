@@ -25,6 +25,15 @@ public struct FetchedEvent: Sendable {
     public var record: Record
     /// `nil` for records that are not CloudEvents.
     public var event: CloudEvent?
+
+    public init(topic: String, partition: Int32, offset: Int64, timestamp: Int64, record: Record, event: CloudEvent?) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.record = record
+        self.event = event
+    }
 }
 
 public struct FetchResult: Sendable {
@@ -358,6 +367,59 @@ public final class Broker: Sendable {
             }
         }
         return results.map { $0! }
+    }
+
+    /// Appends records as they are — no CloudEvent mapping, no deduplication — each to the partition given
+    /// (modulo the topic's partition count), creating the topic with `partitions` when it is missing, and returns
+    /// their offsets once they are fsynced. Used for dead letters, which must be durable before the original
+    /// event's offset is committed.
+    public func appendDurably(topic name: String, partitions: Int, _ records: [(partition: Int32, record: Record)]) async throws(BrokerError) -> [Int64] {
+        try TopicNameCheck.validate(name)
+        if topics.withLock({ $0[name] }) == nil {
+            do {
+                _ = try createTopic(name, partitions: partitions)
+            } catch where error.kind == .conflict {
+                // Created concurrently.
+            }
+        }
+        let state = try state(for: name, create: false)
+        let count = Int32(state.producers.count)
+        var perPartition: [Int32: [(record: Record, size: Int, promise: OffsetPromise, index: Int)]] = [:]
+        var total = 0
+        for (index, item) in records.enumerated() {
+            let size = Self.estimatedSize(item.record)
+            total += size
+            perPartition[((item.partition % count) + count) % count, default: []].append((item.record, size, OffsetPromise(), index))
+        }
+        // Dead letters are not refused under backpressure: they carry events already accepted.
+        buffer.forceReserve(total)
+        var offsets = [Int64](repeating: -1, count: records.count)
+        for (partition, items) in perPartition.sorted(by: { $0.key < $1.key }) {
+            do {
+                try state.producers[Int(partition)].submit(items.map { ($0.record, $0.size, $0.promise) })
+            } catch {
+                buffer.release(items.reduce(0) { $0 + $1.size })
+                throw error
+            }
+        }
+        for (partition, items) in perPartition {
+            var last: Int64 = -1
+            for item in items {
+                switch await item.promise.value() {
+                case .success(let offset):
+                    offsets[item.index] = offset
+                    last = max(last, offset)
+                case .failure(let error):
+                    throw error
+                }
+            }
+            do {
+                try await state.topic.partitions[Int(partition)].waitUntilDurable(last + 1)
+            } catch {
+                throw BrokerError(error)
+            }
+        }
+        return offsets
     }
 
     static func estimatedSize(_ record: Record) -> Int {

@@ -89,6 +89,11 @@ final class ProducerBuffer: Sendable {
         }
     }
 
+    /// Reserves even beyond the limit (for records that must not be refused).
+    func forceReserve(_ bytes: Int) {
+        used.withLock { $0 += bytes }
+    }
+
     func release(_ bytes: Int) {
         used.withLock { $0 -= bytes }
     }

@@ -29,6 +29,7 @@ struct APIRoutes: Sendable {
         router.post(RouterPath(HTTPPath.routedEvents)) { request, context in try await publish(request, context, topic: .routed) }
         router.get(RouterPath(HTTPPath.partitionEvents)) { request, context in try await readEvents(request, context) }
         registerGroups(on: router)
+        registerDelivery(on: router)
     }
 
     static func health() -> Response {

@@ -1,15 +1,24 @@
 import SluiceBroker
+import SluiceDelivery
 import Synchronization
 
 /// The broker once the log is recovered. The listeners start before recovery so that `/healthz` answers while
 /// a large log is still being checked; until then API calls get 503 and `/readyz` says `starting`.
 final class BrokerHolder: Sendable {
-    private let state = Mutex<(broker: Broker, groups: GroupCoordinator)?>(nil)
+    private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService)?>(nil)
 
     var broker: Broker? { state.withLock { $0?.broker } }
 
-    func set(_ broker: Broker, groups: GroupCoordinator) {
-        state.withLock { $0 = (broker, groups) }
+    func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService) {
+        state.withLock { $0 = (broker, groups, delivery) }
+    }
+
+    /// Push delivery, or a 503 like ``require()``.
+    func requireDelivery() throws(BrokerError) -> DeliveryService {
+        guard let delivery = state.withLock({ $0?.delivery }) else {
+            throw BrokerError(.unavailable, "the agent is still recovering its log; retry shortly (GET /readyz says when it is ready)", retryAfter: 1)
+        }
+        return delivery
     }
 
     /// The consumer groups, or a 503 like ``require()``.

@@ -15,10 +15,18 @@ public enum HTTPPath {
     public static let memberHeartbeat = "/v1/groups/{group}/members/{member}/heartbeat"
     public static let memberPoll = "/v1/groups/{group}/members/{member}/poll"
     public static let groupOffsets = "/v1/groups/{group}/offsets"
+    public static let subscriptions = "/v1/subscriptions"
+    public static let subscription = "/v1/subscriptions/{name}"
+    public static let deadLetterTopics = "/v1/dlq"
+    public static let deadLetterTopic = "/v1/dlq/{dlqTopic}"
+    public static let deadLetter = "/v1/dlq/{dlqTopic}/partitions/{partition}/offsets/{offset}"
+    public static let replay = "/v1/dlq/{dlqTopic}/replay"
+    public static let replayJob = "/v1/dlq/replays/{id}"
 
     /// Every path above.
     public static let all = [health, ready, metrics, topics, topic, topicEvents, partitionEvents, routedEvents,
-                             groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets]
+                             groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets,
+                             subscriptions, subscription, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob]
 }
 
 /// Header names Sluice reads or writes.

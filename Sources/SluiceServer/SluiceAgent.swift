@@ -4,6 +4,7 @@ import Hummingbird
 public import Logging
 import NIOCore
 public import SluiceBroker
+import SluiceDelivery
 import SluiceLog
 public import SluiceTelemetry
 import ServiceLifecycle
@@ -139,18 +140,24 @@ struct BrokerService: Service {
     func run() async throws {
         let broker = try Broker(config: config, metrics: metrics, logger: logger)
         let groups: GroupCoordinator
+        let delivery: DeliveryService
         do {
             groups = try GroupCoordinator(broker: broker)
+            delivery = try DeliveryService(groups: groups, logger: logger)
         } catch {
             try await broker.shutdown()
             throw error
         }
         let recovery = broker.log.recovery
-        holder.set(broker, groups: groups)
+        holder.set(broker, groups: groups, delivery: delivery)
         startup.brokerRecovered(broker) { [logger] in Self.report(recovery, logger: logger) }
         let maintenance = Task { await broker.runMaintenance() }
         let groupWork = Task { await groups.run() }
+        let deliveryWork = Task { await delivery.run() }
         try? await gracefulShutdown()
+        // Deliveries stop first (finishing attempts in progress and committing), then the log closes.
+        deliveryWork.cancel()
+        await deliveryWork.value
         maintenance.cancel()
         groupWork.cancel()
         logger.info("shutting down: writing accepted events and closing the log")

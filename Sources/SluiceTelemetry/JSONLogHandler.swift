@@ -254,4 +254,56 @@ public enum Timestamp {
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms % 1000), 3))Z"
     }
+
+    /// Milliseconds since the epoch of an RFC 3339 time (`2026-11-22T19:04:48.831Z`, `…+01:00`, fraction optional).
+    public static func parseRFC3339Millis(_ text: String) -> Int64? {
+        let bytes = Array(text.utf8)
+        func number(_ from: Int, _ count: Int) -> Int32? {
+            guard from + count <= bytes.count else { return nil }
+            var value: Int32 = 0
+            for byte in bytes[from..<(from + count)] {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                value = value * 10 + Int32(byte - 0x30)
+            }
+            return value
+        }
+        guard bytes.count >= 20, bytes[4] == 0x2D, bytes[7] == 0x2D, bytes[10] == 0x54 || bytes[10] == 0x74, bytes[13] == 0x3A, bytes[16] == 0x3A,
+              let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2), let minute = number(14, 2),
+              let second = number(17, 2), (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var index = 19
+        var millis: Int64 = 0
+        if index < bytes.count, bytes[index] == 0x2E {
+            index += 1
+            var digits = 0
+            while index < bytes.count, bytes[index] >= 0x30 && bytes[index] <= 0x39 {
+                if digits < 3 { millis = millis * 10 + Int64(bytes[index] - 0x30) }
+                digits += 1
+                index += 1
+            }
+            guard digits > 0 else { return nil }
+            if digits < 3 { for _ in digits..<3 { millis *= 10 } }
+        }
+        var offsetSeconds: Int64 = 0
+        guard index < bytes.count else { return nil }
+        if bytes[index] == 0x5A || bytes[index] == 0x7A {
+            index += 1
+        } else if bytes[index] == 0x2B || bytes[index] == 0x2D, let h = number(index + 1, 2), bytes.count > index + 3, bytes[index + 3] == 0x3A, let m = number(index + 4, 2) {
+            offsetSeconds = Int64(h) * 3600 + Int64(m) * 60
+            if bytes[index] == 0x2D { offsetSeconds = -offsetSeconds }
+            index += 6
+        } else {
+            return nil
+        }
+        guard index == bytes.count else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        let seconds = Int64(timegm(&parts))
+        return (seconds - offsetSeconds) * 1000 + millis
+    }
 }

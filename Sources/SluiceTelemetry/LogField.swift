@@ -19,10 +19,11 @@ public enum LogField {
     public static let offset = "offset"
     public static let group = "group"
     public static let member = "member.id"
+    public static let subscription = "subscription"
 
     /// Every field above.
     public static let all = [timestamp, level, message, logger, serviceName, ecsVersion, correlationId, causationId, traceId, spanId,
-                             eventId, eventType, topic, partition, offset, group, member]
+                             eventId, eventType, topic, partition, offset, group, member, subscription]
 
     /// Fields the handler writes itself; metadata with these keys is moved under `metadata.` instead.
     public static let core: Set<String> = [timestamp, level, message, logger, serviceName, ecsVersion]

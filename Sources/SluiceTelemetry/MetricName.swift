@@ -93,6 +93,42 @@ public enum MetricName {
         name: "sluice_consumer_group_rebalances_total", help: "Rebalances of the consumer group (joins, leaves, expiries, partition changes).",
         labels: ["group"])
 
+    // Push delivery, dead letters and replay
+    public static let dlqEvents = MetricFamily(
+        name: "sluice_dlq_events_total", help: "Events written to a dead-letter topic, by original topic, event type and error type.",
+        labels: ["topic", "event_type", "error_type"])
+    public static let dlqDepth = MetricFamily(
+        name: "sluice_dlq_depth", help: "Dead letters not yet resolved (delivered by a replay, dead-lettered again or parked as poison).",
+        labels: ["dlq_topic"])
+    public static let dlqOldestAge = MetricFamily(
+        name: "sluice_dlq_oldest_age_seconds", help: "Age of the oldest unresolved dead letter (since its last failure); 0 when none.",
+        labels: ["dlq_topic"])
+    public static let deliveryAttempts = MetricFamily(
+        name: "sluice_delivery_attempts_total",
+        help: "Delivery attempts by outcome: delivered, dropped (the app said DROP), rejected (4xx), http_error (408, 429, 5xx, RETRY), timeout, unavailable (refused, reset, 503).",
+        labels: ["subscription", "outcome"])
+    public static let deliveryRetries = MetricFamily(
+        name: "sluice_delivery_retries_total", help: "Attempts that were retries of an earlier failed attempt.", labels: ["subscription"])
+    public static let processingDuration = MetricFamily(
+        name: "sluice_event_processing_duration_seconds", help: "Time the app took to answer a delivery it accepted (2xx).",
+        labels: ["subscription", "event_type"])
+    public static let deliveryInFlight = MetricFamily(
+        name: "sluice_delivery_in_flight", help: "Events taken from the log and not yet finished (being delivered, waiting to retry, or queued behind their key).",
+        labels: ["subscription"])
+    public static let deliveryOldestPending = MetricFamily(
+        name: "sluice_delivery_oldest_pending_age_seconds", help: "Age (since publishing) of the oldest unfinished event; 0 when none.",
+        labels: ["subscription"])
+    public static let poisonEvents = MetricFamily(
+        name: "sluice_poison_events_total", help: "Events parked in <topic>.poison after max_replays failed replays.", labels: ["topic"])
+    public static let dlqReplayed = MetricFamily(
+        name: "sluice_dlq_replayed_total", help: "Dead letters replayed, by outcome: delivered, dead_lettered_again, poisoned, skipped.",
+        labels: ["dlq_topic", "outcome"])
+    public static let breakerState = MetricFamily(
+        name: "sluice_circuit_breaker_state", help: "1 for the subscription's breaker state (closed, open, half_open), 0 for the others.",
+        labels: ["subscription", "state"])
+    public static let breakerTransitions = MetricFamily(
+        name: "sluice_circuit_breaker_transitions_total", help: "Breaker state changes, by the state entered.", labels: ["subscription", "state"])
+
     // HTTP
     public static let httpRequests = MetricFamily(
         name: "sluice_http_requests_total", help: "HTTP API requests by route template, method and status code.",
@@ -123,6 +159,7 @@ public enum MetricName {
         partitionSizeBytes, partitionLastAppend, topicPartitions, topicPartitionsRecommended, topicProduceRate, groupLag,
         groupLagSeconds, groupExpiredRecords, groupCommittedOffset, groupCommitAge, groupLagSum, groupLagSecondsMax, groupMembers,
         groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, logLinesDropped,
-        processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
+        dlqEvents, dlqDepth, dlqOldestAge, deliveryAttempts, deliveryRetries, processingDuration, deliveryInFlight,
+        deliveryOldestPending, poisonEvents, dlqReplayed, breakerState, breakerTransitions, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
     ]
 }

@@ -70,6 +70,22 @@ public final class SluiceMetrics: Sendable {
         registry.makeGauge(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)))
     }
 
+    /// A duration histogram of `family` (cached per label values).
+    public func durationHistogram(_ family: MetricFamily, _ values: String..., buckets: [Duration] = SluiceMetrics.deliveryBuckets) -> DurationHistogram {
+        let key = family.name + "\u{0}" + values.joined(separator: "\u{0}")
+        return durations.withLock { cache -> DurationHistogram in
+            if let cached = cache[key] { return cached }
+            let made = registry.makeDurationHistogram(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)), buckets: buckets)
+            cache[key] = made
+            return made
+        }
+    }
+
+    public static let deliveryBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30),
+    ]
+
     /// Counts a published event, keeping the `event_type` label bounded per topic.
     public func eventPublished(topic: String, eventType: String, status: String, count: Int = 1) {
         let type = boundedEventType(topic: topic, eventType: eventType)

@@ -257,6 +257,8 @@ struct LagTests {
                     }
                     try await Task.sleep(for: .milliseconds(20))
                 }
+                kill(process.processIdentifier, SIGKILL)  // never leave it behind
+                process.waitUntilExit()
                 throw CancellationError()
             }
             let (first, api) = try await start()

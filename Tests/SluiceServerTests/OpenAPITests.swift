@@ -2,6 +2,7 @@ import Foundation
 import SluiceServer
 import SluiceBroker
 import SluiceTelemetry
+import SluiceDelivery
 import Testing
 
 @Suite("OpenAPI document")
@@ -43,6 +44,9 @@ struct ReadmeContractTests {
         for gauge in Broker.numericGauges { #expect(readme.contains("`\(gauge.metric)`"), "metric \(gauge.metric) is missing") }
         for field in LogField.all {
             #expect(readme.contains("`\(field)`"), "log field \(field) is missing from the README")
+        }
+        for header in DeadLetterHeader.all + DeliveryHeader.all {
+            #expect(readme.contains("`\(header)`"), "header \(header) is missing from the README")
         }
         for path in HTTPPath.all {
             #expect(readme.contains(path), "HTTP path \(path) is missing from the README")

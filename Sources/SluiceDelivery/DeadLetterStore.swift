@@ -1,0 +1,154 @@
+import Foundation
+import Logging
+import SluiceBroker
+import SluiceLog
+import SluiceTelemetry
+import Synchronization
+
+/// Writes dead letters, poison events and resolution records, durably.
+struct DeadLetterWriter: Sendable {
+    let broker: Broker
+
+    /// Writes `fetched` to the subscription's DLQ topic for its topic (created with the same partition count).
+    func write(_ fetched: FetchedEvent, subscription: Subscription, history: FailureHistory) async throws(BrokerError) {
+        let dlq = subscription.deadLetterTopic(for: fetched.topic)
+        let record = DeadLetter.record(for: fetched.record, topic: fetched.topic, partition: fetched.partition, group: subscription.group,
+                                       subscription: subscription.name, history: history, correlationId: fetched.event?.correlationId,
+                                       traceparent: fetched.event?.traceparent)
+        let partitions = broker.topic(fetched.topic)?.partitions.count ?? 1
+        _ = try await broker.appendDurably(topic: dlq, partitions: partitions, [(fetched.partition, record)])
+        broker.metrics.counter(MetricName.dlqEvents, fetched.topic, fetched.event?.type ?? "sluice.record", history.errorType.rawValue).increment()
+    }
+
+    /// Writes a failed replay back to its DLQ topic with its history, or to `<topic>.poison` once `maxReplays` is
+    /// reached; then resolves the old dead letter. Returns the outcome label.
+    func requeue(_ letter: DeadLetter, history: FailureHistory, maxReplays: Int) async throws(BrokerError) -> String {
+        let poisoned = history.replays >= maxReplays
+        let target = poisoned ? Subscription.poisonTopic(for: letter.originalTopic) : letter.topic
+        let record = DeadLetter.record(for: letter.originalRecord, topic: letter.originalTopic, partition: letter.originalPartition,
+                                       group: letter.group, subscription: letter.subscription, history: history, correlationId: letter.correlationId,
+                                       traceparent: letter.record.headers.last { $0.key == DeadLetterHeader.traceparent }?.value.map { String(decoding: $0, as: UTF8.self) })
+        let partitions = broker.topic(letter.topic)?.partitions.count ?? 1
+        _ = try await broker.appendDurably(topic: target, partitions: partitions, [(letter.originalPartition, record)])
+        let outcome = poisoned ? "poisoned" : "dead_lettered_again"
+        if poisoned {
+            broker.metrics.counter(MetricName.poisonEvents, letter.originalTopic).increment()
+        } else {
+            broker.metrics.counter(MetricName.dlqEvents, letter.originalTopic, letter.eventType ?? "sluice.record", history.errorType.rawValue).increment()
+        }
+        try await resolve(letter, outcome: outcome)
+        return outcome
+    }
+
+    func resolve(_ letter: DeadLetter, outcome: String) async throws(BrokerError) {
+        let partitions = broker.topic(letter.topic)?.partitions.count ?? 1
+        _ = try await broker.appendDurably(topic: letter.topic, partitions: partitions, [
+            (letter.partition, DeadLetter.resolution(partition: letter.partition, offset: letter.offset, outcome: outcome, now: currentTimeMillis())),
+        ])
+    }
+}
+
+/// Unresolved dead letters per DLQ topic, kept current by reading the DLQ topics incrementally (dead letters
+/// add entries, resolution records remove them). Feeds `sluice_dlq_depth`, `sluice_dlq_oldest_age_seconds`,
+/// `GET /v1/dlq…` and replay.
+final class DeadLetterIndex: Sendable {
+    let broker: Broker
+    private let state = Mutex<[String: TopicIndex]>([:])
+
+    struct TopicIndex {
+        var cursors: [Int32: Int64] = [:]
+        /// (partition, offset) → the dead letter's last failure time.
+        var unresolved: [DeadLetterKey: Int64] = [:]
+        var resolvedEarly: Set<DeadLetterKey> = []
+    }
+
+    struct DeadLetterKey: Hashable, Sendable, Comparable {
+        var partition: Int32
+        var offset: Int64
+        static func < (a: Self, b: Self) -> Bool { (a.partition, a.offset) < (b.partition, b.offset) }
+    }
+
+    init(broker: Broker) { self.broker = broker }
+
+    /// DLQ topics: `*.dlq`, plus those named by subscriptions.
+    func dlqTopics(named: Set<String>) -> [String] {
+        broker.topicNames.filter { $0.hasSuffix(".dlq") || named.contains($0) }
+    }
+
+    /// Reads what was appended to the DLQ topics since the last refresh, and updates the gauges.
+    func refresh(named: Set<String>) {
+        let topics = dlqTopics(named: named)
+        var indexes = state.withLock { $0 }
+        for name in topics {
+            guard let topic = broker.topic(name) else { continue }
+            var index = indexes[name] ?? TopicIndex()
+            for log in topic.partitions {
+                var offset = max(index.cursors[log.partition] ?? 0, log.logStartOffset)
+                while offset < log.logEndOffset, let records = try? log.readRecords(from: offset, maxRecords: 5000), let last = records.last {
+                    for record in records {
+                        if let (p, o) = DeadLetter.resolved(by: record) {
+                            let key = DeadLetterKey(partition: p, offset: o)
+                            if index.unresolved.removeValue(forKey: key) == nil { index.resolvedEarly.insert(key) }
+                        } else if let letter = DeadLetter(topic: name, partition: log.partition, record: record) {
+                            let key = DeadLetterKey(partition: log.partition, offset: record.offset)
+                            if !index.resolvedEarly.contains(key) { index.unresolved[key] = letter.history.lastFailureMillis }
+                        }
+                    }
+                    offset = last.offset + 1
+                }
+                index.cursors[log.partition] = offset
+                // Letters deleted by retention are gone.
+                index.unresolved = index.unresolved.filter { $0.key.partition != log.partition || $0.key.offset >= log.logStartOffset }
+            }
+            indexes[name] = index
+        }
+        for gone in Set(indexes.keys).subtracting(topics) { indexes.removeValue(forKey: gone) }
+        state.withLock { $0 = indexes }
+        let now = currentTimeMillis()
+        for (name, index) in indexes {
+            broker.metrics.gauge(MetricName.dlqDepth, name).set(Double(index.unresolved.count))
+            let oldest = index.unresolved.values.min()
+            broker.metrics.gauge(MetricName.dlqOldestAge, name).set(oldest.map { max(0, Double(now - $0) / 1000) } ?? 0)
+        }
+    }
+
+    /// Depth and oldest age per DLQ topic.
+    func summary() -> [(topic: String, depth: Int, oldestMillis: Int64?)] {
+        state.withLock { indexes in
+            indexes.keys.sorted().map { ($0, indexes[$0]!.unresolved.count, indexes[$0]!.unresolved.values.min()) }
+        }
+    }
+
+    /// The unresolved dead letters of a DLQ topic, read from the log, oldest offsets first.
+    func unresolved(_ topic: String, limit: Int = .max) throws(BrokerError) -> [DeadLetter] {
+        guard let keys = state.withLock({ $0[topic]?.unresolved.keys.sorted() }) else {
+            guard broker.topic(topic) != nil else { throw BrokerError(.notFound, "DLQ topic \(topic) does not exist") }
+            return []
+        }
+        var letters: [DeadLetter] = []
+        for key in keys.prefix(limit) {
+            if let letter = try letter(topic, partition: key.partition, offset: key.offset) { letters.append(letter) }
+        }
+        return letters
+    }
+
+    func isUnresolved(_ topic: String, partition: Int32, offset: Int64) -> Bool {
+        state.withLock { $0[topic]?.unresolved[DeadLetterKey(partition: partition, offset: offset)] != nil }
+    }
+
+    /// One dead letter, or nil when the record there is not one.
+    func letter(_ topic: String, partition: Int32, offset: Int64) throws(BrokerError) -> DeadLetter? {
+        let log = try broker.partitionLog(TopicPartition(topic, partition))
+        guard offset >= log.logStartOffset, offset < log.logEndOffset else {
+            throw BrokerError(.notFound, "\(topic)/\(partition) has offsets \(log.logStartOffset)..<\(log.logEndOffset); \(offset) is not there")
+        }
+        let records: [Record]
+        do {
+            records = try log.readRecords(from: offset, maxRecords: 1)
+        } catch {
+            throw BrokerError(error)
+        }
+        guard let record = records.first(where: { $0.offset == offset }) else { return nil }
+        return DeadLetter(topic: topic, partition: partition, record: record)
+    }
+}

@@ -1,0 +1,147 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SluiceBroker
+import SluiceLog
+import SluiceTelemetry
+
+/// What one delivery attempt came to.
+enum AttemptOutcome: Sendable {
+    case delivered(status: Int, seconds: Double)
+    /// 2xx with `{"status": "DROP"}`: the app does not want it; not retried, not dead-lettered.
+    case dropped(status: Int)
+    /// A 4xx other than 408 and 429: to the DLQ at once.
+    case rejected(status: Int, message: String)
+    /// 408, 429, a 5xx other than 503, or `{"status": "RETRY"}`.
+    case httpError(status: Int, message: String, retryAfterMs: Int64?)
+    case timeout(message: String)
+    /// Connection refused or reset, or 503: the app is down.
+    case unavailable(status: Int?, message: String, retryAfterMs: Int64?)
+
+    var label: String {
+        switch self {
+        case .delivered: "delivered"
+        case .dropped: "dropped"
+        case .rejected: "rejected"
+        case .httpError: "http_error"
+        case .timeout: "timeout"
+        case .unavailable: "unavailable"
+        }
+    }
+
+    /// Whether the app answered (so it is up, whatever it said).
+    var appAnswered: Bool {
+        switch self {
+        case .delivered, .dropped, .rejected, .httpError: true
+        case .timeout, .unavailable: false
+        }
+    }
+}
+
+/// HTTP headers a delivery carries besides the `ce-*` attributes. A contract, listed in the README.
+public enum DeliveryHeader {
+    public static let correlationId = "X-Correlation-ID"
+    public static let traceparent = "traceparent"
+    public static let topic = "X-Sluice-Topic"
+    public static let partition = "X-Sluice-Partition"
+    public static let offset = "X-Sluice-Offset"
+    public static let attempt = "X-Sluice-Attempt"
+    public static let subscription = "X-Sluice-Subscription"
+    public static let recordTimestamp = "X-Sluice-Record-Timestamp"
+    public static let all = [correlationId, traceparent, topic, partition, offset, attempt, subscription, recordTimestamp]
+}
+
+/// Sends one event to the app in CloudEvents binary mode and classifies the answer.
+struct Deliverer: Sendable {
+    let client: HTTPClient
+    let subscription: Subscription
+
+    typealias Header = DeliveryHeader
+
+    func attempt(_ fetched: FetchedEvent, attempt: Int) async -> AttemptOutcome {
+        var request = HTTPClientRequest(url: subscription.endpoint)
+        request.method = .POST
+        let event = fetched.event ?? CloudEvent(id: "\(fetched.topic)-\(fetched.partition)-\(fetched.offset)", source: "/sluice/topics/\(fetched.topic)",
+                                                type: "sluice.record", data: fetched.record.value, datacontenttype: "application/octet-stream")
+        request.headers.add(name: "ce-specversion", value: event.specversion)
+        request.headers.add(name: "ce-id", value: event.id)
+        request.headers.add(name: "ce-source", value: event.source)
+        request.headers.add(name: "ce-type", value: event.type)
+        if let time = event.time { request.headers.add(name: "ce-time", value: time) }
+        if let subject = event.subject { request.headers.add(name: "ce-subject", value: subject) }
+        if let schema = event.dataschema { request.headers.add(name: "ce-dataschema", value: schema) }
+        for (name, value) in event.extensions.sorted(by: { $0.key < $1.key }) where name != "traceparent" {
+            request.headers.add(name: "ce-" + name, value: Self.percentEncodedHeader(value))
+        }
+        request.headers.add(name: "Content-Type", value: event.datacontenttype ?? "application/json")
+        if let correlation = event.correlationId { request.headers.add(name: Header.correlationId, value: correlation) }
+        if let traceparent = event.traceparent { request.headers.add(name: Header.traceparent, value: traceparent) }
+        request.headers.add(name: Header.topic, value: fetched.topic)
+        request.headers.add(name: Header.partition, value: String(fetched.partition))
+        request.headers.add(name: Header.offset, value: String(fetched.offset))
+        request.headers.add(name: Header.attempt, value: String(attempt))
+        request.headers.add(name: Header.subscription, value: subscription.name)
+        request.headers.add(name: Header.recordTimestamp, value: String(fetched.timestamp))
+        request.body = .bytes(ByteBuffer(bytes: event.data ?? []))
+
+        let started = ContinuousClock.now
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .milliseconds(subscription.timeoutMs))
+        } catch {
+            let elapsed = ContinuousClock.now - started
+            let text = String(describing: error)
+            // Could not connect (refused, unreachable, connect timeout) or the connection broke: the app is down.
+            let connectionFailure = ["connect", "refused", "reset", "unreachable", "closed", "eof"].contains { text.localizedCaseInsensitiveContains($0) }
+            if !connectionFailure && (elapsed >= .milliseconds(subscription.timeoutMs) || text.localizedCaseInsensitiveContains("timeout")
+                || text.localizedCaseInsensitiveContains("deadline")) {
+                return .timeout(message: "no answer within timeout_ms=\(subscription.timeoutMs): \(text)")
+            }
+            return .unavailable(status: nil, message: "could not reach \(subscription.endpoint): \(text)", retryAfterMs: nil)
+        }
+        let body = (try? await response.body.collect(upTo: 64 * 1024)).map { Array(buffer: $0) } ?? []
+        let seconds = (ContinuousClock.now - started) / .seconds(1)
+        let status = Int(response.status.code)
+        let retryAfter = response.headers.first(name: "Retry-After").flatMap(Self.retryAfterMs)
+        let message = "HTTP \(status)" + (body.isEmpty ? "" : ": " + String(decoding: body.prefix(DeadLetterHeader.maxErrorMessageBytes), as: UTF8.self))
+        switch status {
+        case 200..<300:
+            switch Self.declaredStatus(body) {
+            case "RETRY": return .httpError(status: status, message: "the app answered {\"status\": \"RETRY\"}", retryAfterMs: retryAfter)
+            case "DROP": return .dropped(status: status)
+            default: return .delivered(status: status, seconds: seconds)
+            }
+        case 503: return .unavailable(status: status, message: message, retryAfterMs: retryAfter)
+        case 408, 429, 500...599: return .httpError(status: status, message: message, retryAfterMs: retryAfter)
+        case 400..<500: return .rejected(status: status, message: message)
+        default: return .httpError(status: status, message: message, retryAfterMs: retryAfter)
+        }
+    }
+
+    /// Dapr's convention: a JSON body `{"status": "SUCCESS" | "RETRY" | "DROP"}`.
+    static func declaredStatus(_ body: [UInt8]) -> String? {
+        guard body.first == UInt8(ascii: "{"), let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else { return nil }
+        return (object["status"] as? String)?.uppercased()
+    }
+
+    /// Retry-After in seconds (an HTTP-date is honoured too).
+    static func retryAfterMs(_ value: String) -> Int64? {
+        if let seconds = Int64(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return min(seconds, 3600) * 1000 }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return max(0, min(Int64(date.timeIntervalSinceNow * 1000), 3_600_000))
+    }
+
+    /// Header values must be visible ASCII; anything else is percent-encoded (the CloudEvents HTTP binding's rule).
+    static func percentEncodedHeader(_ value: String) -> String {
+        var out = ""
+        for byte in value.utf8 {
+            if byte >= 0x20 && byte < 0x7F && byte != 0x25 && byte != 0x22 { out.unicodeScalars.append(Unicode.Scalar(byte)) } else { out += String(format: "%%%02X", byte) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,415 @@
+public import AsyncHTTPClient
+import Foundation
+public import Logging
+public import SluiceBroker
+import SluiceLog
+import SluiceTelemetry
+import Synchronization
+import Yams
+
+/// Which dead letters a replay re-delivers, and how fast.
+public struct ReplayRequest: Sendable {
+    /// Only letters of this subscription (letters always go back to their own subscription only).
+    public var subscription: String?
+    public var eventType: String?
+    public var errorType: DeliveryErrorType?
+    public var fromMillis: Int64?
+    public var toMillis: Int64?
+    public var partition: Int32?
+    public var fromOffset: Int64?
+    public var toOffset: Int64?
+    /// Events per second; nil is unlimited.
+    public var ratePerSecond: Double?
+    public var limit: Int?
+
+    public init() {}
+}
+
+/// Progress of one replay.
+public struct ReplayProgress: Sendable {
+    public var id: String
+    public var dlqTopic: String
+    public var state: String
+    public var matched: Int
+    public var done: Int
+    public var delivered: Int
+    public var deadLetteredAgain: Int
+    public var poisoned: Int
+    public var skipped: Int
+    public var startedMillis: Int64
+    public var finishedMillis: Int64?
+    public var error: String?
+}
+
+/// Subscriptions (declared in the config file or managed over HTTP, the latter persisted in
+/// `DATA/subscriptions.json`), their runners, the dead-letter index and replays.
+public final class DeliveryService: Sendable {
+    public let broker: Broker
+    public let groups: GroupCoordinator
+    let client: HTTPClient
+    let logger: Logger
+    let writer: DeadLetterWriter
+    let index: DeadLetterIndex
+    private let state = Mutex<State>(State())
+    private let replays = Mutex<[String: ReplayProgress]>([:])
+
+    struct State {
+        var subscriptions: [String: (subscription: Subscription, fromFile: Bool)] = [:]
+        var runners: [String: (runner: SubscriptionRunner, task: Task<Void, Never>)] = [:]
+        var started = false
+    }
+
+    var storePath: String { broker.config.dataDirectory + "/subscriptions.json" }
+
+    /// The client deliveries use: no connection retries of its own (the subscription's retry policy and breaker
+    /// decide), a 2 s connect timeout, and room for many concurrent deliveries to one app.
+    public static func makeClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        configuration.timeout.connect = .seconds(2)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    public init(groups: GroupCoordinator, logger: Logger, client: HTTPClient = DeliveryService.makeClient()) throws {
+        self.broker = groups.broker
+        self.groups = groups
+        self.client = client
+        self.logger = logger
+        self.writer = DeadLetterWriter(broker: groups.broker)
+        self.index = DeadLetterIndex(broker: groups.broker)
+        var subscriptions: [String: (Subscription, Bool)] = [:]
+        if let file = broker.config.configFile {
+            for subscription in try Self.loadFile(file) { subscriptions[subscription.name] = (subscription, true) }
+        }
+        if FileManager.default.fileExists(atPath: storePath) {
+            guard let data = FileManager.default.contents(atPath: storePath),
+                  let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
+                throw SubscriptionError("\(storePath) is not a JSON list of subscriptions; fix or remove it")
+            }
+            for object in list {
+                do {
+                    let subscription = try Subscription.parse(object)
+                    if subscriptions[subscription.name]?.1 != true { subscriptions[subscription.name] = (subscription, false) }
+                } catch {
+                    throw SubscriptionError("\(storePath): \(error.message)")
+                }
+            }
+        }
+        try Self.checkGroups(subscriptions.values.map(\.0))
+        state.withLock { state in
+            for (name, entry) in subscriptions { state.subscriptions[name] = (entry.0, entry.1) }
+        }
+    }
+
+    /// The `subscriptions` list of a config file, with file and line in errors.
+    public static func loadFile(_ path: String) throws(SubscriptionError) -> [Subscription] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw SubscriptionError("cannot read \(path)") }
+        guard let root = try? Yams.compose(yaml: text), let mapping = root.mapping, let section = mapping["subscriptions"] else { return [] }
+        guard let list = section.sequence else {
+            throw SubscriptionError("\(path):\(section.mark?.line ?? 0): subscriptions must be a list of {name, topics, endpoint, …}")
+        }
+        var result: [Subscription] = []
+        for item in list {
+            let line = item.mark?.line ?? 0
+            guard let object = (try? Yams.load(yaml: Yams.serialize(node: item))) as? [String: Any] else {
+                throw SubscriptionError("\(path):\(line): each subscription is a mapping with name, topics and endpoint")
+            }
+            let subscription: Subscription
+            do {
+                subscription = try Subscription.parse(object)
+            } catch {
+                throw SubscriptionError("\(path):\(line): \(error.message)", field: error.field)
+            }
+            if result.contains(where: { $0.name == subscription.name }) {
+                throw SubscriptionError("\(path):\(line): subscription \(subscription.name) is declared twice", field: "name")
+            }
+            result.append(subscription)
+        }
+        return result
+    }
+
+    static func checkGroups(_ subscriptions: [Subscription]) throws(SubscriptionError) {
+        var seen: [String: String] = [:]
+        for subscription in subscriptions.sorted(by: { $0.name < $1.name }) {
+            if let other = seen[subscription.group] {
+                throw SubscriptionError("subscriptions \(other) and \(subscription.name) both use group \(subscription.group); each subscription needs its own group", field: "group")
+            }
+            seen[subscription.group] = subscription.name
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Starts every subscription and the dead-letter index; returns when cancelled, after stopping them.
+    public func run() async {
+        // Deliveries start once the agent is ready (listeners bound, start line written).
+        while !broker.isReady && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
+        let names = state.withLock { state -> [String] in
+            state.started = true
+            return Array(state.subscriptions.keys)
+        }
+        for name in names { startRunner(name) }
+        while !Task.isCancelled {
+            index.refresh(named: dlqTopicNames)
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+        await stopAll()
+    }
+
+    public func stopAll() async {
+        let runners = state.withLock { state -> [(SubscriptionRunner, Task<Void, Never>)] in
+            defer { state.runners = [:] }
+            return state.runners.values.map { ($0.runner, $0.task) }
+        }
+        for (runner, _) in runners { await runner.stop() }
+        for (_, task) in runners { await task.value }
+        try? await client.shutdown()
+    }
+
+    private func startRunner(_ name: String) {
+        guard let subscription = state.withLock({ $0.subscriptions[name]?.subscription }) else { return }
+        let runner = SubscriptionRunner(subscription: subscription, groups: groups, client: client, deadLetters: writer, logger: logger)
+        // Not the correlation of the request that created the subscription: each event brings its own.
+        let task = Task { await Correlation.$current.withValue(nil) { await runner.run() } }
+        state.withLock { $0.runners[name] = (runner, task) }
+        logger.info("subscription started", metadata: [
+            LogField.subscription: .string(name), "endpoint": .string(subscription.endpoint), LogField.group: .string(subscription.group),
+            "topics": .string(subscription.topics.joined(separator: ",")),
+        ])
+    }
+
+    private func stopRunner(_ name: String) async {
+        guard let entry = state.withLock({ $0.runners.removeValue(forKey: name) }) else { return }
+        await entry.runner.stop()
+        await entry.task.value
+    }
+
+    var dlqTopicNames: Set<String> {
+        state.withLock { state in
+            Set(state.subscriptions.values.flatMap { entry in entry.subscription.topics.map { entry.subscription.deadLetterTopic(for: $0) } })
+        }
+    }
+
+    // MARK: - Managing subscriptions
+
+    public var subscriptions: [(subscription: Subscription, fromFile: Bool)] {
+        state.withLock { $0.subscriptions.values.sorted { $0.subscription.name < $1.subscription.name }.map { ($0.subscription, $0.fromFile) } }
+    }
+
+    public func subscription(_ name: String) -> Subscription? { state.withLock { $0.subscriptions[name]?.subscription } }
+
+    /// Creates or replaces a runtime subscription (persisted); returns whether it was created.
+    @discardableResult
+    public func put(_ subscription: Subscription) async throws(BrokerError) -> Bool {
+        let existing = state.withLock { $0.subscriptions[subscription.name] }
+        if existing?.fromFile == true {
+            throw BrokerError(.conflict, "subscription \(subscription.name) is declared in the config file; change it there")
+        }
+        let others = state.withLock { $0.subscriptions.values.map(\.subscription).filter { $0.name != subscription.name } }
+        do {
+            try Self.checkGroups(others + [subscription])
+        } catch {
+            throw BrokerError(.conflict, error.message, attribute: "group")
+        }
+        for topic in subscription.topics { _ = try broker.ensureTopic(topic) }
+        if existing != nil { await stopRunner(subscription.name) }
+        state.withLock { $0.subscriptions[subscription.name] = (subscription, false) }
+        try persist()
+        if state.withLock({ $0.started }) { startRunner(subscription.name) }
+        return existing == nil
+    }
+
+    public func delete(_ name: String) async throws(BrokerError) {
+        guard let existing = state.withLock({ $0.subscriptions[name] }) else {
+            throw BrokerError(.notFound, "subscription \(name) does not exist")
+        }
+        if existing.fromFile { throw BrokerError(.conflict, "subscription \(name) is declared in the config file; remove it there") }
+        await stopRunner(name)
+        state.withLock { _ = $0.subscriptions.removeValue(forKey: name) }
+        try persist()
+        logger.info("subscription deleted", metadata: [LogField.subscription: .string(name)])
+    }
+
+    private func persist() throws(BrokerError) {
+        let runtime = state.withLock { $0.subscriptions.values.filter { !$0.fromFile }.map(\.subscription.jsonObject) }
+        do {
+            let data = try JSONSerialization.data(withJSONObject: runtime, options: [.sortedKeys, .prettyPrinted])
+            let temporary = storePath + ".tmp"
+            try data.write(to: URL(fileURLWithPath: temporary))
+            let fd = open(temporary, O_RDONLY)
+            if fd >= 0 { fsync(fd); close(fd) }
+            guard rename(temporary, storePath) == 0 else { throw BrokerError(.internal, "cannot rename \(temporary)") }
+        } catch {
+            throw BrokerError(.internal, "cannot save subscriptions to \(storePath): \(error)")
+        }
+    }
+
+    /// Breaker state and unfinished events of a running subscription.
+    public func status(_ name: String) async -> (breaker: BreakerState, pending: Int)? {
+        guard let runner = state.withLock({ $0.runners[name]?.runner }) else { return nil }
+        return (await runner.breakerState, await runner.pendingCount)
+    }
+
+    // MARK: - Dead letters
+
+    public func deadLetterSummary() -> [(topic: String, depth: Int, oldestMillis: Int64?)] {
+        index.refresh(named: dlqTopicNames)
+        return index.summary()
+    }
+
+    public func deadLetters(_ topic: String, limit: Int) throws(BrokerError) -> [DeadLetter] {
+        index.refresh(named: dlqTopicNames.union([topic]))
+        return try index.unresolved(topic, limit: limit)
+    }
+
+    public func deadLetter(_ topic: String, partition: Int32, offset: Int64) throws(BrokerError) -> (DeadLetter, resolved: Bool)? {
+        index.refresh(named: dlqTopicNames.union([topic]))
+        guard let letter = try index.letter(topic, partition: partition, offset: offset) else { return nil }
+        return (letter, !index.isUnresolved(topic, partition: partition, offset: offset))
+    }
+
+    /// Starts a replay of the matching unresolved dead letters of `topic`; each goes back to its own subscription
+    /// only (never to every consumer of the topic).
+    public func startReplay(_ topic: String, _ request: ReplayRequest) throws(BrokerError) -> ReplayProgress {
+        if let name = request.subscription, subscription(name) == nil {
+            throw BrokerError(.notFound, "subscription \(name) does not exist", attribute: "subscription")
+        }
+        var letters = try deadLetters(topic, limit: .max).filter { letter in
+            if let name = request.subscription, letter.subscription != name { return false }
+            if let type = request.eventType, !RouteRule(pattern: type, topic: "-").matches(letter.eventType ?? "") { return false }
+            if let error = request.errorType, letter.history.errorType != error { return false }
+            if let from = request.fromMillis, letter.history.lastFailureMillis < from { return false }
+            if let to = request.toMillis, letter.history.lastFailureMillis > to { return false }
+            if let partition = request.partition, letter.partition != partition { return false }
+            if let from = request.fromOffset, letter.offset < from { return false }
+            if let to = request.toOffset, letter.offset > to { return false }
+            return true
+        }
+        if let limit = request.limit { letters = Array(letters.prefix(limit)) }
+        let id = UUID().uuidString.lowercased()
+        let progress = ReplayProgress(id: id, dlqTopic: topic, state: "running", matched: letters.count, done: 0, delivered: 0, deadLetteredAgain: 0,
+                                      poisoned: 0, skipped: 0, startedMillis: currentTimeMillis(), finishedMillis: nil, error: nil)
+        replays.withLock { $0[id] = progress }
+        logger.info("replay started", metadata: ["dlq.topic": .string(topic), "replay.id": .string(id), "matched": .stringConvertible(letters.count)])
+        Task { await self.replay(id: id, letters: letters, rate: request.ratePerSecond) }
+        return progress
+    }
+
+    public func replayProgress(_ id: String) -> ReplayProgress? { replays.withLock { $0[id] } }
+
+    private func replay(id: String, letters: [DeadLetter], rate: Double?) async {
+        let interval = rate.map { Duration.seconds(1 / $0) }
+        var next = ContinuousClock.now
+        for letter in letters {
+            if let interval {
+                try? await Task.sleep(until: next, clock: .continuous)
+                next = max(next + interval, ContinuousClock.now - interval)
+            }
+            let outcome = await replayOne(letter)
+            broker.metrics.counter(MetricName.dlqReplayed, letter.topic, outcome).increment()
+            replays.withLock { all in
+                guard var progress = all[id] else { return }
+                progress.done += 1
+                switch outcome {
+                case "delivered": progress.delivered += 1
+                case "poisoned": progress.poisoned += 1
+                case "dead_lettered_again": progress.deadLetteredAgain += 1
+                default: progress.skipped += 1
+                }
+                all[id] = progress
+            }
+        }
+        replays.withLock { all in
+            all[id]?.state = "done"
+            all[id]?.finishedMillis = currentTimeMillis()
+        }
+        index.refresh(named: dlqTopicNames)
+        let final = replays.withLock { $0[id] }
+        logger.info("replay finished", metadata: [
+            "replay.id": .string(id), "delivered": .stringConvertible(final?.delivered ?? 0),
+            "dead_lettered_again": .stringConvertible(final?.deadLetteredAgain ?? 0), "poisoned": .stringConvertible(final?.poisoned ?? 0),
+            "skipped": .stringConvertible(final?.skipped ?? 0),
+        ])
+    }
+
+    /// Re-delivers one dead letter to its own subscription with that subscription's retry policy.
+    private func replayOne(_ letter: DeadLetter) async -> String {
+        guard index.isUnresolved(letter.topic, partition: letter.partition, offset: letter.offset),
+              let subscription = subscription(letter.subscription) else { return "skipped" }
+        let original = letter.originalRecord
+        let fetched = FetchedEvent(topic: letter.originalTopic, partition: letter.originalPartition, offset: letter.originalOffset,
+                                   timestamp: original.timestamp, record: original, event: CloudEvent(record: original))
+        let trace = fetched.event?.traceparent.flatMap(Correlation.parseTraceparent)
+        let context = CorrelationContext(correlationId: letter.correlationId ?? fetched.event?.correlationId ?? "", causationId: fetched.event?.causationId,
+                                         traceId: trace?.traceId, spanId: trace?.spanId, eventId: fetched.event?.id, eventType: fetched.event?.type,
+                                         topic: fetched.topic, partition: fetched.partition, offset: fetched.offset)
+        let deliverer = Deliverer(client: client, subscription: subscription)
+        var history = letter.history
+        history.replays += 1
+        var failures = 0
+        var attempt = 0
+        while true {
+            attempt += 1
+            let outcome = await deliverer.attempt(fetched, attempt: attempt)
+            broker.metrics.counter(MetricName.deliveryAttempts, subscription.name, outcome.label).increment()
+            let now = currentTimeMillis()
+            switch outcome {
+            case .delivered, .dropped:
+                do {
+                    try await writer.resolve(letter, outcome: "delivered")
+                } catch {
+                    return "skipped"
+                }
+                Correlation.$current.withValue(context) {
+                    logger.info("dead letter replayed and delivered", metadata: [LogField.subscription: .string(subscription.name), "dlq.topic": .string(letter.topic)])
+                }
+                return "delivered"
+            case .rejected(let status, let message):
+                history.attempts += 1
+                history.lastFailureMillis = now
+                history.httpStatus = status
+                history.errorType = .rejected
+                history.errorMessage = message
+                failures = subscription.retry.maxAttempts
+            case .httpError(let status, let message, _):
+                history.attempts += 1
+                history.lastFailureMillis = now
+                history.httpStatus = status
+                history.errorType = .httpError
+                history.errorMessage = message
+                failures += 1
+            case .timeout(let message):
+                history.attempts += 1
+                history.lastFailureMillis = now
+                history.httpStatus = nil
+                history.errorType = .timeout
+                history.errorMessage = message
+                failures += 1
+            case .unavailable:
+                // The app is down: that is not this event's failure. The letter stays as it is.
+                failures += 1
+                if failures >= subscription.retry.maxAttempts {
+                    Correlation.$current.withValue(context) {
+                        logger.warning("replay skipped: the app is unavailable; the dead letter stays as it was", metadata: [LogField.subscription: .string(subscription.name)])
+                    }
+                    return "skipped"
+                }
+            }
+            if failures >= subscription.retry.maxAttempts {
+                do {
+                    let result = try await writer.requeue(letter, history: history, maxReplays: subscription.maxReplays)
+                    Correlation.$current.withValue(context) {
+                        logger.warning(result == "poisoned" ? "replay failed again; parked as poison for a human" : "replay failed again; back in the DLQ",
+                                       metadata: [LogField.subscription: .string(subscription.name), "replays": .stringConvertible(history.replays),
+                                                  "error.type": .string(history.errorType.rawValue)])
+                    }
+                    return result
+                } catch {
+                    return "skipped"
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(subscription.retry.delayMs(afterAttempt: failures, random: Double.random(in: 0..<1))))
+        }
+    }
+}

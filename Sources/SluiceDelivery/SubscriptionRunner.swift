@@ -1,0 +1,457 @@
+import AsyncHTTPClient
+import Dispatch
+import Foundation
+import Logging
+import SluiceBroker
+import SluiceLog
+import SluiceTelemetry
+
+/// The circuit breaker of one subscription.
+public enum BreakerState: String, Sendable, CaseIterable {
+    case closed
+    case open
+    case halfOpen = "half_open"
+}
+
+/// Per partition: offsets taken from the log and not finished yet, in order. The offset to commit is the lowest
+/// unfinished one — so after a crash only unfinished events are delivered again.
+struct OffsetTracker {
+    private var order: [Int64] = []
+    private var head = 0
+    private var done: Set<Int64> = []
+    private(set) var timestamps: [Int64: Int64] = [:]
+    /// One past the last offset taken.
+    var next: Int64
+
+    init(next: Int64) { self.next = next }
+
+    mutating func taken(_ offset: Int64, timestamp: Int64) {
+        order.append(offset)
+        timestamps[offset] = timestamp
+        next = max(next, offset + 1)
+    }
+
+    mutating func finished(_ offset: Int64) {
+        done.insert(offset)
+        timestamps.removeValue(forKey: offset)
+        while head < order.count, done.contains(order[head]) {
+            done.remove(order[head])
+            head += 1
+        }
+        if head > 1024 && head * 2 > order.count {
+            order.removeFirst(head)
+            head = 0
+        }
+    }
+
+    var commitOffset: Int64 { head < order.count ? order[head] : next }
+    var unfinished: Int { order.count - head }
+    var oldestTimestamp: Int64? { head < order.count ? timestamps[order[head]] : nil }
+}
+
+/// Delivers one subscription: a member of its consumer group that polls, hands events to the app with the
+/// ordering mode's rules, retries with backoff, dead-letters per-event failures, pauses behind a circuit
+/// breaker while the app is down, and commits the lowest unfinished offset of each partition.
+actor SubscriptionRunner {
+    let subscription: Subscription
+    let groups: GroupCoordinator
+    let deliverer: Deliverer
+    let deadLetters: DeadLetterWriter
+    let logger: Logger
+    let metrics: SluiceMetrics
+
+    struct Pending: Sendable {
+        var fetched: FetchedEvent
+        var key: String
+        var attempts = 0
+        /// Failures that were the event's own (not the app being down); they lead to the DLQ.
+        var eventFailures = 0
+        var firstFailure: Int64?
+        var lastFailure: Int64?
+        var lastStatus: Int?
+        var lastError: DeliveryErrorType?
+        var lastMessage = ""
+    }
+
+    private var memberId: String?
+    private var queues: [String: [Pending]] = [:]
+    private var ready: [String] = []
+    private var readyHead = 0
+    private var busyKeys: Set<String> = []
+    private var attempting = 0
+    private var unfinished = 0
+    private var trackers: [TopicPartition: OffsetTracker] = [:]
+    private var committed: [TopicPartition: Int64] = [:]
+    private var lastCommit = ContinuousClock.now
+    private var lastContact = ContinuousClock.now
+    private var stopping = false
+    private var sequence = 0
+
+    private var breaker = BreakerState.closed
+    private var consecutiveUnavailable = 0
+    private var openInterval: Int64
+    private var probeInFlight = false
+
+    private let maxBuffered: Int
+
+    init(subscription: Subscription, groups: GroupCoordinator, client: HTTPClient, deadLetters: DeadLetterWriter, logger: Logger) {
+        self.subscription = subscription
+        self.groups = groups
+        self.deliverer = Deliverer(client: client, subscription: subscription)
+        self.deadLetters = deadLetters
+        self.logger = logger
+        self.metrics = groups.broker.metrics
+        self.openInterval = subscription.breaker.openMs
+        self.maxBuffered = max(subscription.concurrency * 8, 256)
+        for state in BreakerState.allCases {
+            metrics.gauge(MetricName.breakerState, subscription.name, state.rawValue).set(Double(state == .closed ? 1 : 0))
+        }
+    }
+
+    var breakerState: BreakerState { breaker }
+    var pendingCount: Int { unfinished }
+
+    // MARK: - The loop
+
+    /// Polls, dispatches and commits until `stop()`; then waits for attempts in progress and commits.
+    func run() async {
+        while !stopping {
+            do {
+                if memberId == nil { try join() }
+                let canPoll = unfinished < maxBuffered && breaker == .closed
+                if canPoll {
+                    let room = min(maxBuffered - unfinished, groups.broker.config.int("max.poll.records"))
+                    let result = try await groups.poll(group: subscription.group, member: memberId!, maxRecords: room, waitMs: 100)
+                    lastContact = .now
+                    take(result)
+                } else {
+                    if ContinuousClock.now - lastContact > .seconds(1), let memberId {
+                        _ = try groups.heartbeat(group: subscription.group, member: memberId)
+                        lastContact = .now
+                    }
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+                try await commitIfDue(force: false)
+            } catch let error as BrokerError where error.kind == .notFound && memberId != nil {
+                logger.warning("delivery member was removed from its group; rejoining", metadata: [
+                    LogField.subscription: .string(subscription.name), LogField.group: .string(subscription.group), "error": .string(error.message),
+                ])
+                await rejoin()
+            } catch {
+                logger.error("delivery loop error; retrying in 1 s", metadata: [LogField.subscription: .string(subscription.name), "error": .string("\(error)")])
+                try? await Task.sleep(for: .seconds(1))
+            }
+            publishGauges()
+        }
+        // Let attempts in progress finish (bounded by the attempt timeout), then commit what is done.
+        let deadline = ContinuousClock.now + .milliseconds(subscription.timeoutMs + 1000)
+        while attempting > 0 && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        try? await commitIfDue(force: true)
+        if let memberId { try? await groups.leave(group: subscription.group, member: memberId) }
+    }
+
+    func stop() { stopping = true }
+
+    private func join() throws {
+        let assignment = try groups.join(group: subscription.group, options: MemberOptions(
+            topics: subscription.topics, clientId: "sluice-" + subscription.name, strategy: nil, sessionTimeoutMs: nil,
+            autoCommit: false, offsetReset: subscription.startFrom))
+        memberId = assignment.memberId
+        lastContact = .now
+    }
+
+    /// After the member was removed: wait for attempts in progress, drop what was buffered (it is read again
+    /// from the committed offsets) and join again.
+    private func rejoin() async {
+        while attempting > 0 { try? await Task.sleep(for: .milliseconds(10)) }
+        queues = [:]
+        ready = []
+        readyHead = 0
+        busyKeys = []
+        unfinished = 0
+        trackers = [:]
+        committed = [:]
+        memberId = nil
+    }
+
+    /// Takes polled events: filtered ones finish at once, the rest queue by ordering key.
+    private func take(_ result: PollResult) {
+        for (tp, position) in result.positions where trackers[tp] == nil {
+            trackers[tp] = OffsetTracker(next: position)
+            committed[tp] = committed[tp] ?? -1
+        }
+        // Positions of partitions polled without events move the commit point too (e.g. after a reset).
+        for (tp, position) in result.positions {
+            if let next = trackers[tp]?.next, position > next { trackers[tp]!.next = position }
+        }
+        for fetched in result.events {
+            let tp = TopicPartition(fetched.topic, fetched.partition)
+            trackers[tp, default: OffsetTracker(next: fetched.offset)].taken(fetched.offset, timestamp: fetched.timestamp)
+            let type = fetched.event?.type ?? "sluice.record"
+            guard subscription.accepts(eventType: type) else {
+                trackers[tp]!.finished(fetched.offset)
+                continue
+            }
+            let key: String
+            switch subscription.ordering {
+            case .key: key = fetched.event?.partitionKey.map { "\(tp)/k/\($0)" } ?? "\(tp)/o/\(fetched.offset)"
+            case .partition: key = tp.description
+            case .none: key = "\(tp)/o/\(fetched.offset)"
+            }
+            unfinished += 1
+            if queues[key] == nil { queues[key] = [] }
+            queues[key]!.append(Pending(fetched: fetched, key: key))
+            if queues[key]!.count == 1 && !busyKeys.contains(key) { ready.append(key) }
+        }
+        dispatch()
+    }
+
+    // MARK: - Dispatch and outcomes
+
+    private func dispatch() {
+        while attempting < subscription.concurrency && readyHead < ready.count {
+            switch breaker {
+            case .open: return
+            case .halfOpen where probeInFlight: return
+            case .halfOpen: probeInFlight = true
+            case .closed: break
+            }
+            let key = ready[readyHead]
+            readyHead += 1
+            if readyHead > 4096 && readyHead * 2 > ready.count {
+                ready.removeFirst(readyHead)
+                readyHead = 0
+            }
+            guard var pending = queues[key]?.first else { continue }
+            busyKeys.insert(key)
+            attempting += 1
+            pending.attempts += 1
+            queues[key]![0] = pending
+            let attempt = pending.attempts
+            let fetched = pending.fetched
+            let deliverer = self.deliverer
+            if attempt > 1 { metrics.counter(MetricName.deliveryRetries, subscription.name).increment() }
+            Task {
+                let outcome = await deliverer.attempt(fetched, attempt: attempt)
+                await self.completed(key: key, outcome: outcome)
+            }
+        }
+    }
+
+    private func completed(key: String, outcome: AttemptOutcome) async {
+        attempting -= 1
+        guard var pending = queues[key]?.first else { return }
+        metrics.counter(MetricName.deliveryAttempts, subscription.name, outcome.label).increment()
+        let event = pending.fetched.event
+        let context = correlation(pending)
+        updateBreaker(after: outcome)
+        let now = currentTimeMillis()
+        switch outcome {
+        case .delivered(_, let seconds):
+            metrics.durationHistogram(MetricName.processingDuration, subscription.name, event?.type ?? "sluice.record")
+                .record(.nanoseconds(Int64(seconds * 1e9)))
+            Correlation.$current.withValue(context) {
+                logger.debug("event delivered", metadata: [LogField.subscription: .string(subscription.name), "attempt": .stringConvertible(pending.attempts)])
+            }
+            finish(key)
+        case .dropped(let status):
+            Correlation.$current.withValue(context) {
+                logger.warning("the app asked to drop the event; not retried", metadata: [
+                    LogField.subscription: .string(subscription.name), "http.response.status_code": .stringConvertible(status),
+                ])
+            }
+            finish(key)
+        case .rejected(let status, let message):
+            record(&pending, now: now, status: status, type: .rejected, message: message)
+            queues[key]![0] = pending
+            await deadLetter(key: key, pending: pending)
+        case .httpError(let status, let message, let retryAfter):
+            record(&pending, now: now, status: status, type: .httpError, message: message)
+            pending.eventFailures += 1
+            queues[key]![0] = pending
+            await retryOrDeadLetter(key: key, pending: pending, retryAfterMs: retryAfter)
+        case .timeout(let message):
+            record(&pending, now: now, status: nil, type: .timeout, message: message)
+            pending.eventFailures += 1
+            queues[key]![0] = pending
+            await retryOrDeadLetter(key: key, pending: pending, retryAfterMs: nil)
+        case .unavailable(let status, let message, let retryAfter):
+            // The app is down: the event waits for it (the breaker decides when to try again); never dead-lettered for this.
+            record(&pending, now: now, status: status, type: .unavailable, message: message)
+            queues[key]![0] = pending
+            scheduleRetry(key: key, pending: pending, retryAfterMs: retryAfter, attemptForBackoff: max(1, pending.attempts))
+        }
+        dispatch()
+    }
+
+    private func record(_ pending: inout Pending, now: Int64, status: Int?, type: DeliveryErrorType, message: String) {
+        pending.firstFailure = pending.firstFailure ?? now
+        pending.lastFailure = now
+        pending.lastStatus = status
+        pending.lastError = type
+        pending.lastMessage = message
+    }
+
+    private func retryOrDeadLetter(key: String, pending: Pending, retryAfterMs: Int64?) async {
+        if pending.eventFailures >= subscription.retry.maxAttempts {
+            await deadLetter(key: key, pending: pending)
+        } else {
+            scheduleRetry(key: key, pending: pending, retryAfterMs: retryAfterMs, attemptForBackoff: pending.eventFailures)
+        }
+    }
+
+    private func scheduleRetry(key: String, pending: Pending, retryAfterMs: Int64?, attemptForBackoff: Int) {
+        let delay = max(subscription.retry.delayMs(afterAttempt: attemptForBackoff, random: Double.random(in: 0..<1)), retryAfterMs ?? 0)
+        Correlation.$current.withValue(correlation(pending)) {
+            logger.info("delivery failed; retrying", metadata: [
+                LogField.subscription: .string(subscription.name), "attempt": .stringConvertible(pending.attempts),
+                "error.type": .string(pending.lastError?.rawValue ?? ""), "error.message": .string(pending.lastMessage),
+                "retry_in_ms": .stringConvertible(delay),
+            ])
+        }
+        Task {
+            try? await Task.sleep(for: .milliseconds(delay))
+            self.retryDue(key: key)
+        }
+    }
+
+    private func retryDue(key: String) {
+        ready.append(key)
+        dispatch()
+    }
+
+    private func deadLetter(key: String, pending: Pending) async {
+        let history = FailureHistory(attempts: pending.attempts, firstFailureMillis: pending.firstFailure ?? currentTimeMillis(),
+                                     lastFailureMillis: pending.lastFailure ?? currentTimeMillis(), httpStatus: pending.lastStatus,
+                                     errorType: pending.lastError ?? .rejected, errorMessage: pending.lastMessage, replays: 0)
+        let context = correlation(pending)
+        // Durable before the offset can be committed: nothing accepted is lost between the topic and its DLQ.
+        while true {
+            do {
+                try await deadLetters.write(pending.fetched, subscription: subscription, history: history)
+                break
+            } catch {
+                logger.error("could not write a dead letter; retrying in 1 s", metadata: [LogField.subscription: .string(subscription.name), "error": .string("\(error)")])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        Correlation.$current.withValue(context) {
+            logger.warning("event dead-lettered", metadata: [
+                LogField.subscription: .string(subscription.name), "dlq.topic": .string(subscription.deadLetterTopic(for: pending.fetched.topic)),
+                "attempts": .stringConvertible(pending.attempts), "error.type": .string(history.errorType.rawValue), "error.message": .string(history.errorMessage),
+            ])
+        }
+        finish(key)
+    }
+
+    /// The head event of `key` is done: its offset may be committed, and the next event of the key may go.
+    private func finish(_ key: String) {
+        guard let pending = queues[key]?.first else { return }
+        queues[key]!.removeFirst()
+        busyKeys.remove(key)
+        unfinished -= 1
+        let tp = TopicPartition(pending.fetched.topic, pending.fetched.partition)
+        trackers[tp]?.finished(pending.fetched.offset)
+        if queues[key]!.isEmpty {
+            queues.removeValue(forKey: key)
+        } else {
+            ready.append(key)
+        }
+    }
+
+    // MARK: - Circuit breaker
+
+    private func updateBreaker(after outcome: AttemptOutcome) {
+        if case .unavailable = outcome {
+            consecutiveUnavailable += 1
+            if breaker == .halfOpen {
+                probeInFlight = false
+                openInterval = min(openInterval * 2, subscription.breaker.maxOpenMs)
+                transition(to: .open, reason: "the probe failed")
+            } else if breaker == .closed && consecutiveUnavailable >= subscription.breaker.failureThreshold {
+                openInterval = subscription.breaker.openMs
+                transition(to: .open, reason: "\(consecutiveUnavailable) deliveries in a row found the app unavailable")
+            }
+        } else if outcome.appAnswered {
+            consecutiveUnavailable = 0
+            if breaker != .closed {
+                probeInFlight = false
+                openInterval = subscription.breaker.openMs
+                transition(to: .closed, reason: "the app answered")
+            }
+        } else if breaker == .halfOpen {
+            // A timeout on the probe: the app is not back yet.
+            probeInFlight = false
+            openInterval = min(openInterval * 2, subscription.breaker.maxOpenMs)
+            transition(to: .open, reason: "the probe timed out")
+        }
+    }
+
+    private func transition(to state: BreakerState, reason: String) {
+        let from = breaker
+        breaker = state
+        for candidate in BreakerState.allCases {
+            metrics.gauge(MetricName.breakerState, subscription.name, candidate.rawValue).set(Double(candidate == state ? 1 : 0))
+        }
+        metrics.counter(MetricName.breakerTransitions, subscription.name, state.rawValue).increment()
+        let metadata: Logger.Metadata = [
+            LogField.subscription: .string(subscription.name), "breaker.from": .string(from.rawValue), "breaker.to": .string(state.rawValue),
+            "reason": .string(reason), "probe_in_ms": .stringConvertible(state == .open ? openInterval : 0),
+        ]
+        if state == .closed { logger.notice("circuit breaker closed: deliveries resume", metadata: metadata) } else { logger.warning("circuit breaker \(state == .open ? "opened: deliveries paused" : "half-open: probing")", metadata: metadata) }
+        if state == .open {
+            let interval = openInterval
+            Task {
+                try? await Task.sleep(for: .milliseconds(interval))
+                self.probe()
+            }
+        }
+    }
+
+    private func probe() {
+        guard breaker == .open else { return }
+        transition(to: .halfOpen, reason: "open interval passed")
+        dispatch()
+    }
+
+    // MARK: - Commits and gauges
+
+    private func commitIfDue(force: Bool) async throws {
+        guard let memberId, force || ContinuousClock.now - lastCommit > .milliseconds(100) else { return }
+        lastCommit = .now
+        var offsets: [(TopicPartition, Int64, String)] = []
+        for (tp, tracker) in trackers where committed[tp] != tracker.commitOffset {
+            offsets.append((tp, tracker.commitOffset, ""))
+        }
+        guard !offsets.isEmpty else { return }
+        let failure: BrokerError?
+        do {
+            _ = try await groups.commit(group: subscription.group, member: memberId, offsets: offsets)
+            failure = nil
+        } catch {
+            failure = error
+        }
+        if let failure {
+            guard failure.kind == .conflict else { throw failure }
+            // A partition moved away (another member of the group); its offsets are no longer ours to commit.
+            for (tp, _, _) in offsets { committed[tp] = trackers[tp]?.commitOffset }
+            return
+        }
+        for (tp, offset, _) in offsets { committed[tp] = offset }
+        lastContact = .now
+    }
+
+    private func publishGauges() {
+        metrics.gauge(MetricName.deliveryInFlight, subscription.name).set(Double(unfinished))
+        let oldest = trackers.values.compactMap(\.oldestTimestamp).min()
+        metrics.gauge(MetricName.deliveryOldestPending, subscription.name).set(oldest.map { max(0, Double(currentTimeMillis() - $0) / 1000) } ?? 0)
+    }
+
+    private func correlation(_ pending: Pending) -> CorrelationContext {
+        let event = pending.fetched.event
+        let trace = event?.traceparent.flatMap(Correlation.parseTraceparent)
+        return CorrelationContext(correlationId: event?.correlationId ?? "", causationId: event?.causationId, traceId: trace?.traceId,
+                                  spanId: trace?.spanId, eventId: event?.id, eventType: event?.type, topic: pending.fetched.topic,
+                                  partition: pending.fetched.partition, offset: pending.fetched.offset)
+    }
+}
