@@ -35,13 +35,21 @@ struct AgentOptions: ParsableArguments {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
         }
+        // Fail fast when the agent is not there (no connection retries).
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(5)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let response: HTTPClientResponse
+        let bytes: [UInt8]
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            response = try await client.execute(request, timeout: .seconds(30))
+            bytes = Array(buffer: try await response.body.collect(upTo: 64 << 20))
+            try? await client.shutdown()
         } catch {
+            try? await client.shutdown()
             throw CLIError.failure("cannot reach the agent at \(api): \(error); start it with `sluice serve` or pass --api")
         }
-        let bytes = Array(buffer: try await response.body.collect(upTo: 64 << 20))
         let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] ?? [:]
         guard (200..<300).contains(Int(response.status.code)) else {
             let detail = object["detail"] as? String ?? String(decoding: bytes, as: UTF8.self)

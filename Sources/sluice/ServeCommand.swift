@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceBroker
+import SluiceDelivery
 import SluiceLog
 import SluiceServer
 import SluiceTelemetry
@@ -24,6 +25,14 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
+        if let file = config.configFile {
+            // Subscriptions are checked before any port is bound, like settings.
+            do {
+                _ = try DeliveryService.loadFile(file)
+            } catch {
+                throw CLIError.badInput("subscriptions: \(error.message)")
+            }
+        }
         let (logger, sink) = try bootstrapLogging(config)
         let metrics = SluiceMetrics(logSink: sink)
         do {

@@ -437,3 +437,88 @@ extension Sequence {
         return result
     }
 }
+
+/// Runs the sluice binary without blocking a cooperative thread, capturing its output in files.
+func runSluice(_ arguments: [String], in dir: String) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: sluiceBinary)
+    process.arguments = arguments
+    let id = UUID().uuidString
+    let out = dir + "/out-\(id)", err = dir + "/err-\(id)"
+    _ = FileManager.default.createFile(atPath: out, contents: nil)
+    _ = FileManager.default.createFile(atPath: err, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+    try process.run()
+    let deadline = Date().addingTimeInterval(60)
+    while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    return (process.terminationStatus, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "", (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+}
+
+@Suite("sluice dlq and subscription files", .serialized)
+struct DLQCommandTests {
+    @Test("sluice dlq list, show and replay against a running agent; bad input exits 2")
+    func commands() async throws {
+        try await withTemporaryDirectory { dir in
+            let app = TestApp()
+            try await app.start()
+            defer { Task { await app.stop() } }
+            let failing = FailSwitch()
+            app.answer { _, _, _ in failing.on.withLock { $0 } ? TestApp.Answer(status: 400) : TestApp.Answer() }
+            let agent = try await startAgent(dir, ["--linger-ms", "0"])
+            defer { Task { await agent.stop() } }
+            let client = DeliveryClient(base: agent.base)
+            #expect(try await client.subscribe("cli", subscriptionBody(app)).status == 201)
+            try await client.publish("orders", (0..<3).map { cloudEvent("c\($0)", type: "order.cli", key: "k\($0)") })
+            #expect(try await client.waitUntil { try await client.deadLetters("orders.dlq").count == 3 })
+
+            var result = try await runSluice(["dlq", "list", "--api", agent.base], in: dir)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("orders.dlq") && result.stdout.contains(" 3 "), "\(result.stdout)")
+            result = try await runSluice(["dlq", "list", "orders.dlq", "--api", agent.base], in: dir)
+            #expect(result.stdout.split(separator: "\n").filter { $0.contains("rejected") }.count == 3, "\(result.stdout)")
+            let letter = try #require(try await client.deadLetters("orders.dlq").first)
+            result = try await runSluice(["dlq", "show", "orders.dlq", "\(letter["partition"]!)", "\(letter["offset"]!)", "--api", agent.base], in: dir)
+            #expect(result.status == 0 && result.stdout.contains("\"sluice.dlq.error.type\" : \"rejected\""), "\(result.stdout)")
+
+            failing.on.withLock { $0 = false }
+            result = try await runSluice(["dlq", "replay", "orders.dlq", "--api", agent.base, "--rate", "50", "--quiet"], in: dir)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("delivered 3"), "\(result.stdout)")
+            #expect(try await client.deadLetters("orders.dlq").isEmpty)
+
+            for bad in [["--rate", "0"], ["--error-type", "nope"], ["--limit", "0"]] {
+                result = try await runSluice(["dlq", "replay", "orders.dlq", "--api", agent.base] + bad, in: dir)
+                #expect(result.status == 2, "\(bad): \(result.stderr)")
+            }
+            result = try await runSluice(["dlq", "replay", "orders.dlq", "--api", agent.base, "--from", "yesterday"], in: dir)
+            #expect(result.status == 2 && result.stderr.contains("RFC 3339"), "\(result.stderr)")
+            result = try await runSluice(["dlq", "list", "--api", "http://127.0.0.1:1"], in: dir)
+            #expect(result.status == 1 && result.stderr.contains("cannot reach the agent"), "\(result.stderr)")
+            await agent.stop()
+            await app.stop()
+        }
+    }
+
+    @Test("a bad subscription in the config file stops sluice serve with exit 2, naming the file, line and field")
+    func badSubscriptionFile() async throws {
+        try await withTemporaryDirectory { dir in
+            try """
+                linger.ms: 5
+                subscriptions:
+                  - name: good
+                    topics: [orders]
+                    endpoint: http://127.0.0.1:9/events
+                  - name: broken
+                    topics: [orders]
+                    endpoint: not-a-url
+                """.write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
+            let result = try await runSluice(["serve", "--config", dir + "/bad.yaml", "--data-dir", dir + "/data",
+                                              "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0"], in: dir)
+            #expect(result.status == 2)
+            #expect(result.stderr.contains("bad.yaml:6") && result.stderr.contains("'endpoint'"), "\(result.stderr)")
+        }
+    }
+}
