@@ -118,7 +118,8 @@ actor SubscriptionRunner {
         while !stopping {
             do {
                 if memberId == nil { try join() }
-                let canPoll = unfinished < maxBuffered && breaker == .closed
+                // While the breaker is open nothing new is taken; half-open with nothing pending, a poll finds the probe.
+                let canPoll = unfinished < maxBuffered && (breaker == .closed || (breaker == .halfOpen && unfinished == 0))
                 if canPoll {
                     let room = min(maxBuffered - unfinished, groups.broker.config.int("max.poll.records"))
                     let result = try await groups.poll(group: subscription.group, member: memberId!, maxRecords: room, waitMs: 100)
@@ -209,7 +210,7 @@ actor SubscriptionRunner {
     // MARK: - Dispatch and outcomes
 
     private func dispatch() {
-        while attempting < subscription.concurrency && readyHead < ready.count {
+        while !stopping && attempting < subscription.concurrency && readyHead < ready.count {
             switch breaker {
             case .open: return
             case .halfOpen where probeInFlight: return
