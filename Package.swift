@@ -102,21 +102,27 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Helpers every test target shares (temporary directories, the package root, the built binary).
+        .target(
+            name: "SluiceTestSupport",
+            path: "Tests/SluiceTestSupport"
+        ),
         .testTarget(
             name: "SluiceLogTests",
             dependencies: [
                 "SluiceLog",
+                "SluiceTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Oracle"]  // kafka_oracle.py, run by the tests with python3
         ),
         .testTarget(
             name: "SluiceBrokerTests",
-            dependencies: ["SluiceBroker", "SluiceTelemetry", "SluiceLog", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SluiceServerTests",
-            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceBroker", "SluiceTelemetry", "SluiceLog",
+            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport",
                            .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird")]
         ),
     ]

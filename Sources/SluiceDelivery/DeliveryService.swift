@@ -167,12 +167,17 @@ public final class DeliveryService: Sendable {
         try? await client.shutdown()
     }
 
+    /// Starts the subscription's runner unless one runs already (startup and a PUT may both ask).
     private func startRunner(_ name: String) {
-        guard let subscription = state.withLock({ $0.subscriptions[name]?.subscription }) else { return }
-        let runner = SubscriptionRunner(subscription: subscription, groups: groups, client: client, deadLetters: writer, logger: logger)
-        // Not the correlation of the request that created the subscription: each event brings its own.
-        let task = Task { await Correlation.$current.withValue(nil) { await runner.run() } }
-        state.withLock { $0.runners[name] = (runner, task) }
+        let started = state.withLock { state -> Subscription? in
+            guard state.runners[name] == nil, let subscription = state.subscriptions[name]?.subscription else { return nil }
+            let runner = SubscriptionRunner(subscription: subscription, groups: groups, client: client, deadLetters: writer, logger: logger)
+            // Not the correlation of the request that created the subscription: each event brings its own.
+            let task = Task { await Correlation.$current.withValue(nil) { await runner.run() } }
+            state.runners[name] = (runner, task)
+            return subscription
+        }
+        guard let subscription = started else { return }
         logger.info("subscription started", metadata: [
             LogField.subscription: .string(name), "endpoint": .string(subscription.endpoint), LogField.group: .string(subscription.group),
             "topics": .string(subscription.topics.joined(separator: ",")),

@@ -2,14 +2,8 @@ import Foundation
 import Logging
 import SluiceBroker
 import SluiceTelemetry
+@_exported import SluiceTestSupport
 import Testing
-
-func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async rethrows -> T {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-test-\(UUID().uuidString)").path
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try await body(path)
-}
 
 /// A broker on a fresh data directory with settings given as flags.
 func makeBroker(_ dir: String, _ arguments: [String] = []) throws -> Broker {

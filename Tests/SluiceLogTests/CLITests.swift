@@ -174,7 +174,7 @@ struct LogsAndConfigCLITests {
             process.executableURL = URL(fileURLWithPath: sluiceBinary)
             process.arguments = ["logs", file, "--follow"]
             let out = dir + "/out.txt"
-            FileManager.default.createFile(atPath: out, contents: nil)
+            _ = FileManager.default.createFile(atPath: out, contents: nil)
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
             try process.run()
             defer { process.terminate(); process.waitUntilExit() }

@@ -23,7 +23,7 @@ struct CrashTests {
             var recoveredUnclean = 0
             for run in 0..<Self.kills {
                 let ackPath = dir + "/acks-\(run).txt"
-                FileManager.default.createFile(atPath: ackPath, contents: nil)
+                _ = FileManager.default.createFile(atPath: ackPath, contents: nil)
                 let output = try FileHandle(forWritingTo: URL(fileURLWithPath: ackPath))
                 let child = Process()
                 child.executableURL = URL(fileURLWithPath: sluiceBinary)

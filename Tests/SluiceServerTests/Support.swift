@@ -8,24 +8,7 @@ import SluiceServer
 import SluiceTelemetry
 import Synchronization
 import Testing
-
-func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async rethrows -> T {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-test-\(UUID().uuidString)").path
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try await body(path)
-}
-
-let sluiceBinary: String = {
-    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("sluice").path
-}()
-
-let packageRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.path
-}()
+@_exported import SluiceTestSupport
 
 /// An agent running in this process on ephemeral loopback ports, logging JSON to a file.
 struct RunningAgent {
