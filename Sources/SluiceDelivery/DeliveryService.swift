@@ -46,7 +46,9 @@ public struct ReplayProgress: Sendable {
 public final class DeliveryService: Sendable {
     public let broker: Broker
     public let groups: GroupCoordinator
-    let client: HTTPClient
+    /// Made on first use: an agent without subscriptions never loads the HTTP client (idle memory stays low).
+    private let clientStorage = Mutex<HTTPClient?>(nil)
+    private let makeClientNow: @Sendable () -> HTTPClient
     let logger: Logger
     let writer: DeadLetterWriter
     let index: DeadLetterIndex
@@ -71,10 +73,19 @@ public final class DeliveryService: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
-    public init(groups: GroupCoordinator, logger: Logger, client: HTTPClient = DeliveryService.makeClient()) throws {
+    var client: HTTPClient {
+        clientStorage.withLock { stored in
+            if let stored { return stored }
+            let made = makeClientNow()
+            stored = made
+            return made
+        }
+    }
+
+    public init(groups: GroupCoordinator, logger: Logger, makeClient: @escaping @Sendable () -> HTTPClient = DeliveryService.makeClient) throws {
         self.broker = groups.broker
         self.groups = groups
-        self.client = client
+        self.makeClientNow = makeClient
         self.logger = logger
         self.writer = DeadLetterWriter(broker: groups.broker)
         self.index = DeadLetterIndex(broker: groups.broker)
@@ -164,7 +175,7 @@ public final class DeliveryService: Sendable {
         }
         for (runner, _) in runners { await runner.stop() }
         for (_, task) in runners { await task.value }
-        try? await client.shutdown()
+        if let client = clientStorage.withLock({ $0 }) { try? await client.shutdown() }
     }
 
     /// Starts the subscription's runner unless one runs already (startup and a PUT may both ask).

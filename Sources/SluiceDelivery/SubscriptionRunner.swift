@@ -85,6 +85,7 @@ actor SubscriptionRunner {
     private var lastCommit = ContinuousClock.now
     private var lastContact = ContinuousClock.now
     private var stopping = false
+    private var committing = false
     private var sequence = 0
 
     private var breaker = BreakerState.closed
@@ -417,29 +418,42 @@ actor SubscriptionRunner {
 
     // MARK: - Commits and gauges
 
+    /// Commits the lowest unfinished offsets every 100 ms. The commit (an fsync) runs beside the loop, so a slow
+    /// disk never delays the next poll; `force` (at shutdown) waits for it.
     private func commitIfDue(force: Bool) async throws {
-        guard let memberId, force || ContinuousClock.now - lastCommit > .milliseconds(100) else { return }
+        if force {
+            while committing { try? await Task.sleep(for: .milliseconds(5)) }
+        } else if committing || ContinuousClock.now - lastCommit <= .milliseconds(100) {
+            return
+        }
+        guard let memberId else { return }
         lastCommit = .now
         var offsets: [(TopicPartition, Int64, String)] = []
         for (tp, tracker) in trackers where committed[tp] != tracker.commitOffset {
             offsets.append((tp, tracker.commitOffset, ""))
         }
         guard !offsets.isEmpty else { return }
-        let failure: BrokerError?
-        do {
-            _ = try await groups.commit(group: subscription.group, member: memberId, offsets: offsets)
-            failure = nil
-        } catch {
-            failure = error
+        committing = true
+        if force {
+            await commit(offsets, member: memberId)
+        } else {
+            Task { await self.commit(offsets, member: memberId) }
         }
-        if let failure {
-            guard failure.kind == .conflict else { throw failure }
+    }
+
+    private func commit(_ offsets: [(TopicPartition, Int64, String)], member: String) async {
+        defer { committing = false }
+        do {
+            _ = try await groups.commit(group: subscription.group, member: member, offsets: offsets)
+            for (tp, offset, _) in offsets { committed[tp] = offset }
+            lastContact = .now
+        } catch where error.kind == .conflict {
             // A partition moved away (another member of the group); its offsets are no longer ours to commit.
             for (tp, _, _) in offsets { committed[tp] = trackers[tp]?.commitOffset }
-            return
+        } catch {
+            // Not fatal: the next round commits again (or the loop rejoins if the member is gone).
+            logger.warning("commit failed; retrying", metadata: [LogField.subscription: .string(subscription.name), "error": .string(error.message)])
         }
-        for (tp, offset, _) in offsets { committed[tp] = offset }
-        lastContact = .now
     }
 
     private func publishGauges() {
