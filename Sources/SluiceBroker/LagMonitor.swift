@@ -82,7 +82,8 @@ public final class LagMonitor: Sendable {
     private let windows = Mutex<[GroupPartition: [Sample]]>([:])
     private let statuses = Mutex<[GroupPartition: LagStatus]>([:])
     private let timestamps = Mutex<[TopicPartition: [CachedBatch]]>([:])
-    private let lastPass = Mutex<(seconds: Double, partitions: Int, omitted: Int)>((0, 0, 0))
+    /// Duration of the last pass, exported by the next one.
+    private let lastPassSeconds = Mutex<Double>(0)
 
     public struct Sample: Sendable {
         public var time: Int64
@@ -113,8 +114,6 @@ public final class LagMonitor: Sendable {
     private let rendered = Mutex<[UInt8]>([])
     /// The text of the last pass.
     public var snapshot: [UInt8] { rendered.withLock { $0 } }
-    /// Duration of the last pass in seconds, partitions evaluated, and per-partition series left out.
-    public var lastPassStats: (seconds: Double, partitions: Int, omitted: Int) { lastPass.withLock { $0 } }
 
     // MARK: - Computing one partition
 
@@ -252,7 +251,7 @@ public final class LagMonitor: Sendable {
         let text = render(rows: rows, groups: groups)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         rendered.withLock { $0 = text.bytes }
-        lastPass.withLock { $0 = (seconds, rows.count, text.omitted) }
+        lastPassSeconds.withLock { $0 = seconds }
     }
 
 }
@@ -349,7 +348,7 @@ extension LagMonitor {
         out.header(MetricName.topicPartitionsRecommended, type: "gauge")
         for (topic, count) in advice { out.sample(MetricName.topicPartitionsRecommended, [topic], Double(count)) }
         out.header(MetricName.lagEvaluationDuration, type: "gauge")
-        out.sample(MetricName.lagEvaluationDuration, [], lastPass.withLock { $0.seconds })
+        out.sample(MetricName.lagEvaluationDuration, [], lastPassSeconds.withLock { $0 })
         return (out.bytes, omitted)
     }
 }

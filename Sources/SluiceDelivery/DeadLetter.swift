@@ -52,6 +52,15 @@ public struct FailureHistory: Sendable, Equatable {
     public var errorType: DeliveryErrorType
     public var errorMessage: String
     public var replays: Int
+
+    /// Adds one failed attempt.
+    mutating func failed(at millis: Int64, status: Int?, type: DeliveryErrorType, message: String) {
+        attempts += 1
+        lastFailureMillis = millis
+        httpStatus = status
+        errorType = type
+        errorMessage = message
+    }
 }
 
 /// A dead letter as read back from a DLQ topic.

@@ -251,11 +251,7 @@ public final class DeliveryService: Sendable {
         let runtime = state.withLock { $0.subscriptions.values.filter { !$0.fromFile }.map(\.subscription.jsonObject) }
         do {
             let data = try JSONSerialization.data(withJSONObject: runtime, options: [.sortedKeys, .prettyPrinted])
-            let temporary = storePath + ".tmp"
-            try data.write(to: URL(fileURLWithPath: temporary))
-            let fd = open(temporary, O_RDONLY)
-            if fd >= 0 { fsync(fd); close(fd) }
-            guard rename(temporary, storePath) == 0 else { throw BrokerError(.internal, "cannot rename \(temporary)") }
+            try writeFileAtomically(storePath, Array(data))
         } catch {
             throw BrokerError(.internal, "cannot save subscriptions to \(storePath): \(error)")
         }
@@ -382,25 +378,13 @@ public final class DeliveryService: Sendable {
                 }
                 return "delivered"
             case .rejected(let status, let message):
-                history.attempts += 1
-                history.lastFailureMillis = now
-                history.httpStatus = status
-                history.errorType = .rejected
-                history.errorMessage = message
+                history.failed(at: now, status: status, type: .rejected, message: message)
                 failures = subscription.retry.maxAttempts
             case .httpError(let status, let message, _):
-                history.attempts += 1
-                history.lastFailureMillis = now
-                history.httpStatus = status
-                history.errorType = .httpError
-                history.errorMessage = message
+                history.failed(at: now, status: status, type: .httpError, message: message)
                 failures += 1
             case .timeout(let message):
-                history.attempts += 1
-                history.lastFailureMillis = now
-                history.httpStatus = nil
-                history.errorType = .timeout
-                history.errorMessage = message
+                history.failed(at: now, status: nil, type: .timeout, message: message)
                 failures += 1
             case .unavailable:
                 // The app is down: that is not this event's failure. The letter stays as it is.

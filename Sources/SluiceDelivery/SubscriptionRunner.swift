@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Dispatch
 import Foundation
 import Logging
+import Prometheus
 import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
@@ -45,7 +46,6 @@ struct OffsetTracker {
     }
 
     var commitOffset: Int64 { head < order.count ? order[head] : next }
-    var unfinished: Int { order.count - head }
     var oldestTimestamp: Int64? { head < order.count ? timestamps[order[head]] : nil }
 }
 
@@ -86,7 +86,6 @@ actor SubscriptionRunner {
     private var lastContact = ContinuousClock.now
     private var stopping = false
     private var committing = false
-    private var sequence = 0
 
     private var breaker = BreakerState.closed
     private var consecutiveUnavailable = 0
@@ -94,6 +93,8 @@ actor SubscriptionRunner {
     private var probeInFlight = false
 
     private let maxBuffered: Int
+    private let inFlightGauge: Gauge
+    private let oldestPendingGauge: Gauge
 
     init(subscription: Subscription, groups: GroupCoordinator, client: HTTPClient, deadLetters: DeadLetterWriter, logger: Logger) {
         self.subscription = subscription
@@ -104,6 +105,8 @@ actor SubscriptionRunner {
         self.metrics = groups.broker.metrics
         self.openInterval = subscription.breaker.openMs
         self.maxBuffered = max(subscription.concurrency * 8, 256)
+        self.inFlightGauge = metrics.gauge(MetricName.deliveryInFlight, subscription.name)
+        self.oldestPendingGauge = metrics.gauge(MetricName.deliveryOldestPending, subscription.name)
         for state in BreakerState.allCases {
             metrics.gauge(MetricName.breakerState, subscription.name, state.rawValue).set(Double(state == .closed ? 1 : 0))
         }
@@ -457,9 +460,9 @@ actor SubscriptionRunner {
     }
 
     private func publishGauges() {
-        metrics.gauge(MetricName.deliveryInFlight, subscription.name).set(Double(unfinished))
+        inFlightGauge.set(Double(unfinished))
         let oldest = trackers.values.compactMap(\.oldestTimestamp).min()
-        metrics.gauge(MetricName.deliveryOldestPending, subscription.name).set(oldest.map { max(0, Double(currentTimeMillis() - $0) / 1000) } ?? 0)
+        oldestPendingGauge.set(oldest.map { max(0, Double(currentTimeMillis() - $0) / 1000) } ?? 0)
     }
 
     private func correlation(_ pending: Pending) -> CorrelationContext {

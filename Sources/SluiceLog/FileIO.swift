@@ -154,6 +154,12 @@ enum FileIO {
     }
 }
 
+/// Replaces a small file so that a crash leaves either the old or the new one (written beside it, fsynced,
+/// renamed over it, the directory fsynced).
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws {
+    try FileIO.writeAtomically(path, bytes)
+}
+
 /// Milliseconds since the Unix epoch, from the real-time clock.
 public func currentTimeMillis() -> Int64 {
     var now = timespec()

@@ -326,28 +326,7 @@ struct DeliveryTests {
                     retry: {max_attempts: 2, initial_backoff_ms: 10}
                 """.write(toFile: dir + "/sluice.yaml", atomically: true, encoding: .utf8)
             func start() async throws -> (Process, String) {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: sluiceBinary)
-                process.arguments = ["serve", "--config", dir + "/sluice.yaml", "--data-dir", dir + "/data", "--api-address", "127.0.0.1:0",
-                                     "--metrics-address", "127.0.0.1:0", "--linger-ms", "1"]
-                let logPath = dir + "/serve-\(UUID().uuidString).log"
-                _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-                process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-                try process.run()
-                let deadline = Date().addingTimeInterval(60)
-                while Date() < deadline {
-                    if let text = try? String(contentsOfFile: logPath, encoding: .utf8), let newline = text.firstIndex(of: "\n"),
-                       let line = try? JSONSerialization.jsonObject(with: Data(text[..<newline].utf8)) as? [String: Any],
-                       let api = line["api.address"] as? String, (try? await http("GET", "http://\(api)/readyz"))?.status == 200 {
-                        return (process, api)
-                    }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                // Never leave the agent behind when it did not come up.
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-                Issue.record("the agent did not become ready: \((try? String(contentsOfFile: logPath, encoding: .utf8))?.suffix(2000) ?? "")")
-                throw CancellationError()
+                try await startServeProcess(dir, ["--config", dir + "/sluice.yaml", "--linger-ms", "1"])
             }
             let (first, api) = try await start()
             defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }

@@ -236,30 +236,7 @@ struct LagTests {
     func offsetsSurviveKill() async throws {
         try await withTemporaryDirectory { dir in
             func start() async throws -> (Process, String) {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: sluiceBinary)
-                process.arguments = ["serve", "--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
-                                     "--num-partitions", "4", "--linger-ms", "0"]
-                let logPath = dir + "/serve-\(UUID().uuidString).log"
-                _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-                process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-                try process.run()
-                let deadline = Date().addingTimeInterval(60)
-                while Date() < deadline {
-                    if let text = try? String(contentsOfFile: logPath, encoding: .utf8), let newline = text.firstIndex(of: "\n"),
-                       let line = try? JSONSerialization.jsonObject(with: Data(text[..<newline].utf8)) as? [String: Any],
-                       let api = line["api.address"] as? String {
-                        // Ready means recovered; wait for it.
-                        while Date() < deadline {
-                            if (try? await http("GET", "http://\(api)/readyz"))?.status == 200 { return (process, api) }
-                            try await Task.sleep(for: .milliseconds(20))
-                        }
-                    }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                kill(process.processIdentifier, SIGKILL)  // never leave it behind
-                process.waitUntilExit()
-                throw CancellationError()
+                try await startServeProcess(dir, ["--num-partitions", "4", "--linger-ms", "0"])
             }
             let (first, api) = try await start()
             defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }

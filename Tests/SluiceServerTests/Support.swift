@@ -50,6 +50,31 @@ func startAgent(_ dir: String, _ arguments: [String] = [], configFile: String? =
     return RunningAgent(api: bound.api, metricsAddress: bound.metrics, logPath: logPath, metrics: metrics, task: task)
 }
 
+/// Starts `sluice serve` as a child process on ephemeral loopback ports with its data in `dir/data`, and returns
+/// it with its API address once `/readyz` answers 200. An agent that does not come up is killed, never left behind.
+func startServeProcess(_ dir: String, _ arguments: [String]) async throws -> (Process, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: sluiceBinary)
+    process.arguments = ["serve", "--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0"] + arguments
+    let logPath = dir + "/serve-\(UUID().uuidString).log"
+    _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+    try process.run()
+    let deadline = Date().addingTimeInterval(60)
+    while Date() < deadline {
+        if let text = try? String(contentsOfFile: logPath, encoding: .utf8), let newline = text.firstIndex(of: "\n"),
+           let line = try? JSONSerialization.jsonObject(with: Data(text[..<newline].utf8)) as? [String: Any],
+           let api = line["api.address"] as? String, (try? await http("GET", "http://\(api)/readyz"))?.status == 200 {
+            return (process, api)
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    Issue.record("the agent did not become ready: \((try? String(contentsOfFile: logPath, encoding: .utf8))?.suffix(2000) ?? "")")
+    throw CancellationError()
+}
+
 struct HTTPResult {
     var status: Int
     var headers: [String: String]

@@ -72,7 +72,7 @@ final class TestApp: Sendable {
 
     var received: [Delivery] { deliveries.withLock { $0 } }
 
-    /// Ids delivered with a 2xx answer at least once, as decided by the rule.
+    /// Waits until `condition` holds for the deliveries received (or the timeout passes), and says whether it did.
     func waitFor(_ condition: @escaping ([Delivery]) -> Bool, timeout: Double = 20) async throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
