@@ -71,12 +71,25 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // Sagas: definitions, the orchestrating engine, observed sagas and their durable state.
+        .target(
+            name: "SluiceSaga",
+            dependencies: [
+                "SluiceBroker",
+                "SluiceDelivery",
+                "SluiceLog",
+                "SluiceTelemetry",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // The HTTP API, /metrics and health, wired into one ServiceGroup.
         .target(
             name: "SluiceServer",
             dependencies: [
                 "SluiceBroker",
                 "SluiceDelivery",
+                "SluiceSaga",
                 "SluiceTelemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -93,6 +106,7 @@ let package = Package(
                 "SluiceBroker",
                 "SluiceServer",
                 "SluiceDelivery",
+                "SluiceSaga",
                 "SluiceTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -123,7 +137,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceServerTests",
-            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport",
+            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceSaga", "SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport",
                            .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird")]
         ),
     ]

@@ -149,6 +149,8 @@ extension ConfigProperty {
         .init(name: "log.file", group: .agent, kind: .string, defaultValue: "", help: "Write logs to this file instead of standard output."),
         .init(name: "log.file.max.bytes", group: .agent, kind: .integer(4096...Int64.max), defaultValue: "104857600",
               help: "Rotate log.file when it would grow past this size."),
+        .init(name: "sagas.file", group: .agent, kind: .string, defaultValue: "",
+              help: "A YAML file with sagas and observed_sagas sections, read besides those of the config file."),
         .init(name: "log.file.max.files", group: .agent, kind: .integer(0...1000), defaultValue: "5",
               help: "Rotated log files kept (log.file.1 … log.file.N)."),
     ]

@@ -30,6 +30,7 @@ struct APIRoutes: Sendable {
         router.get(RouterPath(HTTPPath.partitionEvents)) { request, context in try await readEvents(request, context) }
         registerGroups(on: router)
         registerDelivery(on: router)
+        registerSagas(on: router)
     }
 
     static func health() -> Response {

@@ -1,16 +1,25 @@
 import SluiceBroker
 import SluiceDelivery
+import SluiceSaga
 import Synchronization
 
 /// The broker once the log is recovered. The listeners start before recovery so that `/healthz` answers while
 /// a large log is still being checked; until then API calls get 503 and `/readyz` says `starting`.
 final class BrokerHolder: Sendable {
-    private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService)?>(nil)
+    private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine)?>(nil)
 
     var broker: Broker? { state.withLock { $0?.broker } }
 
-    func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService) {
-        state.withLock { $0 = (broker, groups, delivery) }
+    func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine) {
+        state.withLock { $0 = (broker, groups, delivery, sagas) }
+    }
+
+    /// The saga engine, or a 503 like ``require()``.
+    func requireSagas() throws(BrokerError) -> SagaEngine {
+        guard let sagas = state.withLock({ $0?.sagas }) else {
+            throw BrokerError(.unavailable, "the agent is still recovering its log; retry shortly (GET /readyz says when it is ready)", retryAfter: 1)
+        }
+        return sagas
     }
 
     /// Push delivery, or a 503 like ``require()``.

@@ -22,11 +22,14 @@ public enum HTTPPath {
     public static let deadLetter = "/v1/dlq/{dlqTopic}/partitions/{partition}/offsets/{offset}"
     public static let replay = "/v1/dlq/{dlqTopic}/replay"
     public static let replayJob = "/v1/dlq/replays/{id}"
+    public static let sagas = "/v1/sagas"
+    /// POST: start a saga of this type. GET: the saga with this id.
+    public static let saga = "/v1/sagas/{name}"
 
     /// Every path above.
     public static let all = [health, ready, metrics, topics, topic, topicEvents, partitionEvents, routedEvents,
                              groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets,
-                             subscriptions, subscription, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob]
+                             subscriptions, subscription, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, sagas, saga]
 }
 
 /// Header names Sluice reads or writes.

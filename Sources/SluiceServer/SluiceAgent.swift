@@ -6,6 +6,7 @@ import NIOCore
 public import SluiceBroker
 import SluiceDelivery
 import SluiceLog
+import SluiceSaga
 public import SluiceTelemetry
 import ServiceLifecycle
 import Synchronization
@@ -141,21 +142,27 @@ struct BrokerService: Service {
         let broker = try Broker(config: config, metrics: metrics, logger: logger)
         let groups: GroupCoordinator
         let delivery: DeliveryService
+        let sagas: SagaEngine
         do {
             groups = try GroupCoordinator(broker: broker)
             delivery = try DeliveryService(groups: groups, logger: logger)
+            sagas = SagaEngine(catalog: try SagaCatalog.load(config: config), groups: groups, logger: logger)
         } catch {
             try await broker.shutdown()
             throw error
         }
         let recovery = broker.log.recovery
-        holder.set(broker, groups: groups, delivery: delivery)
+        holder.set(broker, groups: groups, delivery: delivery, sagas: sagas)
         startup.brokerRecovered(broker) { [logger] in Self.report(recovery, logger: logger) }
         let maintenance = Task { await broker.runMaintenance() }
         let groupWork = Task { await groups.run() }
         let deliveryWork = Task { await delivery.run() }
+        let sagaWork = Task { await sagas.run() }
         try? await gracefulShutdown()
-        // Deliveries stop first (finishing attempts in progress and committing), then the log closes.
+        // Sagas and deliveries stop first (recording what they changed, finishing attempts in progress and
+        // committing), then the log closes.
+        sagaWork.cancel()
+        await sagaWork.value
         deliveryWork.cancel()
         await deliveryWork.value
         maintenance.cancel()

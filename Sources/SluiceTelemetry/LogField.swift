@@ -20,10 +20,14 @@ public enum LogField {
     public static let group = "group"
     public static let member = "member.id"
     public static let subscription = "subscription"
+    public static let sagaId = "saga.id"
+    public static let sagaType = "saga.type"
+    public static let sagaStep = "saga.step"
+    public static let sagaStatus = "saga.status"
 
     /// Every field above.
     public static let all = [timestamp, level, message, logger, serviceName, ecsVersion, correlationId, causationId, traceId, spanId,
-                             eventId, eventType, topic, partition, offset, group, member, subscription]
+                             eventId, eventType, topic, partition, offset, group, member, subscription, sagaId, sagaType, sagaStep, sagaStatus]
 
     /// Fields the handler writes itself; metadata with these keys is moved under `metadata.` instead.
     public static let core: Set<String> = [timestamp, level, message, logger, serviceName, ecsVersion]

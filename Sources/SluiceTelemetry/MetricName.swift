@@ -129,6 +129,27 @@ public enum MetricName {
     public static let breakerTransitions = MetricFamily(
         name: "sluice_circuit_breaker_transitions_total", help: "Breaker state changes, by the state entered.", labels: ["subscription", "state"])
 
+    // Sagas
+    public static let sagaStarted = MetricFamily(
+        name: "sluice_saga_started_total", help: "Sagas started (orchestrated: by the API or a trigger event; observed: by their start event).",
+        labels: ["saga_type"])
+    public static let sagaCompletions = MetricFamily(
+        name: "sluice_saga_completions_total",
+        help: "Sagas finished, by final status: completed, compensated, failed, timed_out, needs_intervention.", labels: ["saga_type", "status"])
+    public static let sagaDuration = MetricFamily(
+        name: "sluice_saga_duration_seconds", help: "Time from a saga's start to its final status, by that status.", labels: ["saga_type", "status"])
+    public static let sagaStepDuration = MetricFamily(
+        name: "sluice_saga_step_duration_seconds", help: "Time from sending a step's command to its reply or timeout, by outcome: succeeded, failed, timed_out.",
+        labels: ["saga_type", "step", "outcome"])
+    public static let sagasInFlight = MetricFamily(
+        name: "sluice_sagas_in_flight", help: "Sagas running or compensating.", labels: ["saga_type"])
+    public static let sagaOldestInFlight = MetricFamily(
+        name: "sluice_saga_oldest_in_flight_age_seconds", help: "Age of the oldest saga still running or compensating (0 when none): stuck-saga detection.",
+        labels: ["saga_type"])
+    public static let sagaCompensations = MetricFamily(
+        name: "sluice_saga_compensations_total", help: "Compensation attempts, by outcome: succeeded, failed (a failure reply), timed_out.",
+        labels: ["saga_type", "step", "outcome"])
+
     // HTTP
     public static let httpRequests = MetricFamily(
         name: "sluice_http_requests_total", help: "HTTP API requests by route template, method and status code.",
@@ -160,6 +181,7 @@ public enum MetricName {
         groupLagSeconds, groupExpiredRecords, groupCommittedOffset, groupCommitAge, groupLagSum, groupLagSecondsMax, groupMembers,
         groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, logLinesDropped,
         dlqEvents, dlqDepth, dlqOldestAge, deliveryAttempts, deliveryRetries, processingDuration, deliveryInFlight,
-        deliveryOldestPending, poisonEvents, dlqReplayed, breakerState, breakerTransitions, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
+        deliveryOldestPending, poisonEvents, dlqReplayed, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
+        sagaOldestInFlight, sagaCompensations, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
     ]
 }

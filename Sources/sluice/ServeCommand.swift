@@ -4,6 +4,7 @@ import Logging
 import SluiceBroker
 import SluiceDelivery
 import SluiceLog
+import SluiceSaga
 import SluiceServer
 import SluiceTelemetry
 
@@ -32,6 +33,12 @@ struct ServeCommand: AsyncParsableCommand {
             } catch {
                 throw CLIError.badInput("subscriptions: \(error.message)")
             }
+        }
+        do {
+            // So are saga definitions: a bad one names its file and line.
+            _ = try SagaCatalog.load(config: config)
+        } catch {
+            throw CLIError.badInput("sagas: \(error)")
         }
         let (logger, sink) = try bootstrapLogging(config)
         let metrics = SluiceMetrics(logSink: sink)

@@ -8,6 +8,9 @@ struct SettingsOptions: ParsableArguments {
     @Option(name: .long, help: "YAML configuration file (property names as keys; routes; env SLUICE_CONFIG).")
     var config: String?
 
+    @Option(name: .long, help: .init("YAML file with sagas and observed_sagas sections (the sagas.file setting).", valueName: "file"))
+    var sagas: String?
+
     @Argument(parsing: .allUnrecognized, help: .init("Settings: --<property> VALUE, -X <property>=VALUE, --route PATTERN=TOPIC (see below).", valueName: "settings"))
     var settings: [String] = []
 
@@ -18,7 +21,7 @@ struct SettingsOptions: ParsableArguments {
         var variables = environment
         variables["SLUICE_CONFIG"] = nil
         do {
-            return try SluiceConfig.load(arguments: settings, environment: variables, file: file)
+            return try SluiceConfig.load(arguments: (sagas.map { ["--sagas-file", $0] } ?? []) + settings, environment: variables, file: file)
         } catch {
             throw CLIError.badInput(error.message)
         }

@@ -1,0 +1,443 @@
+import Foundation
+public import Logging
+public import SluiceBroker
+import SluiceLog
+import SluiceTelemetry
+import Synchronization
+
+/// Runs orchestrated sagas and follows observed ones.
+///
+/// One loop owns every state change. Its inputs — API starts, reply and trigger events read from the watched
+/// topics, and timers — are handled in batches: the new states are appended to the saga topic and fsynced,
+/// then the commands go out, then the reader's positions are committed. After a crash the saga topic is read
+/// back (the latest record per saga is its state) and every command that may not have gone out is re-sent with
+/// the same event id, so participants can deduplicate.
+public final class SagaEngine: Sendable {
+    /// The internal topic saga states are recorded in.
+    public static let stateTopic = "__sluice_sagas"
+    /// The consumer group whose committed offsets are the engine's read positions in the watched topics.
+    public static let readerGroup = "__sluice_sagas"
+    /// Finished sagas kept in memory for the API (older ones stay in the saga topic until retention).
+    public static let retainedFinished = 10_000
+
+    public let catalog: SagaCatalog
+    let broker: Broker
+    let groups: GroupCoordinator
+    let logger: Logger
+    let metrics: SagaMetrics
+    /// Topics the reader follows and the event types it hands to the loop.
+    let watchedTopics: [String]
+    let interestingTypes: Set<String>
+    let state = Mutex<EngineState>(EngineState())
+    let inbox = Mutex<[Input]>([])
+    let wakeup = Wakeup()
+
+    struct EngineState {
+        var instances: [String: SagaInstance] = [:]
+        /// Keys of sagas still running or compensating.
+        var active: Set<String> = []
+        var finishedOrder: [String] = []
+        var loaded = false
+        /// States changed outside a batch (a publish confirmed a compensation) and not yet recorded.
+        var unrecorded: [String: String] = [:]
+        /// Commands whose publish failed, with when to try again.
+        var outbox: [(command: OutgoingCommand, notBefore: Int64)] = []
+    }
+
+    enum Input: Sendable {
+        case start(StartRequest, CheckedContinuation<Result<Started, BrokerError>, Never>)
+        case events([FetchedEvent], CheckedContinuation<Void, Never>)
+    }
+
+    struct Started: Sendable {
+        var saga: SagaInstance
+        var created: Bool
+    }
+
+    struct StartRequest: Sendable {
+        var type: String
+        var id: String
+        var data: JSONValue
+        var originCorrelationId: String?
+    }
+
+    /// A command (or outcome event) to publish once the state that sent it is durable.
+    struct OutgoingCommand: Sendable {
+        enum AfterPublish: Sendable { case nothing, compensationDone(step: Int, commandId: String), outcomePublished }
+        var key: String
+        var topic: String
+        var event: CloudEvent
+        var after: AfterPublish
+    }
+
+    /// What one batch changed: the sagas to record (with the transition that changed them last), the
+    /// commands to send after that, and the callers to answer.
+    struct Effects {
+        var changed: [String: String] = [:]
+        var commands: [OutgoingCommand] = []
+        var answers: [(CheckedContinuation<Result<Started, BrokerError>, Never>, Result<Started, BrokerError>)] = []
+        var readers: [CheckedContinuation<Void, Never>] = []
+    }
+
+    public init(catalog: SagaCatalog, groups: GroupCoordinator, logger: Logger) {
+        self.catalog = catalog
+        self.broker = groups.broker
+        self.groups = groups
+        self.logger = logger
+        self.metrics = SagaMetrics(metrics: groups.broker.metrics)
+        var topics: Set<String> = []
+        var types: Set<String> = []
+        let broker = groups.broker
+        func watch(_ list: [String], topic: String?) {
+            types.formUnion(list)
+            if let topic { topics.insert(topic) } else { topics.formUnion(list.map { broker.route(eventType: $0) }) }
+        }
+        for saga in catalog.sagas {
+            if let trigger = saga.triggerType { watch([trigger], topic: saga.triggerTopic) }
+            for step in saga.steps {
+                watch(step.success + step.failure, topic: step.replyTopic)
+                if let compensation = step.compensation { watch(compensation.success + compensation.failure, topic: compensation.replyTopic) }
+            }
+        }
+        for saga in catalog.observed {
+            types.formUnion(saga.allTypes)
+            if let list = saga.topics { topics.formUnion(list) } else { topics.formUnion(saga.allTypes.map { broker.route(eventType: $0) }) }
+        }
+        topics.remove(Self.stateTopic)
+        watchedTopics = topics.sorted()
+        interestingTypes = types
+        metrics.declare(catalog)
+        broker.metrics.addExposition(key: "sagas") { [weak self] in self?.renderGauges() ?? [] }
+    }
+
+    // MARK: - Queries
+
+    public var isLoaded: Bool { state.withLock { $0.loaded } }
+
+    /// A saga by id (orchestrated), or an observed saga by its correlation id.
+    public func saga(id: String) -> SagaInstance? {
+        state.withLock { state in
+            if let found = state.instances[id] { return found }
+            for type in catalog.observed.map(\.type) {
+                if let found = state.instances[SagaInstance.observedKey(type: type, correlationId: id)] { return found }
+            }
+            return nil
+        }
+    }
+
+    /// Sagas, newest first.
+    public func list(type: String?, status: SagaStatus?, limit: Int) -> [SagaInstance] {
+        let matching = state.withLock { state in
+            state.instances.values.filter { (type == nil || $0.type == type) && (status == nil || $0.status == status) }
+        }
+        return Array(matching.sorted { ($0.startedAt, $0.id) > ($1.startedAt, $1.id) }.prefix(limit))
+    }
+
+    // MARK: - Starting
+
+    /// Starts a saga of `type` with `data`; returns once its start is durable and its first command sent.
+    /// With an `id` already used by a saga of the same type, returns that saga (`created` false).
+    public func start(type: String, data: JSONValue, id: String?, correlationId: String?) async throws(BrokerError) -> (saga: SagaInstance, created: Bool) {
+        guard catalog.saga(type) != nil else {
+            if catalog.observed.contains(where: { $0.type == type }) {
+                throw BrokerError.badRequest("\(type) is an observed saga: it starts when its start event is published, not through the API", attribute: "type")
+            }
+            let known = catalog.sagas.map(\.type)
+            throw BrokerError(.notFound, "no saga type \(type); declared: \(known.isEmpty ? "none (declare sagas in the config file or --sagas FILE)" : known.joined(separator: ", "))")
+        }
+        switch data {
+        case .object, .null: break
+        default: throw BrokerError.badRequest("the saga's data must be a JSON object", attribute: "data")
+        }
+        if let id {
+            guard !id.isEmpty, id.utf8.count <= 200, id.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x2F }) else {
+                throw BrokerError.badRequest("id '\(id)' is invalid: use 1 to 200 printable ASCII characters without spaces or '/'", attribute: "id")
+            }
+        }
+        let loaded = state.withLock { $0.loaded }
+        guard loaded else { throw BrokerError(.unavailable, "sagas are still being loaded from the saga topic; retry shortly", retryAfter: 1) }
+        if let id, let existing = saga(id: id), existing.kind == .orchestrated {
+            guard existing.type == type else { throw BrokerError(.conflict, "saga id \(id) is already used by a saga of type \(existing.type)") }
+            return (existing, false)
+        }
+        let request = StartRequest(type: type, id: id ?? UUID().uuidString.lowercased(), data: data == .null ? .object([:]) : data,
+                                   originCorrelationId: correlationId)
+        let result = await withCheckedContinuation { continuation in
+            enqueue(.start(request, continuation))
+        }
+        let started = try result.get()
+        return (started.saga, started.created)
+    }
+
+    /// Sagas in flight per type, and the start time of the oldest.
+    func inFlightByType() -> (counts: [String: Int], oldest: [String: Int64]) {
+        state.withLock { state in
+            var counts: [String: Int] = [:]
+            var oldest: [String: Int64] = [:]
+            for key in state.active {
+                guard let saga = state.instances[key] else { continue }
+                counts[saga.type, default: 0] += 1
+                oldest[saga.type] = min(oldest[saga.type] ?? saga.startedAt, saga.startedAt)
+            }
+            return (counts, oldest)
+        }
+    }
+
+    func enqueueEvents(_ events: [FetchedEvent], _ continuation: CheckedContinuation<Void, Never>) {
+        enqueue(.events(events, continuation))
+    }
+
+    private func enqueue(_ input: Input) {
+        inbox.withLock { $0.append(input) }
+        wakeup.signal()
+    }
+
+    // MARK: - Running
+
+    /// Loads the saga topic, then runs the loop and the reader until cancelled.
+    public func run() async {
+        while !broker.isReady && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
+        guard !Task.isCancelled else { return }
+        do {
+            try await load()
+        } catch {
+            logger.critical("sagas could not be loaded from \(Self.stateTopic): \(error); sagas are not running", metadata: [LogField.topic: .string(Self.stateTopic)])
+            return
+        }
+        let reader = Task { await Correlation.$current.withValue(nil) { await self.read() } }
+        while !Task.isCancelled {
+            await wakeup.wait(timeout: .milliseconds(100))
+            await iterate()
+        }
+        reader.cancel()
+        wakeup.signal()
+        await reader.value
+        // Callers still waiting get an answer; anything they asked for that was not recorded did not happen.
+        for input in inbox.withLock({ inbox in defer { inbox = [] }; return inbox }) {
+            switch input {
+            case .start(_, let continuation): continuation.resume(returning: .failure(BrokerError(.unavailable, "the agent is shutting down")))
+            case .events(_, let continuation): continuation.resume()
+            }
+        }
+    }
+
+    /// One batch: inputs and due timers change states; the states are recorded; then commands go out.
+    func iterate() async {
+        let inputs = inbox.withLock { inbox in defer { inbox = [] }; return inbox }
+        let now = currentTimeMillis()
+        var effects = Effects()
+        state.withLock { state in
+            effects.changed = state.unrecorded
+            state.unrecorded = [:]
+            for input in inputs {
+                switch input {
+                case .start(let request, let continuation):
+                    effects.answers.append((continuation, startLocked(request, now: now, state: &state, effects: &effects)))
+                case .events(let events, let continuation):
+                    for event in events { handle(event, now: now, state: &state, effects: &effects) }
+                    effects.readers.append(continuation)
+                }
+            }
+            fireTimers(now: now, state: &state, effects: &effects)
+            for (index, pending) in state.outbox.enumerated().reversed() where pending.notBefore <= now {
+                effects.commands.insert(pending.command, at: 0)
+                state.outbox.remove(at: index)
+            }
+        }
+        await record(effects.changed)
+        // Answers carry the recorded state (with its version).
+        let answers = state.withLock { state in
+            effects.answers.map { continuation, result in
+                (continuation, result.map { Started(saga: state.instances[$0.saga.key] ?? $0.saga, created: $0.created) })
+            }
+        }
+        for (continuation, result) in answers { continuation.resume(returning: result) }
+        await send(effects.commands)
+        for reader in effects.readers { reader.resume() }
+    }
+
+    /// Appends the changed sagas' states to the saga topic and waits for the fsync, retrying until it works:
+    /// no command goes out before the state that sent it is durable.
+    private func record(_ changed: [String: String]) async {
+        guard !changed.isEmpty else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let records: [(partition: Int32, record: Record)] = state.withLock { state in
+            changed.compactMap { key, transition in
+                guard state.instances[key] != nil else { return nil }
+                state.instances[key]!.version += 1
+                let entry = StateRecord(transition: transition, saga: state.instances[key]!)
+                guard let value = try? encoder.encode(entry) else { return nil }
+                return (0, Record(timestamp: currentTimeMillis(), key: Array(key.utf8), value: Array(value), headers: [
+                    RecordHeader(key: "sluice.saga.type", value: Array(entry.saga.type.utf8)),
+                    RecordHeader(key: "sluice.saga.transition", value: Array(transition.utf8)),
+                ]))
+            }
+        }
+        var attempt = 0
+        while true {
+            do {
+                _ = try await broker.appendDurably(topic: Self.stateTopic, partitions: 1, records)
+                return
+            } catch {
+                attempt += 1
+                logger.error("saga states could not be recorded (attempt \(attempt)); retrying in 1 s: \(error.message)",
+                             metadata: [LogField.topic: .string(Self.stateTopic)])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Publishes commands, grouped by topic; a failed publish is retried in 500 ms. Confirmed fire-and-forget
+    /// compensations and outcome events change their saga (recorded with the next batch).
+    private func send(_ commands: [OutgoingCommand]) async {
+        guard !commands.isEmpty else { return }
+        var byTopic: [String: [OutgoingCommand]] = [:]
+        for command in commands { byTopic[command.topic, default: []].append(command) }
+        var confirmed: [OutgoingCommand] = []
+        for (topic, list) in byTopic.sorted(by: { $0.key < $1.key }) {
+            do {
+                _ = try await broker.publish(topic: topic, events: list.map(\.event))
+                confirmed += list
+            } catch {
+                logger.warning("saga commands could not be published to \(topic); retrying in 500 ms: \(error.message)",
+                               metadata: [LogField.topic: .string(topic)])
+                let retryAt = currentTimeMillis() + 500
+                state.withLock { state in state.outbox += list.map { ($0, retryAt) } }
+            }
+        }
+        let follow = confirmed.filter { if case .nothing = $0.after { return false } else { return true } }
+        guard !follow.isEmpty else { return }
+        let now = currentTimeMillis()
+        state.withLock { state in
+            var effects = Effects()
+            for command in follow { published(command, now: now, state: &state, effects: &effects) }
+            state.unrecorded.merge(effects.changed) { _, new in new }
+            let retryAt = now
+            state.outbox += effects.commands.map { ($0, retryAt) }
+        }
+        wakeup.signal()
+    }
+
+    // MARK: - Loading
+
+    struct StateRecord: Codable {
+        var transition: String
+        var saga: SagaInstance
+    }
+
+    /// Reads the saga topic back: the latest state of each saga; then queues every command that may not have
+    /// gone out (same event ids as before).
+    func load() async throws {
+        let started = DispatchTime.now().uptimeNanoseconds
+        var latest: [String: SagaInstance] = [:]
+        var records = 0
+        if broker.topic(Self.stateTopic) != nil {
+            let decoder = JSONDecoder()
+            let log = try broker.partitionLog(TopicPartition(Self.stateTopic, 0))
+            var offset = log.logStartOffset
+            let end = log.logEndOffset
+            while offset < end {
+                let result = try await broker.fetch(topic: Self.stateTopic, partition: 0, offset: offset, maxRecords: 10_000, maxBytes: 4 << 20,
+                                                     minBytes: 0, maxWaitMs: 0)
+                if result.events.isEmpty { break }
+                for event in result.events {
+                    records += 1
+                    guard let value = event.record.value, let entry = try? decoder.decode(StateRecord.self, from: Data(value)) else {
+                        logger.warning("skipping an unreadable saga record", metadata: [LogField.topic: .string(Self.stateTopic), LogField.offset: .stringConvertible(event.offset)])
+                        continue
+                    }
+                    if (latest[entry.saga.key]?.version ?? -1) < entry.saga.version { latest[entry.saga.key] = entry.saga }
+                }
+                offset = result.nextOffset
+            }
+        }
+        let now = currentTimeMillis()
+        var resent = 0
+        var orphaned: [String: Int] = [:]
+        state.withLock { state in
+            var effects = Effects()
+            let finished = latest.values.filter(\.status.isFinal).sorted { ($0.finishedAt ?? 0, $0.id) < ($1.finishedAt ?? 0, $1.id) }
+            for saga in finished.suffix(Self.retainedFinished) {
+                state.instances[saga.key] = saga
+                state.finishedOrder.append(saga.key)
+            }
+            for saga in latest.values where !saga.status.isFinal {
+                state.instances[saga.key] = saga
+                state.active.insert(saga.key)
+                if saga.kind == .orchestrated && catalog.saga(saga.type) == nil { orphaned[saga.type, default: 0] += 1 }
+            }
+            for key in state.active { resend(key, state: &state, effects: &effects) }
+            for saga in finished where !saga.outcomePublished { resend(saga.key, state: &state, effects: &effects) }
+            resent = effects.commands.count
+            state.outbox = effects.commands.map { ($0, now) }
+            state.loaded = true
+        }
+        for (type, count) in orphaned {
+            logger.warning("saga type \(type) is no longer declared; its \(count) unfinished saga(s) stay as they are", metadata: [LogField.sagaType: .string(type)])
+        }
+        let active = state.withLock { $0.active.count }
+        logger.info("sagas loaded", metadata: [
+            "records": .stringConvertible(records), "sagas": .stringConvertible(latest.count), "in_flight": .stringConvertible(active),
+            "commands_resent": .stringConvertible(resent),
+            "load_seconds": .stringConvertible(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9),
+        ])
+        wakeup.signal()
+    }
+
+    /// Queues again the command a saga is waiting on (same event id), or its undelivered outcome event.
+    private func resend(_ key: String, state: inout EngineState, effects: inout Effects) {
+        guard let saga = state.instances[key], saga.kind == .orchestrated, let definition = catalog.saga(saga.type) else { return }
+        if saga.status.isFinal {
+            if let outcome = outcomeCommand(saga, definition) { effects.commands.append(outcome) }
+            return
+        }
+        if saga.status == .running, saga.steps.indices.contains(saga.current), saga.steps[saga.current].status == .dispatched,
+           let id = saga.steps[saga.current].commandId {
+            let step = definition.steps[saga.current]
+            effects.commands.append(command(step.command, saga: saga, definition: definition, id: id, step: step.name,
+                                            causation: stepCausation(saga, index: saga.current), after: .nothing))
+        } else if saga.status == .compensating, let head = saga.compensations.first, let compensation = definition.steps[head].compensation,
+                  let state = saga.steps[head].compensation, state.status == .dispatched, let id = state.commandId {
+            effects.commands.append(command(compensation.command, saga: saga, definition: definition, id: id, step: definition.steps[head].name,
+                                            causation: compensationCausation(saga), after: compensation.success.isEmpty ? .compensationDone(step: head, commandId: id) : .nothing))
+        }
+    }
+}
+
+/// Wakes the saga loop early; at most one wake-up is remembered.
+final class Wakeup: Sendable {
+    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.pending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns at the next signal (or at once if one came since the last wait), or after `timeout`.
+    func wait(timeout: Duration) async {
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            if !Task.isCancelled { self.signal() }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.pending {
+                    state.pending = false
+                    return true
+                }
+                state.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        timer.cancel()
+    }
+}

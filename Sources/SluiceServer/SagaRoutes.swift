@@ -1,0 +1,67 @@
+import Foundation
+import Hummingbird
+import SluiceBroker
+import SluiceSaga
+import SluiceTelemetry
+
+/// Sagas in the v1 API: start one, list them, show one.
+extension APIRoutes {
+    var sagas: SagaEngine {
+        get throws { try holder.requireSagas() }
+    }
+
+    func registerSagas(on router: Router<BasicRequestContext>) {
+        router.get(RouterPath(HTTPPath.sagas)) { request, _ in try listSagas(request) }
+        router.get(RouterPath(HTTPPath.saga)) { _, context in
+            let id = try context.parameters.require("name")
+            guard let saga = try self.sagas.saga(id: id) else {
+                throw BrokerError(.notFound, "no saga \(id) (finished sagas are kept for the latest \(SagaEngine.retainedFinished); GET \(HTTPPath.sagas) lists them)")
+            }
+            return jsonResponse(saga.detailObject)
+        }
+        router.post(RouterPath(HTTPPath.saga)) { request, context in try await startSaga(request, context) }
+    }
+
+    func listSagas(_ request: Request) throws -> Response {
+        let engine = try sagas
+        let query = request.uri.queryParameters
+        var status: SagaStatus?
+        if let text = query["status"].map(String.init) {
+            guard let parsed = SagaStatus(rawValue: text) else {
+                throw BrokerError.badRequest("status '\(text)' is not one of \(SagaStatus.allCases.map(\.rawValue).joined(separator: ", "))", attribute: "status")
+            }
+            status = parsed
+        }
+        let type = query["type"].map(String.init)
+        if let type, !engine.catalog.typeNames.contains(type) {
+            throw BrokerError.badRequest("saga type '\(type)' is not declared; declared: \(engine.catalog.typeNames.joined(separator: ", "))", attribute: "type")
+        }
+        var limit = 100
+        if let text = query["limit"].map(String.init) {
+            guard let number = Int(text), (1...10_000).contains(number) else {
+                throw BrokerError.badRequest("limit must be an integer from 1 to 10000", attribute: "limit")
+            }
+            limit = number
+        }
+        let list = engine.list(type: type, status: status, limit: limit)
+        return jsonResponse(["sagas": list.map(\.summaryObject), "types": engine.catalog.typeNames])
+    }
+
+    func startSaga(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let type = try context.parameters.require("name")
+        let engine = try sagas
+        let body = try await request.body.collect(upTo: 1 << 20)
+        var data = JSONValue.object([:])
+        if body.readableBytes > 0 {
+            guard let parsed = JSONValue.parse(Array(buffer: body)), parsed.objectValue != nil else {
+                throw BrokerError.badRequest("the body must be the saga's data as a JSON object, e.g. {\"order_id\": \"o-1\", \"amount\": 42}", attribute: nil)
+            }
+            data = parsed
+        }
+        let id = request.uri.queryParameters["id"].map(String.init)
+        let (saga, created) = try await engine.start(type: type, data: data, id: id, correlationId: Correlation.current?.correlationId)
+        var response = jsonResponse(saga.detailObject, status: created ? .created : .ok)
+        response.headers[.location] = HTTPPath.sagas + "/" + saga.id
+        return response
+    }
+}
