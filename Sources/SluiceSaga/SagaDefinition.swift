@@ -373,7 +373,7 @@ struct DefinitionParser {
 }
 
 /// `${path}` references in command data.
-enum Template {
+public enum Template {
     /// The references in a string, without `${` and `}`.
     static func references(in text: String) -> [String] {
         var out: [String] = []
@@ -388,7 +388,7 @@ enum Template {
 
     /// The template with references replaced from `context`: a string that is exactly one reference becomes
     /// the referenced value (any JSON type); references inside longer strings become text. Missing values are null.
-    static func render(_ template: JSONValue, context: JSONValue) -> JSONValue {
+    public static func render(_ template: JSONValue, context: JSONValue) -> JSONValue {
         switch template {
         case .string(let text):
             let trimmed = text.trimmingCharacters(in: .whitespaces)
