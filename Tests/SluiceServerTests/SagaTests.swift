@@ -530,6 +530,35 @@ struct SagasCommandTests {
     }
 }
 
+@Suite("Saga examples", .serialized)
+struct SagaExampleTests {
+    static let scenarios = ["order happy", "order fail-payment", "order fail-inventory", "order fail-shipping", "order timeout-inventory",
+                            "order stuck-refund", "payment happy", "payment fail-validate", "payment fail-balance", "payment fail-process",
+                            "payment fail-merchant", "payment fail-notify", "payment stuck-refund"]
+
+    @Test("every saga scenario in examples/ runs with one command and ends as its README says", arguments: scenarios)
+    func scenario(_ scenario: String) async throws {
+        try await withTemporaryDirectory { dir in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", packageRoot + "/examples/sagas/run.py"] + scenario.split(separator: " ").map(String.init) + ["--count", "2"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE": sluiceBinary]) { $1 }
+            let out = dir + "/out"
+            _ = FileManager.default.createFile(atPath: out, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+            process.standardError = process.standardOutput
+            try process.run()
+            let deadline = Date().addingTimeInterval(120)
+            while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            if process.isRunning { process.interrupt() }
+            process.waitUntilExit()
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            #expect(process.terminationStatus == 0, "\(scenario):\n\(text)")
+            #expect(text.contains("OK: expected every saga to end"), "\(text)")
+        }
+    }
+}
+
 @Suite("Saga definitions")
 struct SagaDefinitionTests {
     func error(_ yaml: String) -> String {
