@@ -28,6 +28,8 @@ public final class SagaEngine: Sendable {
     /// Topics the reader follows and the event types it hands to the loop.
     let watchedTopics: [String]
     let interestingTypes: Set<String>
+    /// When the engine was made: the reader skips events appended before it unless it has committed offsets.
+    let startedMillis = currentTimeMillis()
     let state = Mutex<EngineState>(EngineState())
     let inbox = Mutex<[Input]>([])
     let wakeup = Wakeup()
@@ -245,14 +247,14 @@ public final class SagaEngine: Sendable {
             }
         }
         await record(effects.changed)
-        // Answers carry the recorded state (with its version).
+        await send(effects.commands)
+        // Answers carry the recorded state (with its version), once the first command is out.
         let answers = state.withLock { state in
             effects.answers.map { continuation, result in
                 (continuation, result.map { Started(saga: state.instances[$0.saga.key] ?? $0.saga, created: $0.created) })
             }
         }
         for (continuation, result) in answers { continuation.resume(returning: result) }
-        await send(effects.commands)
         for reader in effects.readers { reader.resume() }
     }
 
@@ -280,6 +282,8 @@ public final class SagaEngine: Sendable {
                 _ = try await broker.appendDurably(topic: Self.stateTopic, partitions: 1, records)
                 return
             } catch {
+                // Stopping: what was not recorded did not happen (the previous states are resumed at start).
+                if Task.isCancelled { return }
                 attempt += 1
                 logger.error("saga states could not be recorded (attempt \(attempt)); retrying in 1 s: \(error.message)",
                              metadata: [LogField.topic: .string(Self.stateTopic)])

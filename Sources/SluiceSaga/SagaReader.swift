@@ -10,11 +10,10 @@ extension SagaEngine {
     /// what a batch changed, so after a crash only events whose effects were not recorded are read again (and
     /// they are idempotent: a reply that does not match what a saga waits for is ignored).
     ///
-    /// A partition without a committed offset starts at its end if its topic existed when the reader started
-    /// (old events must not start sagas), and at its start if the topic appeared later (its first events may be
-    /// replies).
+    /// A partition without a committed offset starts at the first event appended since the engine was made:
+    /// older events must not start sagas, and a topic created after that is read from its start (its first
+    /// events may be replies).
     func read() async {
-        let topicsAtStart = Set(broker.topicNames)
         var positions: [TopicPartition: Int64] = [:]
         var committed: [TopicPartition: Int64] = [:]
         var lastCommit = DispatchTime.now().uptimeNanoseconds
@@ -27,7 +26,7 @@ extension SagaEngine {
                     var position = positions[tp] ?? {
                         let saved = groups.store.offset(GroupPartition(group: Self.readerGroup, topic: name, partition: Int32(index)))?.offset
                         if let saved { committed[tp] = saved }
-                        return saved ?? (topicsAtStart.contains(name) ? log.logEndOffset : log.logStartOffset)
+                        return saved ?? ((try? log.offset(forTimestamp: startedMillis)) ?? nil) ?? log.logEndOffset
                     }()
                     position = min(max(position, log.logStartOffset), log.logEndOffset)
                     positions[tp] = position
