@@ -246,7 +246,12 @@ public final class SagaEngine: Sendable {
                 state.outbox.remove(at: index)
             }
         }
-        await record(effects.changed)
+        guard await record(effects.changed) else {
+            // Stopping before the states were recorded: nothing they caused may go out.
+            for (continuation, _) in effects.answers { continuation.resume(returning: .failure(BrokerError(.unavailable, "the agent is shutting down"))) }
+            for reader in effects.readers { reader.resume() }
+            return
+        }
         await send(effects.commands)
         // Answers carry the recorded state (with its version), once the first command is out.
         let answers = state.withLock { state in
@@ -260,8 +265,8 @@ public final class SagaEngine: Sendable {
 
     /// Appends the changed sagas' states to the saga topic and waits for the fsync, retrying until it works:
     /// no command goes out before the state that sent it is durable.
-    private func record(_ changed: [String: String]) async {
-        guard !changed.isEmpty else { return }
+    private func record(_ changed: [String: String]) async -> Bool {
+        guard !changed.isEmpty else { return true }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let records: [(partition: Int32, record: Record)] = state.withLock { state in
@@ -280,10 +285,10 @@ public final class SagaEngine: Sendable {
         while true {
             do {
                 _ = try await broker.appendDurably(topic: Self.stateTopic, partitions: 1, records)
-                return
+                return true
             } catch {
                 // Stopping: what was not recorded did not happen (the previous states are resumed at start).
-                if Task.isCancelled { return }
+                if Task.isCancelled { return false }
                 attempt += 1
                 logger.error("saga states could not be recorded (attempt \(attempt)); retrying in 1 s: \(error.message)",
                              metadata: [LogField.topic: .string(Self.stateTopic)])
