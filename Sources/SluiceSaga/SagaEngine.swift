@@ -31,7 +31,7 @@ public final class SagaEngine: Sendable {
     /// When the engine was made: the reader skips events appended before it unless it has committed offsets.
     let startedMillis = currentTimeMillis()
     let state = Mutex<EngineState>(EngineState())
-    let inbox = Mutex<[Input]>([])
+    let inbox = Mutex<(items: [Input], stopped: Bool)>(([], false))
     let wakeup = Wakeup()
 
     struct EngineState {
@@ -48,7 +48,7 @@ public final class SagaEngine: Sendable {
 
     enum Input: Sendable {
         case start(StartRequest, CheckedContinuation<Result<Started, BrokerError>, Never>)
-        case events([FetchedEvent], CheckedContinuation<Void, Never>)
+        case events([FetchedEvent], CheckedContinuation<Bool, Never>)
     }
 
     struct Started: Sendable {
@@ -78,7 +78,7 @@ public final class SagaEngine: Sendable {
         var changed: [String: String] = [:]
         var commands: [OutgoingCommand] = []
         var answers: [(CheckedContinuation<Result<Started, BrokerError>, Never>, Result<Started, BrokerError>)] = []
-        var readers: [CheckedContinuation<Void, Never>] = []
+        var readers: [CheckedContinuation<Bool, Never>] = []
     }
 
     public init(catalog: SagaCatalog, groups: GroupCoordinator, logger: Logger) {
@@ -185,13 +185,25 @@ public final class SagaEngine: Sendable {
         }
     }
 
-    func enqueueEvents(_ events: [FetchedEvent], _ continuation: CheckedContinuation<Void, Never>) {
+    func enqueueEvents(_ events: [FetchedEvent], _ continuation: CheckedContinuation<Bool, Never>) {
         enqueue(.events(events, continuation))
     }
 
     private func enqueue(_ input: Input) {
-        inbox.withLock { $0.append(input) }
+        let accepted = inbox.withLock { inbox -> Bool in
+            if !inbox.stopped { inbox.items.append(input) }
+            return !inbox.stopped
+        }
+        guard accepted else { return Self.refuse(input) }
         wakeup.signal()
+    }
+
+    /// Answers an input the loop will not handle: a start did not happen; events were not processed.
+    private static func refuse(_ input: Input) {
+        switch input {
+        case .start(_, let continuation): continuation.resume(returning: .failure(BrokerError(.unavailable, "the agent is shutting down")))
+        case .events(_, let continuation): continuation.resume(returning: false)
+        }
     }
 
     // MARK: - Running
@@ -211,21 +223,21 @@ public final class SagaEngine: Sendable {
             await wakeup.wait(timeout: .milliseconds(100))
             await iterate()
         }
-        reader.cancel()
-        wakeup.signal()
-        await reader.value
-        // Callers still waiting get an answer; anything they asked for that was not recorded did not happen.
-        for input in inbox.withLock({ inbox in defer { inbox = [] }; return inbox }) {
-            switch input {
-            case .start(_, let continuation): continuation.resume(returning: .failure(BrokerError(.unavailable, "the agent is shutting down")))
-            case .events(_, let continuation): continuation.resume()
-            }
+        // Callers still waiting get an answer (what they asked for was not recorded, so it did not happen), and
+        // so does anything queued from now on; then the reader stops.
+        let left = inbox.withLock { inbox in
+            inbox.stopped = true
+            defer { inbox.items = [] }
+            return inbox.items
         }
+        for input in left { Self.refuse(input) }
+        reader.cancel()
+        await reader.value
     }
 
     /// One batch: inputs and due timers change states; the states are recorded; then commands go out.
     func iterate() async {
-        let inputs = inbox.withLock { inbox in defer { inbox = [] }; return inbox }
+        let inputs = inbox.withLock { inbox in defer { inbox.items = [] }; return inbox.items }
         let now = currentTimeMillis()
         var effects = Effects()
         state.withLock { state in
@@ -249,7 +261,7 @@ public final class SagaEngine: Sendable {
         guard await record(effects.changed) else {
             // Stopping before the states were recorded: nothing they caused may go out.
             for (continuation, _) in effects.answers { continuation.resume(returning: .failure(BrokerError(.unavailable, "the agent is shutting down"))) }
-            for reader in effects.readers { reader.resume() }
+            for reader in effects.readers { reader.resume(returning: false) }
             return
         }
         await send(effects.commands)
@@ -260,7 +272,7 @@ public final class SagaEngine: Sendable {
             }
         }
         for (continuation, result) in answers { continuation.resume(returning: result) }
-        for reader in effects.readers { reader.resume() }
+        for reader in effects.readers { reader.resume(returning: true) }
     }
 
     /// Appends the changed sagas' states to the saga topic and waits for the fsync, retrying until it works:

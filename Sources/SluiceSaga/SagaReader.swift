@@ -48,11 +48,13 @@ extension SagaEngine {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
             }
-            for event in events { positions[TopicPartition(event.topic, event.partition)] = event.offset + 1 }
             let relevant = events.filter { $0.event.map { interestingTypes.contains($0.type) } ?? false }
             if !relevant.isEmpty {
-                await withCheckedContinuation { continuation in enqueueEvents(relevant, continuation) }
+                let processed = await withCheckedContinuation { continuation in enqueueEvents(relevant, continuation) }
+                // Stopping before the batch's effects were recorded: keep the old positions, read it again next time.
+                guard processed else { break }
             }
+            for event in events { positions[TopicPartition(event.topic, event.partition)] = event.offset + 1 }
             let now = DispatchTime.now().uptimeNanoseconds
             if !relevant.isEmpty || now - lastCommit > 1_000_000_000 || Task.isCancelled {
                 await commit(positions, committed: &committed)
