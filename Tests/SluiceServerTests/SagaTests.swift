@@ -144,6 +144,25 @@ struct SagaClient {
     }
 }
 
+/// An agent with the sagas of `yaml` and a scripted participant, both stopped after `body`.
+func withSagaAgent(yaml: String, arguments: [String] = [], refund: String = "payment.refunded",
+                   _ body: (String, RunningAgent, Participant) async throws -> Void) async throws {
+    try await withTemporaryDirectory { dir in
+        let agent = try await sagaAgent(dir, yaml: yaml, arguments)
+        let participant = scriptedParticipant(agent.base, refund: refund)
+        do {
+            try await participant.start()
+            try await body(dir, agent, participant)
+        } catch {
+            await participant.stop()
+            await agent.stop()
+            throw error
+        }
+        await participant.stop()
+        await agent.stop()
+    }
+}
+
 func sagaAgent(_ dir: String, yaml: String, _ arguments: [String] = []) async throws -> RunningAgent {
     try yaml.write(toFile: dir + "/sagas.yaml", atomically: true, encoding: .utf8)
     return try await startAgent(dir, ["--sagas-file", dir + "/sagas.yaml", "--linger-ms", "0"] + arguments)
@@ -164,12 +183,7 @@ func scriptedParticipant(_ base: String, refund: String = "payment.refunded") ->
 struct SagaTests {
     @Test("happy path: four commands in order, each caused by the previous reply, data from templates; completed in the API, metrics and logs")
     func happyPath() async throws {
-        try await withTemporaryDirectory { dir in
-            let agent = try await sagaAgent(dir, yaml: orderSagaYAML(outcomeTopic: true))
-            defer { Task { await agent.stop() } }
-            let participant = scriptedParticipant(agent.base)
-            try await participant.start()
-            defer { Task { await participant.stop() } }
+        try await withSagaAgent(yaml: orderSagaYAML(outcomeTopic: true)) { dir, agent, participant in
             let client = SagaClient(base: agent.base)
             let started = try await client.start(["order_id": "o-1", "total": 42], id: "happy-1")
             #expect(started["status"] as? String == "running")
@@ -220,12 +234,7 @@ struct SagaTests {
 
     @Test("a failure at each step compensates the completed steps in reverse order")
     func failureAtEveryStep() async throws {
-        try await withTemporaryDirectory { dir in
-            let agent = try await sagaAgent(dir, yaml: orderSagaYAML())
-            defer { Task { await agent.stop() } }
-            let participant = scriptedParticipant(agent.base)
-            try await participant.start()
-            defer { Task { await participant.stop() } }
+        try await withSagaAgent(yaml: orderSagaYAML()) { dir, agent, participant in
             let client = SagaClient(base: agent.base)
             let expected: [String: (status: String, compensations: [String])] = [
                 "create_order": ("failed", []),
@@ -263,11 +272,8 @@ struct SagaTests {
 
     @Test("a step that gets no reply times out and is compensated with the completed ones; a saga past its timeout ends timed_out")
     func timeouts() async throws {
-        try await withTemporaryDirectory { dir in
-            // Step timeouts of 300 ms; no saga timeout.
-            let agent = try await sagaAgent(dir, yaml: orderSagaYAML(stepTimeoutMs: 300))
-            let participant = scriptedParticipant(agent.base)
-            try await participant.start()
+        // Step timeouts of 300 ms; no saga timeout.
+        try await withSagaAgent(yaml: orderSagaYAML(stepTimeoutMs: 300)) { _, agent, participant in
             let client = SagaClient(base: agent.base)
             _ = try await client.start(["order_id": "o-1"], id: "t--silent-inventory")
             let saga = try await client.finished("t--silent-inventory")
@@ -282,14 +288,9 @@ struct SagaTests {
             let scrape = try await http("GET", "http://\(agent.metricsAddress)/metrics").text
             #expect(sample(scrape, "sluice_saga_step_duration_seconds_count", ["saga_type": "order", "step": "inventory", "outcome": "timed_out"]) == 1)
             #expect(sample(scrape, "sluice_saga_completions_total", ["saga_type": "order", "status": "timed_out"]) == 1)
-            await participant.stop()
-            await agent.stop()
         }
-        try await withTemporaryDirectory { dir in
-            // A 600 ms saga timeout with 10 s step timeouts: the saga's own limit ends it.
-            let agent = try await sagaAgent(dir, yaml: orderSagaYAML(stepTimeoutMs: 10_000, sagaTimeoutMs: 600))
-            let participant = scriptedParticipant(agent.base)
-            try await participant.start()
+        // A 600 ms saga timeout with 10 s step timeouts: the saga's own limit ends it.
+        try await withSagaAgent(yaml: orderSagaYAML(stepTimeoutMs: 10_000, sagaTimeoutMs: 600)) { _, agent, participant in
             let client = SagaClient(base: agent.base)
             _ = try await client.start(["order_id": "o-2"], id: "t--silent-shipping")
             let saga = try await client.finished("t--silent-shipping")
@@ -299,19 +300,12 @@ struct SagaTests {
             #expect(duration >= 0.6 && duration < 5, "\(duration)")
             let compensations = participant.received(saga: "t--silent-shipping").map(\.type).filter { ["order.cancel", "payment.refund", "inventory.release"].contains($0) }
             #expect(compensations == ["inventory.release", "payment.refund", "order.cancel"])
-            await participant.stop()
-            await agent.stop()
         }
     }
 
     @Test("a compensation that keeps failing is retried with backoff, then the saga needs intervention")
     func compensationFailure() async throws {
-        try await withTemporaryDirectory { dir in
-            let agent = try await sagaAgent(dir, yaml: orderSagaYAML(refundAttempts: 3))
-            defer { Task { await agent.stop() } }
-            let participant = scriptedParticipant(agent.base, refund: "payment.refund_failed")
-            try await participant.start()
-            defer { Task { await participant.stop() } }
+        try await withSagaAgent(yaml: orderSagaYAML(refundAttempts: 3), refund: "payment.refund_failed") { dir, agent, participant in
             let client = SagaClient(base: agent.base)
             _ = try await client.start(["order_id": "o-1"], id: "stuck--fail-inventory")
             let saga = try await client.finished("stuck--fail-inventory")
@@ -429,12 +423,7 @@ struct SagaTests {
 
     @Test("1,000 concurrent sagas finish with exact counts in the metrics")
     func thousandSagas() async throws {
-        try await withTemporaryDirectory { dir in
-            let agent = try await sagaAgent(dir, yaml: orderSagaYAML(stepTimeoutMs: 60_000), ["--log-level", "warning"])
-            defer { Task { await agent.stop() } }
-            let participant = scriptedParticipant(agent.base)
-            try await participant.start()
-            defer { Task { await participant.stop() } }
+        try await withSagaAgent(yaml: orderSagaYAML(stepTimeoutMs: 60_000), arguments: ["--log-level", "warning"]) { dir, agent, participant in
             let client = SagaClient(base: agent.base)
             let ids = (0..<1000).map { $0 % 10 == 0 ? "bulk-\($0)--fail-inventory" : "bulk-\($0)" }
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -499,12 +488,7 @@ struct SagaTests {
 struct SagasCommandTests {
     @Test("sluice sagas start, list, show and check against a running agent; bad input exits 2")
     func commands() async throws {
-        try await withTemporaryDirectory { dir in
-            let agent = try await sagaAgent(dir, yaml: orderSagaYAML())
-            defer { Task { await agent.stop() } }
-            let participant = scriptedParticipant(agent.base)
-            try await participant.start()
-            defer { Task { await participant.stop() } }
+        try await withSagaAgent(yaml: orderSagaYAML()) { dir, agent, participant in
             let api = ["--api", agent.base]
             var result = try await runSluice(["sagas", "start", "order", "--data", "{\"order_id\": \"o-9\"}", "--id", "cli--fail-payment"] + api, in: dir)
             #expect(result.status == 0 && result.stdout.hasPrefix("cli--fail-payment running"), "\(result.stdout)\(result.stderr)")
