@@ -107,6 +107,8 @@ actor SubscriptionRunner {
         self.maxBuffered = max(subscription.concurrency * 8, 256)
         self.inFlightGauge = metrics.gauge(MetricName.deliveryInFlight, subscription.name)
         self.oldestPendingGauge = metrics.gauge(MetricName.deliveryOldestPending, subscription.name)
+        // Counters that alerts take increase() of start at 0, so that their first event counts.
+        for topic in subscription.topics { _ = metrics.counter(MetricName.poisonEvents, topic) }
         for state in BreakerState.allCases {
             metrics.gauge(MetricName.breakerState, subscription.name, state.rawValue).set(Double(state == .closed ? 1 : 0))
         }

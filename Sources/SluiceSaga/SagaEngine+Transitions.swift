@@ -324,9 +324,19 @@ extension SagaEngine {
             metrics.started(definition.type)
             log(.info, "observed saga started", saga, extra: [LogField.eventType: .string(event.type)])
             effects.changed[key] = "started"
+            if let early = state.earlyOutcomes.removeValue(forKey: key) {
+                observe(early.event, timestamp: early.timestamp, correlation: correlation, definition, now: now, state: &state, effects: &effects)
+            }
             return
         }
-        guard var saga = state.instances[key], !saga.status.isFinal else { return }
+        guard var saga = state.instances[key], !saga.status.isFinal else {
+            if state.instances[key] == nil {
+                // Read before its start event (another partition): kept until the start comes, a bounded number.
+                if state.earlyOutcomes.count >= Self.retainedFinished { state.earlyOutcomes.removeAll() }
+                state.earlyOutcomes[key] = (event, timestamp)
+            }
+            return
+        }
         saga.lastEventType = event.type
         if definition.success.contains(event.type) {
             guard saga.status == .running else { return }

@@ -42,6 +42,9 @@ public final class SagaEngine: Sendable {
         var loaded = false
         /// States changed outside a batch (a publish confirmed a compensation) and not yet recorded.
         var unrecorded: [String: String] = [:]
+        /// Outcome events of observed sagas whose start event has not been read yet (they can come first when a
+        /// saga's events are on different partitions), by saga key; applied when the start arrives.
+        var earlyOutcomes: [String: (event: CloudEvent, timestamp: Int64)] = [:]
         /// Commands whose publish failed, with when to try again.
         var outbox: [(command: OutgoingCommand, notBefore: Int64)] = []
     }

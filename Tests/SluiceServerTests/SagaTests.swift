@@ -396,6 +396,9 @@ struct SagaTests {
                 try await client.publish("checkout", [cloudEvent("\(type)-\(correlation)", type: type, extra: ["correlationid": correlation])])
             }
             for id in ["c1", "c2", "c3", "c4"] { try await send("checkout.started", id) }
+            // An outcome read before its start (the two on different partitions) is applied when the start comes.
+            try await send("checkout.completed", "c5")
+            try await send("checkout.started", "c5")
             try await send("order.created", "c1")  // not part of the saga
             try await Task.sleep(for: .milliseconds(300))
             try await send("checkout.completed", "c1")
@@ -411,11 +414,13 @@ struct SagaTests {
             #expect(try await sagas.finished("c2")["status"] as? String == "compensated")
             #expect(try await sagas.finished("c3")["status"] as? String == "failed", "a failure without its compensation within the timeout")
             #expect(try await sagas.finished("c4")["status"] as? String == "timed_out")
+            #expect(try await sagas.finished("c5")["status"] as? String == "completed")
             let scrape = try await http("GET", "http://\(agent.metricsAddress)/metrics").text
-            #expect(sample(scrape, "sluice_saga_started_total", ["saga_type": "checkout"]) == 4)
+            #expect(sample(scrape, "sluice_saga_started_total", ["saga_type": "checkout"]) == 5)
             for status in ["completed", "compensated", "failed", "timed_out"] {
-                #expect(sample(scrape, "sluice_saga_completions_total", ["saga_type": "checkout", "status": status]) == 1, "\(status)")
-                #expect(sample(scrape, "sluice_saga_duration_seconds_count", ["saga_type": "checkout", "status": status]) == 1, "\(status)")
+                let count: Double = status == "completed" ? 2 : 1
+                #expect(sample(scrape, "sluice_saga_completions_total", ["saga_type": "checkout", "status": status]) == count, "\(status)")
+                #expect(sample(scrape, "sluice_saga_duration_seconds_count", ["saga_type": "checkout", "status": status]) == count, "\(status)")
             }
             #expect(sample(scrape, "sluice_sagas_in_flight", ["saga_type": "checkout"]) == 0)
         }
@@ -514,18 +519,18 @@ struct SagasCommandTests {
     }
 }
 
-@Suite("Saga examples", .serialized)
+@Suite("Examples", .serialized)
 struct SagaExampleTests {
-    static let scenarios = ["order happy", "order fail-payment", "order fail-inventory", "order fail-shipping", "order timeout-inventory",
-                            "order stuck-refund", "payment happy", "payment fail-validate", "payment fail-balance", "payment fail-process",
-                            "payment fail-merchant", "payment fail-notify", "payment stuck-refund"]
+    static let scenarios = ["recommendations", "order happy", "order fail-payment", "order fail-inventory", "order fail-shipping",
+                            "order timeout-inventory", "order stuck-refund", "payment happy", "payment fail-validate", "payment fail-balance",
+                            "payment fail-process", "payment fail-merchant", "payment fail-notify", "payment stuck-refund"]
 
-    @Test("every saga scenario in examples/ runs with one command and ends as its README says", arguments: scenarios)
+    @Test("every scenario in examples/ runs with one command and ends as its README says", arguments: scenarios)
     func scenario(_ scenario: String) async throws {
         try await withTemporaryDirectory { dir in
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", packageRoot + "/examples/sagas/run.py"] + scenario.split(separator: " ").map(String.init) + ["--count", "2"]
+            process.arguments = ["python3", packageRoot + "/examples/run.py"] + scenario.split(separator: " ").map(String.init) + ["--count", "2"]
             process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE": sluiceBinary]) { $1 }
             let out = dir + "/out"
             _ = FileManager.default.createFile(atPath: out, contents: nil)
@@ -538,7 +543,7 @@ struct SagaExampleTests {
             process.waitUntilExit()
             let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
             #expect(process.terminationStatus == 0, "\(scenario):\n\(text)")
-            #expect(text.contains("OK: expected every saga to end"), "\(text)")
+            #expect(text.contains("workload done: OK"), "\(text)")
         }
     }
 }

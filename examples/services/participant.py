@@ -9,8 +9,15 @@ Sluice re-sends after a crash) gets the same reply again, and nothing is done tw
     participant.py serve --service payment --port 8102 --sluice http://127.0.0.1:7470 [--fail TYPE] [--silent TYPE]
     participant.py publish --sluice URL --topic T --type TYPE --data JSON [--correlation-id ID]
 
---fail TYPE answers command TYPE (e.g. payment.process) with its failure reply; --silent TYPE never answers it
-(the step times out); both can be repeated.
+Besides --fail TYPE (answer command TYPE, e.g. payment.process, with its failure reply) and --silent TYPE
+(never answer it: the step times out), each service follows a few business rules, so that one workload can
+produce every outcome:
+  payment:   payment.process fails above 10,000; payment.refund fails from 5,000 up (manual approval)
+  inventory: inventory.reserve fails for a quantity over 10; never answers for sku "backorder"
+  shipping:  shipping.schedule fails without an address
+  validation: payment.validate fails for an amount of 0 or less
+  wallet:    balance.reserve fails above 500
+  processor: payment.execute is declined for user "u-blocked"
 """
 import argparse
 import json
@@ -53,6 +60,36 @@ def publish(sluice, topic, event):
         return json.load(response)
 
 
+def number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def business_rule(command_type, data):
+    """"fail", "silent" or None (succeed), from the command's data."""
+    items = data.get("items") if isinstance(data.get("items"), list) else []
+    if command_type == "payment.process" and number(data.get("amount")) > 10_000:
+        return "fail"
+    if command_type == "payment.refund" and number(data.get("amount")) >= 5_000:
+        return "fail"
+    if command_type == "inventory.reserve":
+        if any(isinstance(i, dict) and i.get("sku") == "backorder" for i in items):
+            return "silent"
+        if any(isinstance(i, dict) and number(i.get("qty")) > 10 for i in items):
+            return "fail"
+    if command_type == "shipping.schedule" and not data.get("address"):
+        return "fail"
+    if command_type == "payment.validate" and number(data.get("amount")) <= 0:
+        return "fail"
+    if command_type == "balance.reserve" and number(data.get("amount")) > 500:
+        return "fail"
+    if command_type == "payment.execute" and data.get("user_id") == "u-blocked":
+        return "fail"
+    return None
+
+
 def serve(args):
     replies = {}  # command id -> reply event (deduplication)
     lock = threading.Lock()
@@ -72,16 +109,18 @@ def serve(args):
                 self.end_headers()
                 return
             _, success, failure = known
+            data = json.loads(body) if body else {}
+            data = data if isinstance(data, dict) else {}
+            verdict = business_rule(command_type, data)
             with lock:
                 reply = replies.get(command_id)
-                if reply is None and command_type not in silent and success is not None:
-                    data = json.loads(body or b"{}") if body else {}
-                    failed = command_type in fail
+                if reply is None and command_type not in silent and verdict != "silent" and success is not None:
+                    failed = command_type in fail or verdict == "fail"
                     result = {"by": args.service, "command": command_type}
                     if not failed:
                         # What a real service would hand back, for later steps and compensations.
                         result[f"{args.service}_ref"] = f"{args.service}-{uuid.uuid4().hex[:8]}"
-                    if isinstance(data, dict) and "order_id" in data:
+                    if "order_id" in data:
                         result["order_id"] = data["order_id"]
                     reply = {"specversion": "1.0", "id": f"reply-{command_id}", "source": f"/examples/{args.service}",
                              "type": failure if failed else success, "correlationid": saga_id,
