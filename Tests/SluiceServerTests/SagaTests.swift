@@ -520,7 +520,7 @@ struct SagasCommandTests {
 }
 
 @Suite("Examples", .serialized)
-struct SagaExampleTests {
+struct ExampleTests {
     static let scenarios = ["recommendations", "order happy", "order fail-payment", "order fail-inventory", "order fail-shipping",
                             "order timeout-inventory", "order stuck-refund", "payment happy", "payment fail-validate", "payment fail-balance",
                             "payment fail-process", "payment fail-merchant", "payment fail-notify", "payment stuck-refund"]
