@@ -6,8 +6,15 @@ import SluiceTelemetry
 
 /// Sagas in the v1 API: start one, list them, show one.
 extension APIRoutes {
+    /// The saga engine once it has read its states back (until then its answers would be incomplete: 503).
     var sagas: SagaEngine {
-        get throws { try holder.requireSagas() }
+        get throws {
+            let engine = try holder.requireSagas()
+            guard engine.isLoaded else {
+                throw BrokerError(.unavailable, "sagas are still being loaded from \(SagaEngine.stateTopic); retry shortly", retryAfter: 1)
+            }
+            return engine
+        }
     }
 
     func registerSagas(on router: Router<BasicRequestContext>) {

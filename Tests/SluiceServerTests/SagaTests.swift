@@ -31,6 +31,15 @@ final class Participant: Sendable {
     var received: [Command] { log.withLock { $0 } }
     func received(saga: String) -> [Command] { received.filter { $0.sagaId == saga } }
 
+    /// The compensation commands of a saga, once `count` have arrived (a fire-and-forget one is done as soon as it
+    /// is published, so it can arrive after the saga has finished) or after 10 s.
+    func compensations(saga: String, count: Int) async throws -> [String] {
+        func now() -> [String] { received(saga: saga).map(\.type).filter { ["order.cancel", "payment.refund", "inventory.release"].contains($0) } }
+        let deadline = Date().addingTimeInterval(10)
+        while now().count < count && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        return now()
+    }
+
     func start(topics: [String] = ["orders", "payments", "inventory", "shipping"]) async throws {
         for topic in topics + ["replies"] { _ = try await http("POST", base + "/v1/topics", body: json(["name": topic, "partitions": 2])) }
         let joined = try await GroupClient(base: base).join("participants", client: "participant", topics: topics)
@@ -165,7 +174,14 @@ func withSagaAgent(yaml: String, arguments: [String] = [], refund: String = "pay
 
 func sagaAgent(_ dir: String, yaml: String, _ arguments: [String] = []) async throws -> RunningAgent {
     try yaml.write(toFile: dir + "/sagas.yaml", atomically: true, encoding: .utf8)
-    return try await startAgent(dir, ["--sagas-file", dir + "/sagas.yaml", "--linger-ms", "0"] + arguments)
+    let agent = try await startAgent(dir, ["--sagas-file", dir + "/sagas.yaml", "--linger-ms", "0"] + arguments)
+    try await waitForSagas(agent.base)
+    return agent
+}
+
+/// Sagas answer once their states are read back, a moment after the agent is ready (503 until then).
+func waitForSagas(_ base: String) async throws {
+    for _ in 0..<500 where try await http("GET", base + "/v1/sagas").status == 503 { try await Task.sleep(for: .milliseconds(10)) }
 }
 
 /// The scripted participant: a saga whose id ends in `--fail-STEP` gets a failure reply at that step, one ending
@@ -204,12 +220,16 @@ struct SagaTests {
             #expect(commands[2].object["order_id"] as? String == "o-1" && commands[2].object["payment_id"] as? String == "pay-happy-1")
 
             // The outcome event.
-            var outcomeEvents: [[String: Any]] = []
-            for partition in 0..<3 {
-                let page = try await http("GET", agent.base + "/v1/topics/order-outcomes/partitions/\(partition)/events?offset=0").json
-                outcomeEvents += (page["events"] as? [[String: Any]] ?? []).compactMap { $0["event"] as? [String: Any] }
+            // The outcome event goes out just after the final state is recorded.
+            let outcome = try await DeliveryClient(base: agent.base).waitUntil(10) {
+                var events: [[String: Any]] = []
+                for partition in 0..<3 {
+                    let page = try await http("GET", agent.base + "/v1/topics/order-outcomes/partitions/\(partition)/events?offset=0").json
+                    events += (page["events"] as? [[String: Any]] ?? []).compactMap { $0["event"] as? [String: Any] }
+                }
+                return events.contains { $0["type"] as? String == "saga.completed" && $0["correlationid"] as? String == "happy-1" }
             }
-            #expect(outcomeEvents.contains { $0["type"] as? String == "saga.completed" && $0["correlationid"] as? String == "happy-1" })
+            #expect(outcome, "saga.completed on order-outcomes")
 
             let scrape = try await http("GET", "http://\(agent.metricsAddress)/metrics").text
             #expect(sample(scrape, "sluice_saga_started_total", ["saga_type": "order"]) == 1)
@@ -247,9 +267,8 @@ struct SagaTests {
                 let saga = try await client.finished("o--fail-\(step)")
                 #expect(saga["status"] as? String == want.status, "failing at \(step)")
                 #expect(saga["failed_step"] as? String == step)
-                let sent = participant.received(saga: "o--fail-\(step)").map(\.type)
-                let compensations = sent.filter { ["order.cancel", "payment.refund", "inventory.release"].contains($0) }
-                #expect(compensations == want.compensations, "failing at \(step): \(sent)")
+                let compensations = try await participant.compensations(saga: "o--fail-\(step)", count: want.compensations.count)
+                #expect(compensations == want.compensations, "failing at \(step): \(participant.received(saga: "o--fail-\(step)").map(\.type))")
                 // Nothing after the failed step was asked for.
                 let order = ["create_order", "payment", "inventory", "shipping"]
                 let later = order[(order.firstIndex(of: step)! + 1)...]
@@ -283,7 +302,7 @@ struct SagaTests {
             let waited = steps[2]["duration_seconds"] as? Double ?? 0
             #expect(waited >= 0.3 && waited < 3, "the step waited its timeout: \(waited) s")
             // The timed-out step's outcome is unknown, so it is compensated too, first.
-            let compensations = participant.received(saga: "t--silent-inventory").map(\.type).filter { ["order.cancel", "payment.refund", "inventory.release"].contains($0) }
+            let compensations = try await participant.compensations(saga: "t--silent-inventory", count: 3)
             #expect(compensations == ["inventory.release", "payment.refund", "order.cancel"])
             let scrape = try await http("GET", "http://\(agent.metricsAddress)/metrics").text
             #expect(sample(scrape, "sluice_saga_step_duration_seconds_count", ["saga_type": "order", "step": "inventory", "outcome": "timed_out"]) == 1)
@@ -298,7 +317,7 @@ struct SagaTests {
             #expect((saga["reason"] as? String ?? "").contains("did not finish within 600 ms"))
             let duration = saga["duration_seconds"] as? Double ?? 0
             #expect(duration >= 0.6 && duration < 5, "\(duration)")
-            let compensations = participant.received(saga: "t--silent-shipping").map(\.type).filter { ["order.cancel", "payment.refund", "inventory.release"].contains($0) }
+            let compensations = try await participant.compensations(saga: "t--silent-shipping", count: 3)
             #expect(compensations == ["inventory.release", "payment.refund", "order.cancel"])
         }
     }
@@ -332,6 +351,7 @@ struct SagaTests {
             let arguments = ["--sagas", dir + "/sagas.yaml", "--linger-ms", "1", "--enable-idempotence", "false"]
             let (first, api) = try await startServeProcess(dir, arguments)
             defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+            try await waitForSagas("http://\(api)")
             let hold = Atomic<Bool>(true)
             let before = Participant(base: "http://\(api)") { command in
                 guard let (success, _) = replyTypes[command.type] else { return nil }
@@ -351,6 +371,7 @@ struct SagaTests {
 
             let (second, api2) = try await startServeProcess(dir, arguments)
             defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+            try await waitForSagas("http://\(api2)")
             hold.store(false, ordering: .relaxed)
             let after = Participant(base: "http://\(api2)") { command in replyTypes[command.type]?.0 }
             try await after.start()
