@@ -47,6 +47,10 @@ public final class SagaEngine: Sendable {
         var earlyOutcomes: [String: (event: CloudEvent, timestamp: Int64)] = [:]
         /// Commands whose publish failed, with when to try again.
         var outbox: [(command: OutgoingCommand, notBefore: Int64)] = []
+        /// When each saga's latest state was appended, so that sagas in flight longer than half the saga topic's
+        /// retention are recorded again before retention could delete their only record.
+        var recordedAt: [String: Int64] = [:]
+        var lastRefresh: Int64 = 0
     }
 
     enum Input: Sendable {
@@ -256,6 +260,7 @@ public final class SagaEngine: Sendable {
                 }
             }
             fireTimers(now: now, state: &state, effects: &effects)
+            refreshOldRecords(now: now, state: &state, effects: &effects)
             for (index, pending) in state.outbox.enumerated().reversed() where pending.notBefore <= now {
                 effects.commands.insert(pending.command, at: 0)
                 state.outbox.remove(at: index)
@@ -288,6 +293,7 @@ public final class SagaEngine: Sendable {
             changed.compactMap { key, transition in
                 guard state.instances[key] != nil else { return nil }
                 state.instances[key]!.version += 1
+                state.recordedAt[key] = currentTimeMillis()
                 let entry = StateRecord(transition: transition, saga: state.instances[key]!)
                 guard let value = try? encoder.encode(entry) else { return nil }
                 return (0, Record(timestamp: currentTimeMillis(), key: Array(key.utf8), value: Array(value), headers: [
@@ -355,6 +361,7 @@ public final class SagaEngine: Sendable {
     func load() async throws {
         let started = DispatchTime.now().uptimeNanoseconds
         var latest: [String: SagaInstance] = [:]
+        var appended: [String: Int64] = [:]
         var records = 0
         if broker.topic(Self.stateTopic) != nil {
             let decoder = JSONDecoder()
@@ -371,7 +378,10 @@ public final class SagaEngine: Sendable {
                         logger.warning("skipping an unreadable saga record", metadata: [LogField.topic: .string(Self.stateTopic), LogField.offset: .stringConvertible(event.offset)])
                         continue
                     }
-                    if (latest[entry.saga.key]?.version ?? -1) < entry.saga.version { latest[entry.saga.key] = entry.saga }
+                    if (latest[entry.saga.key]?.version ?? -1) < entry.saga.version {
+                        latest[entry.saga.key] = entry.saga
+                        appended[entry.saga.key] = event.timestamp
+                    }
                 }
                 offset = result.nextOffset
             }
@@ -395,6 +405,7 @@ public final class SagaEngine: Sendable {
             for saga in finished where !saga.outcomePublished { resend(saga.key, state: &state, effects: &effects) }
             resent = effects.commands.count
             state.outbox = effects.commands.map { ($0, now) }
+            state.recordedAt = appended
             state.loaded = true
         }
         for (type, count) in orphaned {
@@ -407,6 +418,18 @@ public final class SagaEngine: Sendable {
             "load_seconds": .stringConvertible(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9),
         ])
         wakeup.signal()
+    }
+
+    /// Records again, unchanged, every saga in flight whose latest record is older than half the saga topic's
+    /// retention (checked every quarter of it, at most every minute): retention deletes old segments, and a saga
+    /// waiting that long must keep a record in the topic to survive a restart.
+    func refreshOldRecords(now: Int64, state: inout EngineState, effects: inout Effects) {
+        guard let retention = broker.topic(Self.stateTopic)?.config.retentionMs, retention > 0,
+              now - state.lastRefresh >= min(60_000, retention / 4) else { return }
+        state.lastRefresh = now
+        for key in state.active where effects.changed[key] == nil && now - (state.recordedAt[key] ?? now) > retention / 2 {
+            effects.changed[key] = "refreshed"
+        }
     }
 
     /// Queues again the command a saga is waiting on (same event id), or its undelivered outcome event.

@@ -397,6 +397,34 @@ struct SagaTests {
         }
     }
 
+    @Test("a saga in flight longer than the saga topic's retention is recorded again, and survives a restart")
+    func outlivesRetention() async throws {
+        try await withTemporaryDirectory { dir in
+            // Small segments and a 3 s retention for every topic, the saga topic included.
+            let arguments = ["--retention-ms", "3000", "--segment-bytes", "1024", "--retention-check-interval-ms", "1000"]
+            let agent = try await sagaAgent(dir, yaml: orderSagaYAML(stepTimeoutMs: 120_000), arguments)
+            let participant = scriptedParticipant(agent.base)
+            try await participant.start()
+            let client = SagaClient(base: agent.base)
+            _ = try await client.start(["order_id": "o-long"], id: "long--silent-shipping")
+            try await Task.sleep(for: .seconds(5))
+            // Later sagas append after it, so its early records are in segments retention may delete.
+            for n in 0..<3 { _ = try await client.start(["order_id": "o-\(n)"], id: "later-\(n)") }
+            for n in 0..<3 { #expect(try await client.finished("later-\(n)")["status"] as? String == "completed") }
+            try await Task.sleep(for: .milliseconds(2500))
+            let before = try await client.saga("long--silent-shipping")
+            #expect(before["status"] as? String == "running" && before["current_step"] as? String == "shipping")
+            await participant.stop()
+            await agent.stop()
+
+            let again = try await sagaAgent(dir, yaml: orderSagaYAML(stepTimeoutMs: 120_000), arguments)
+            let after = try await SagaClient(base: again.base).saga("long--silent-shipping")
+            #expect(after["status"] as? String == "running" && after["current_step"] as? String == "shipping", "\(after)")
+            #expect((after["version"] as? Int ?? 0) >= (before["version"] as? Int ?? 0))
+            await again.stop()
+        }
+    }
+
     @Test("observed sagas: followed by correlation id; outcome and duration from the events' own times")
     func observedSagas() async throws {
         try await withTemporaryDirectory { dir in
