@@ -98,7 +98,8 @@ extension SagaInstance {
             "id": id, "type": type, "kind": kind.rawValue, "status": status.rawValue, "started_at": Self.time(startedAt),
             "finished_at": Self.time(finishedAt), "duration_seconds": durationSeconds.map { $0 as Any } ?? NSNull(),
         ]
-        object["current_step"] = currentStep ?? (status == .compensating ? compensations.first.map { steps[$0].name } : nil) ?? NSNull()
+        let step: String? = currentStep ?? (status == .compensating ? compensations.first.map { steps[$0].name } : nil)
+        object["current_step"] = step.map { $0 as Any } ?? NSNull()
         if let failedStep { object["failed_step"] = failedStep }
         if let failureReason { object["reason"] = failureReason }
         return object
