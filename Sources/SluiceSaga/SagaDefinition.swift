@@ -397,11 +397,16 @@ public enum Template {
                 return context.lookup(references[0].split(separator: ".")) ?? .null
             }
             guard !references.isEmpty else { return template }
-            var out = text
-            for reference in references {
-                out = out.replacingOccurrences(of: "${\(reference)}", with: context.lookup(reference.split(separator: "."))?.interpolated ?? "")
+            // Each `${…}` in turn, as written (spaces inside the braces allowed).
+            var out = ""
+            var rest = Substring(text)
+            while let start = rest.range(of: "${"), let end = rest[start.upperBound...].firstIndex(of: "}") {
+                out += rest[..<start.lowerBound]
+                let reference = rest[start.upperBound..<end].trimmingCharacters(in: .whitespaces)
+                out += context.lookup(reference.split(separator: "."))?.interpolated ?? ""
+                rest = rest[rest.index(after: end)...]
             }
-            return .string(out)
+            return .string(out + rest)
         case .array(let values):
             return .array(values.map { render($0, context: context) })
         case .object(let values):

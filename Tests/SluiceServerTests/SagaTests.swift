@@ -633,10 +633,10 @@ struct SagaDefinitionTests {
     @Test("templates: whole references keep their JSON type, references inside text become text, missing ones null")
     func templates() {
         let context = JSONValue.object(["data": .object(["n": .number(3), "items": .array([.string("a")])]), "steps": .object([:])])
-        let template = JSONValue.object(["n": .string("${data.n}"), "items": .string("${data.items}"), "text": .string("n=${data.n}!"),
+        let template = JSONValue.object(["n": .string("${data.n}"), "items": .string("${data.items}"), "text": .string("n=${data.n}! (${ data.n })"),
                                          "missing": .string("${data.none}"), "plain": .bool(true)])
         #expect(Template.render(template, context: context) == .object([
-            "n": .number(3), "items": .array([.string("a")]), "text": .string("n=3!"), "missing": .null, "plain": .bool(true),
+            "n": .number(3), "items": .array([.string("a")]), "text": .string("n=3! (3)"), "missing": .null, "plain": .bool(true),
         ]))
     }
 
