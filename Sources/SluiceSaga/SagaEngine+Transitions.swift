@@ -28,7 +28,7 @@ extension SagaEngine {
         state.instances[id] = saga
         state.active.insert(id)
         metrics.started(definition.type)
-        log(.info, "saga started", saga, extra: origin.map { ["origin.correlation_id": .string($0)] } ?? [:])
+        log(&effects, .info, "saga started", saga, extra: origin.map { ["origin.correlation_id": .string($0)] } ?? [:])
         dispatchStep(0, key: id, definition, now: now, state: &state, effects: &effects)
         effects.changed[id] = "started"
         return state.instances[id]!
@@ -78,7 +78,7 @@ extension SagaEngine {
             let success = step.success.contains(event.type)
             guard saga.steps[index].status == .dispatched, success || step.failure.contains(event.type) else { return }
             if let causation = event.causationId, causation != saga.steps[index].commandId {
-                log(.debug, "reply ignored: its causationid is not the step's command", saga, extra: [LogField.eventId: .string(event.id)])
+                log(&effects, .debug, "reply ignored: its causationid is not the step's command", saga, extra: [LogField.eventId: .string(event.id)])
                 return
             }
             saga.steps[index].finishedAt = now
@@ -90,7 +90,7 @@ extension SagaEngine {
                 saga.replies[step.name] = event.data.flatMap(JSONValue.parse) ?? .null
                 state.instances[key] = saga
                 metrics.step(saga.type, step.name, "succeeded", milliseconds: milliseconds)
-                log(.info, "saga step succeeded", saga, step: step.name, extra: [LogField.eventType: .string(event.type)])
+                log(&effects, .info, "saga step succeeded", saga, step: step.name, extra: [LogField.eventType: .string(event.type)])
                 if index + 1 < definition.steps.count {
                     dispatchStep(index + 1, key: key, definition, now: now, state: &state, effects: &effects)
                     effects.changed[key] = "step_succeeded"
@@ -139,7 +139,7 @@ extension SagaEngine {
         }
         saga.compensations = queue
         state.instances[key] = saga
-        log(.warning, "saga failed: \(reason)", saga, step: saga.failedStep, extra: ["saga.compensations": .string(queue.map { definition.steps[$0].name }.joined(separator: ","))])
+        log(&effects, .warning, "saga failed: \(reason)", saga, step: saga.failedStep, extra: ["saga.compensations": .string(queue.map { definition.steps[$0].name }.joined(separator: ","))])
         if queue.isEmpty {
             finish(key, timedOut ? .timedOut : .failed, at: now, state: &state, effects: &effects)
         } else {
@@ -176,7 +176,7 @@ extension SagaEngine {
         saga.steps[head].compensation!.finishedAt = now
         state.instances[key] = saga
         metrics.compensation(saga.type, definition.steps[head].name, "succeeded")
-        log(.info, "saga compensation succeeded", saga, step: definition.steps[head].name)
+        log(&effects, .info, "saga compensation succeeded", saga, step: definition.steps[head].name)
         if saga.compensations.isEmpty {
             finish(key, saga.timedOut ? .timedOut : .compensated, at: now, state: &state, effects: &effects)
         } else {
@@ -202,14 +202,14 @@ extension SagaEngine {
             saga.steps[head].compensation = attempt
             saga.failureReason = (saga.failureReason ?? "") + "; compensation of \(step.name) failed \(attempt.attempts) time(s), last: \(reason)"
             state.instances[key] = saga
-            log(.error, "saga needs intervention: compensation of \(step.name) failed \(attempt.attempts) time(s)", saga, step: step.name)
+            log(&effects, .error, "saga needs intervention: compensation of \(step.name) failed \(attempt.attempts) time(s)", saga, step: step.name)
             finish(key, .needsIntervention, at: now, state: &state, effects: &effects)
         } else {
             attempt.status = .waitingRetry
             attempt.retryAt = now + retry.delayMs(afterAttempt: attempt.attempts, random: Double.random(in: 0..<1))
             saga.steps[head].compensation = attempt
             state.instances[key] = saga
-            log(.warning, "saga compensation attempt \(attempt.attempts) failed (\(reason)); retrying", saga, step: step.name)
+            log(&effects, .warning, "saga compensation attempt \(attempt.attempts) failed (\(reason)); retrying", saga, step: step.name)
             effects.changed[key] = "compensation_retry_scheduled"
         }
     }
@@ -224,7 +224,7 @@ extension SagaEngine {
         state.active.remove(key)
         state.finishedOrder.append(key)
         metrics.finished(saga)
-        log(status == .completed ? .info : .warning, "saga \(status.rawValue)", saga,
+        log(&effects, status == .completed ? .info : .warning, "saga \(status.rawValue)", saga,
             extra: ["saga.duration_seconds": .stringConvertible(saga.durationSeconds ?? 0)])
         if saga.kind == .orchestrated, let definition = catalog.saga(saga.type), let outcome = outcomeCommand(saga, definition) {
             effects.commands.append(outcome)
@@ -322,7 +322,7 @@ extension SagaEngine {
             state.instances[key] = saga
             state.active.insert(key)
             metrics.started(definition.type)
-            log(.info, "observed saga started", saga, extra: [LogField.eventType: .string(event.type)])
+            log(&effects, .info, "observed saga started", saga, extra: [LogField.eventType: .string(event.type)])
             effects.changed[key] = "started"
             if let early = state.earlyOutcomes.removeValue(forKey: key) {
                 observe(early.event, timestamp: early.timestamp, correlation: correlation, definition, now: now, state: &state, effects: &effects)
@@ -350,7 +350,7 @@ extension SagaEngine {
                 finish(key, .failed, at: timestamp, state: &state, effects: &effects)
             } else {
                 state.instances[key]!.status = .compensating
-                log(.warning, "observed saga failed (\(event.type)); waiting for its compensation", saga)
+                log(&effects, .warning, "observed saga failed (\(event.type)); waiting for its compensation", saga)
                 effects.changed[key] = "failed"
             }
         } else if definition.compensated.contains(event.type) {
@@ -426,14 +426,15 @@ extension SagaEngine {
         return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
     }
 
-    func log(_ level: Logger.Level, _ message: String, _ saga: SagaInstance, step: String? = nil, extra: Logger.Metadata = [:]) {
+    /// A saga log line, written once the batch has left the lock (see ``SagaEngine/write(_:)``).
+    func log(_ effects: inout Effects, _ level: Logger.Level, _ message: String, _ saga: SagaInstance, step: String? = nil, extra: Logger.Metadata = [:]) {
         var metadata: Logger.Metadata = [
             LogField.correlationId: .string(saga.id), LogField.sagaId: .string(saga.id), LogField.sagaType: .string(saga.type),
             LogField.sagaStatus: .string(saga.status.rawValue),
         ]
         if let step = step ?? saga.currentStep { metadata[LogField.sagaStep] = .string(step) }
         metadata.merge(extra) { _, new in new }
-        logger.log(level: level, "\(message)", metadata: metadata)
+        effects.logs.append((level, message, metadata))
     }
 }
 

@@ -42,6 +42,8 @@ public final class SagaEngine: Sendable {
         var loaded = false
         /// States changed outside a batch (a publish confirmed a compensation) and not yet recorded.
         var unrecorded: [String: String] = [:]
+        /// Their log lines, written once they are recorded.
+        var unrecordedLogs: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] = []
         /// Outcome events of observed sagas whose start event has not been read yet (they can come first when a
         /// saga's events are on different partitions), by saga key; applied when the start arrives.
         var earlyOutcomes: [String: (event: CloudEvent, timestamp: Int64)] = [:]
@@ -86,6 +88,12 @@ public final class SagaEngine: Sendable {
         var commands: [OutgoingCommand] = []
         var answers: [(CheckedContinuation<Result<Started, BrokerError>, Never>, Result<Started, BrokerError>)] = []
         var readers: [CheckedContinuation<Bool, Never>] = []
+        /// Log lines, written after the lock is released (a stalled stdout must not hold API reads).
+        var logs: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] = []
+    }
+
+    func write(_ logs: [(level: Logger.Level, message: String, metadata: Logger.Metadata)]) {
+        for line in logs { logger.log(level: line.level, "\(line.message)", metadata: line.metadata) }
     }
 
     public init(catalog: SagaCatalog, groups: GroupCoordinator, logger: Logger) {
@@ -249,7 +257,9 @@ public final class SagaEngine: Sendable {
         var effects = Effects()
         state.withLock { state in
             effects.changed = state.unrecorded
+            effects.logs = state.unrecordedLogs
             state.unrecorded = [:]
+            state.unrecordedLogs = []
             for input in inputs {
                 switch input {
                 case .start(let request, let continuation):
@@ -272,6 +282,8 @@ public final class SagaEngine: Sendable {
             for reader in effects.readers { reader.resume(returning: false) }
             return
         }
+        // Logged once recorded: a line says what happened, not what a crash may have undone.
+        write(effects.logs)
         await send(effects.commands)
         // Answers carry the recorded state (with its version), once the first command is out.
         let answers = state.withLock { state in
@@ -343,6 +355,7 @@ public final class SagaEngine: Sendable {
             var effects = Effects()
             for command in follow { published(command, now: now, state: &state, effects: &effects) }
             state.unrecorded.merge(effects.changed) { _, new in new }
+            state.unrecordedLogs += effects.logs
             let retryAt = now
             state.outbox += effects.commands.map { ($0, retryAt) }
         }
