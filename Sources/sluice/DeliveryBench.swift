@@ -58,21 +58,11 @@ struct DeliveryBench: AsyncParsableCommand {
             }
             return .ok
         }
-        let (appPorts, appReady) = AsyncStream<Int>.makeStream()
-        let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { appReady.yield($0.localAddress?.port ?? 0) }, logger: quiet)
-        let appTask = Task { try await app.runService(gracefulShutdownSignals: []) }
-        var portIterator = appPorts.makeAsyncIterator()
-        let appPort = await portIterator.next() ?? 0
+        let (appPort, appTask) = await BenchProcesses.startApp(router)
 
         let config = try SluiceConfig.load(arguments: ["--data-dir", dir, "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
                                                        "--acks", "1", "--enable-idempotence", "false", "--linger-ms", "0", "--num-partitions", "4"])
-        let (agentAddresses, agentReady) = AsyncStream<BoundAddresses>.makeStream()
-        let agentTask = Task { try await SluiceAgent.run(config: config, logger: quiet, metrics: SluiceMetrics()) { agentReady.yield($0) } }
-        var agentIterator = agentAddresses.makeAsyncIterator()
-        guard let bound = await agentIterator.next() else { throw CLIError.failure("the agent did not start") }
-        let api = "http://\(bound.api)"
+        let (api, agentTask) = try await BenchProcesses.startAgent(config)
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
@@ -160,9 +150,6 @@ struct DeliveryBench: AsyncParsableCommand {
         writeLine("| ceiling: plain POSTs to the app, \(concurrency) at a time | — | \(f0(ceiling)) | | | |")
 
         try await client.shutdown()
-        agentTask.cancel()
-        _ = await agentTask.result
-        appTask.cancel()
-        _ = await appTask.result
+        await BenchProcesses.stop(agent: agentTask, app: appTask)
     }
 }

@@ -95,13 +95,7 @@ struct SagaBench: AsyncParsableCommand {
             }
             return .ok
         }
-        let (appPorts, appReady) = AsyncStream<Int>.makeStream()
-        let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { appReady.yield($0.localAddress?.port ?? 0) }, logger: quiet)
-        let appTask = Task { try await app.runService(gracefulShutdownSignals: []) }
-        var portIterator = appPorts.makeAsyncIterator()
-        let appPort = await portIterator.next() ?? 0
+        let (appPort, appTask) = await BenchProcesses.startApp(router)
         let endpoint = "http://127.0.0.1:\(appPort)/commands"
         try """
             subscriptions:
@@ -118,11 +112,7 @@ struct SagaBench: AsyncParsableCommand {
             """.write(toFile: dir + "/sluice.yaml", atomically: true, encoding: .utf8)
         let config = try SluiceConfig.load(arguments: ["--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
                                                        "--linger-ms", "0", "--num-partitions", "4"], file: dir + "/sluice.yaml")
-        let (agentAddresses, agentReady) = AsyncStream<BoundAddresses>.makeStream()
-        let agentTask = Task { try await SluiceAgent.run(config: config, logger: quiet, metrics: SluiceMetrics()) { agentReady.yield($0) } }
-        var agentIterator = agentAddresses.makeAsyncIterator()
-        guard let bound = await agentIterator.next() else { throw CLIError.failure("the agent did not start") }
-        let api = "http://\(bound.api)"
+        let (api, agentTask) = try await BenchProcesses.startAgent(config)
         apiBox.withLock { $0 = api }
         while try await post("\(api)/v1/sagas/bench?id=warm-up", "{}", contentType: "application/json") == 503 { try await Task.sleep(for: .milliseconds(20)) }
         await finish.wait("warm-up")
@@ -167,9 +157,6 @@ struct SagaBench: AsyncParsableCommand {
         }
 
         try await client.shutdown()
-        agentTask.cancel()
-        _ = await agentTask.result
-        appTask.cancel()
-        _ = await appTask.result
+        await BenchProcesses.stop(agent: agentTask, app: appTask)
     }
 }
