@@ -130,14 +130,6 @@ class Run:
             if time.time() > deadline or self.children[-1].poll() is not None:
                 sys.exit(f"sluice did not start; see {self.work}/sluice.log")
             time.sleep(0.1)
-        while True:  # sagas answer once their states are read back (503 until then)
-            try:
-                http("GET", f"{self.api}/v1/sagas")
-                break
-            except OSError:
-                if time.time() > deadline:
-                    sys.exit(f"sluice's sagas did not load; see {self.work}/sluice.log")
-                time.sleep(0.05)
         print(f"sluice: API {self.api}, metrics {self.metrics}/metrics, data and logs in {self.work}", flush=True)
 
     def start_service(self, name, flags=()):

@@ -48,8 +48,6 @@ public struct SagaDefinition: Sendable, Equatable {
     public var outcomeTopic: String?
     public var file: String
     public var line: Int
-
-    public func step(named name: String) -> SagaStep? { steps.first { $0.name == name } }
 }
 
 /// A choreographed saga Sluice only watches: events of `start` types open one (keyed by correlation id), the

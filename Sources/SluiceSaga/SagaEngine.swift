@@ -223,8 +223,8 @@ public final class SagaEngine: Sendable {
 
     // MARK: - Running
 
-    /// Loads the saga topic, then runs the loop and the reader until cancelled.
-    public func run() async {
+    /// Loads the saga topic (then calls `onLoaded`), then runs the loop and the reader until cancelled.
+    public func run(onLoaded: @Sendable () -> Void = {}) async {
         while !broker.isReady && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
         guard !Task.isCancelled else { return }
         do {
@@ -233,6 +233,7 @@ public final class SagaEngine: Sendable {
             logger.critical("sagas could not be loaded from \(Self.stateTopic): \(error); sagas are not running", metadata: [LogField.topic: .string(Self.stateTopic)])
             return
         }
+        onLoaded()
         let reader = Task { await Correlation.$current.withValue(nil) { await self.read() } }
         while !Task.isCancelled {
             await wakeup.wait(timeout: .milliseconds(100))

@@ -20,7 +20,7 @@ struct APIRoutes: Sendable {
 
     func register(on router: Router<BasicRequestContext>) {
         router.get(RouterPath(HTTPPath.health)) { _, _ in Self.health() }
-        router.get(RouterPath(HTTPPath.ready)) { _, _ in Self.ready(holder.broker) }
+        router.get(RouterPath(HTTPPath.ready)) { _, _ in Self.ready(holder) }
         router.post(RouterPath(HTTPPath.topics)) { request, context in try await createTopic(request, context) }
         router.get(RouterPath(HTTPPath.topics)) { _, _ in try listTopics() }
         router.get(RouterPath(HTTPPath.topic)) { _, context in try describeTopic(context) }
@@ -37,8 +37,9 @@ struct APIRoutes: Sendable {
         jsonResponse(["status": "up"])
     }
 
-    static func ready(_ broker: Broker?) -> Response {
-        broker?.isReady == true
+    /// Ready once the log is recovered, both listeners are bound and the saga states are read back.
+    static func ready(_ holder: BrokerHolder) -> Response {
+        holder.broker?.isReady == true && holder.sagasLoaded
             ? jsonResponse(["status": "ready"])
             : jsonResponse(["status": "starting"], status: .serviceUnavailable)
     }

@@ -9,6 +9,7 @@ final class BrokerHolder: Sendable {
     private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine)?>(nil)
 
     var broker: Broker? { state.withLock { $0?.broker } }
+    var sagasLoaded: Bool { state.withLock { $0?.sagas }?.isLoaded ?? false }
 
     func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine) {
         state.withLock { $0 = (broker, groups, delivery, sagas) }

@@ -46,7 +46,7 @@ public enum SluiceAgent {
             Response(status: .ok, headers: [.contentType: SluiceMetrics.contentType], body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
         metricsRouter.get(RouterPath(HTTPPath.health)) { _, _ in APIRoutes.health() }
-        metricsRouter.get(RouterPath(HTTPPath.ready)) { _, _ in APIRoutes.ready(holder.broker) }
+        metricsRouter.get(RouterPath(HTTPPath.ready)) { _, _ in APIRoutes.ready(holder) }
         let metricsApp = Application(
             router: metricsRouter,
             configuration: .init(address: .hostname(config.metricsAddress.host, port: config.metricsAddress.port), serverName: "sluice-metrics"),
@@ -73,13 +73,14 @@ public enum SluiceAgent {
     }
 }
 
-/// Start-up bookkeeping: the start line once both listeners are bound, readiness once the log is recovered too.
+/// Start-up bookkeeping: the start line once both listeners are bound; the broker's background work once the log
+/// is recovered too; readiness (`onReady`) once the saga states are read back as well.
 final class Startup: Sendable {
     let config: SluiceConfig
     let logger: Logger
     let onReady: @Sendable (BoundAddresses) -> Void
-    private let state = Mutex<(api: String?, metrics: String?, broker: Broker?, announced: Bool, ready: Bool, report: (@Sendable () -> Void)?)>(
-        (nil, nil, nil, false, false, nil))
+    private let state = Mutex<(api: String?, metrics: String?, broker: Broker?, announced: Bool, brokerReady: Bool, sagasLoaded: Bool,
+                               ready: Bool, report: (@Sendable () -> Void)?)>((nil, nil, nil, false, false, false, false, nil))
 
     init(config: SluiceConfig, logger: Logger, onReady: @escaping @Sendable (BoundAddresses) -> Void) {
         self.config = config
@@ -117,15 +118,24 @@ final class Startup: Sendable {
         becomeReadyIfDone()
     }
 
+    /// The saga engine has read its states back.
+    func sagasLoaded() {
+        state.withLock { $0.sagasLoaded = true }
+        becomeReadyIfDone()
+    }
+
     private func becomeReadyIfDone() {
-        let ready = state.withLock { state -> (Broker, BoundAddresses)? in
-            guard !state.ready, let broker = state.broker, let a = state.api, let m = state.metrics else { return nil }
+        let (markBroker, ready) = state.withLock { state -> (Broker?, BoundAddresses?) in
+            guard !state.ready, let broker = state.broker, let a = state.api, let m = state.metrics else { return (nil, nil) }
+            let markBroker = state.brokerReady ? nil : broker
+            state.brokerReady = true
+            guard state.sagasLoaded else { return (markBroker, nil) }
             state.ready = true
-            return (broker, BoundAddresses(api: a, metrics: m))
+            return (markBroker, BoundAddresses(api: a, metrics: m))
         }
-        guard let (broker, addresses) = ready else { return }
-        broker.markReady()
-        onReady(addresses)
+        // Background work (deliveries, the saga engine's load) starts once the broker is ready.
+        markBroker?.markReady()
+        if let ready { onReady(ready) }
     }
 }
 
@@ -157,7 +167,7 @@ struct BrokerService: Service {
         let maintenance = Task { await broker.runMaintenance() }
         let groupWork = Task { await groups.run() }
         let deliveryWork = Task { await delivery.run() }
-        let sagaWork = Task { await sagas.run() }
+        let sagaWork = Task { await sagas.run(onLoaded: startup.sagasLoaded) }
         try? await gracefulShutdown()
         // Sagas and deliveries stop first (recording what they changed, finishing attempts in progress and
         // committing), then the log closes.

@@ -114,7 +114,7 @@ struct SagaBench: AsyncParsableCommand {
                                                        "--linger-ms", "0", "--num-partitions", "4"], file: dir + "/sluice.yaml")
         let (api, agentTask) = try await BenchProcesses.startAgent(config)
         apiBox.withLock { $0 = api }
-        while try await post("\(api)/v1/sagas/bench?id=warm-up", "{}", contentType: "application/json") == 503 { try await Task.sleep(for: .milliseconds(20)) }
+        _ = try await post("\(api)/v1/sagas/bench?id=warm-up", "{}", contentType: "application/json")
         await finish.wait("warm-up")
 
         let concurrency = self.concurrency
