@@ -45,6 +45,31 @@ struct DeliveryClient {
     }
 }
 
+/// A test app and an agent (with `arguments`) in a temporary directory, both stopped after `body`.
+func withAppAndAgent(_ arguments: [String] = ["--linger-ms", "0"],
+                     _ body: (String, TestApp, RunningAgent, DeliveryClient) async throws -> Void) async throws {
+    try await withTemporaryDirectory { dir in
+        let app = TestApp()
+        try await app.start()
+        let agent: RunningAgent
+        do {
+            agent = try await startAgent(dir, arguments)
+        } catch {
+            await app.stop()
+            throw error
+        }
+        do {
+            try await body(dir, app, agent, DeliveryClient(base: agent.base))
+        } catch {
+            await agent.stop()
+            await app.stop()
+            throw error
+        }
+        await agent.stop()
+        await app.stop()
+    }
+}
+
 func subscriptionBody(_ app: TestApp, topics: [String] = ["orders"], retry: [String: Any] = [:], extra: [String: Any] = [:]) -> [String: Any] {
     var body: [String: Any] = ["topics": topics, "endpoint": app.url, "start_from": "earliest",
                                "retry": ["max_attempts": 3, "initial_backoff_ms": 20, "max_backoff_ms": 200].merging(retry) { $1 }]
@@ -56,13 +81,7 @@ func subscriptionBody(_ app: TestApp, topics: [String] = ["orders"], retry: [Str
 struct DeliveryTests {
     @Test("retries wait min(initial × multiplier^(n−1), max) plus jitter, honour Retry-After, and then succeed")
     func retryTiming() async throws {
-        try await withTemporaryDirectory { dir in
-            let app = TestApp()
-            try await app.start()
-            defer { Task { await app.stop() } }
-            let agent = try await startAgent(dir, ["--linger-ms", "0"])
-            defer { Task { await agent.stop() } }
-            let client = DeliveryClient(base: agent.base)
+        try await withAppAndAgent { dir, app, agent, client in
             app.answer { id, _, attempt in
                 if id == "slow" { return attempt < 4 ? TestApp.Answer(status: 500) : TestApp.Answer() }
                 if id == "later" { return attempt == 1 ? TestApp.Answer(status: 429, retryAfter: "1") : TestApp.Answer() }
@@ -94,20 +113,12 @@ struct DeliveryTests {
             let scrape = try await http("GET", "http://\(agent.metricsAddress)/metrics").text
             #expect(sample(scrape, "sluice_delivery_retries_total", ["subscription": "timing"]) == 4)
             #expect(sample(scrape, "sluice_delivery_attempts_total", ["subscription": "timing", "outcome": "delivered"]) == 2)
-            await agent.stop()
-            await app.stop()
         }
     }
 
     @Test("a 4xx goes to the DLQ at once with the original record and the failure headers; binary-mode headers reach the app")
     func nonRetryable() async throws {
-        try await withTemporaryDirectory { dir in
-            let app = TestApp()
-            try await app.start()
-            defer { Task { await app.stop() } }
-            let agent = try await startAgent(dir, ["--linger-ms", "0"])
-            defer { Task { await agent.stop() } }
-            let client = DeliveryClient(base: agent.base)
+        try await withAppAndAgent { dir, app, agent, client in
             app.answer { _, type, _ in type == "order.bad" ? TestApp.Answer(status: 422, body: "{\"error\": \"no such sku\"}") : TestApp.Answer() }
             #expect(try await client.subscribe("shop", subscriptionBody(app)).status == 201)
             try await client.publish("orders", [cloudEvent("bad-1", type: "order.bad", key: "cust-7", data: ["sku": "x"])],
@@ -141,20 +152,12 @@ struct DeliveryTests {
             #expect(try await client.waitUntil {
                 sample(try await http("GET", "http://\(agent.metricsAddress)/metrics").text, "sluice_dlq_depth", ["dlq_topic": "orders.dlq"]) == 1
             })
-            await agent.stop()
-            await app.stop()
         }
     }
 
     @Test("ordering by key: a failing event holds back only its own key; its key's later events follow in order")
     func perKeyOrder() async throws {
-        try await withTemporaryDirectory { dir in
-            let app = TestApp()
-            try await app.start()
-            defer { Task { await app.stop() } }
-            let agent = try await startAgent(dir, ["--linger-ms", "0", "--num-partitions", "1"])
-            defer { Task { await agent.stop() } }
-            let client = DeliveryClient(base: agent.base)
+        try await withAppAndAgent(["--linger-ms", "0", "--num-partitions", "1"]) { dir, app, agent, client in
             app.answer { id, _, attempt in id == "a-0" && attempt < 4 ? TestApp.Answer(status: 503) : TestApp.Answer() }
             let retry: [String: Any] = ["max_attempts": 5, "initial_backoff_ms": 150, "multiplier": 1, "max_backoff_ms": 150]
             #expect(try await client.subscribe("ordered", subscriptionBody(app, retry: retry, extra: ["circuit_breaker": ["failure_threshold": 100]])).status == 201)
@@ -175,8 +178,6 @@ struct DeliveryTests {
             #expect(aOrder == ["a-1", "a-2", "a-3", "a-4"])
             #expect(try #require(log.firstIndex { $0.id == "a-1" }) > firstSuccessOfA0)
             #expect(log.filter { $0.key == "b" }.map(\.id) == ["b-0", "b-1", "b-2", "b-3", "b-4"])
-            await agent.stop()
-            await app.stop()
         }
     }
 
@@ -220,13 +221,7 @@ struct DeliveryTests {
 
     @Test("replay: each filter selects its dead letters, the rate limit paces them, failures return with their history, then go to poison")
     func replayFiltersAndPoison() async throws {
-        try await withTemporaryDirectory { dir in
-            let app = TestApp()
-            try await app.start()
-            defer { Task { await app.stop() } }
-            let agent = try await startAgent(dir, ["--linger-ms", "0", "--num-partitions", "1"])
-            defer { Task { await agent.stop() } }
-            let client = DeliveryClient(base: agent.base)
+        try await withAppAndAgent(["--linger-ms", "0", "--num-partitions", "1"]) { dir, app, agent, client in
             let failing = FailSwitch()
             app.answer { _, type, _ in
                 if failing.on.withLock({ $0 }) { return type.hasPrefix("pay.") ? TestApp.Answer(status: 500) : TestApp.Answer(status: 400) }
@@ -278,20 +273,12 @@ struct DeliveryTests {
             #expect(sample(scrape, "sluice_poison_events_total", ["topic": "orders"]) == 3)
             #expect(sample(scrape, "sluice_dlq_replayed_total", ["dlq_topic": "orders.dlq", "outcome": "delivered"]) == 7)
             #expect(sample(scrape, "sluice_dlq_depth", ["dlq_topic": "orders.dlq"]) == 0)
-            await agent.stop()
-            await app.stop()
         }
     }
 
     @Test("one correlation id on every log line of an event's journey: publish, retries, dead letter, replay")
     func correlationJourney() async throws {
-        try await withTemporaryDirectory { dir in
-            let app = TestApp()
-            try await app.start()
-            defer { Task { await app.stop() } }
-            let agent = try await startAgent(dir, ["--linger-ms", "0"])
-            defer { Task { await agent.stop() } }
-            let client = DeliveryClient(base: agent.base)
+        try await withAppAndAgent { dir, app, agent, client in
             app.answer { _, _, _ in TestApp.Answer(status: 500) }
             #expect(try await client.subscribe("journey", subscriptionBody(app, retry: ["max_attempts": 2], extra: ["max_replays": 5])).status == 201)
             try await client.publish("orders", [cloudEvent("j-1", key: "k")], headers: ["X-Correlation-ID": "journey-42"])
@@ -304,8 +291,6 @@ struct DeliveryTests {
             }
             #expect(lines.allSatisfy { $0["correlation_id"] as? String == "journey-42" }, "\(lines.map { ($0["message"] ?? "", $0["correlation_id"] ?? "") })")
             #expect(app.received.allSatisfy { $0.headers["x-correlation-id"] == "journey-42" })
-            await agent.stop()
-            await app.stop()
         }
     }
 
