@@ -3,10 +3,13 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
-/// Thin, throwing wrappers over the POSIX calls the log needs. Everything retries on EINTR.
+/// Thin, throwing wrappers over the POSIX calls the log needs. Everything retries on EINTR, and every call that
+/// changes a file passes through ``FileFaults`` so tests can make it fail.
 enum FileIO {
     static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
+        try FileFaults.check(.open, path)
         while true {
             let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
             if fd >= 0 { return fd }
@@ -20,6 +23,11 @@ enum FileIO {
 
     /// Writes all of `bytes` at `offset`.
     static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        if let injected = FileFaults.failure(.write, path) {
+            // As a full disk does: part of the bytes reach the file, then the call fails.
+            _ = pwrite(fd, bytes.baseAddress!, bytes.count / 2, off_t(offset))
+            throw LogError.io("write (injected)", path: path, errno: injected)
+        }
         var written = 0
         while written < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
@@ -55,12 +63,14 @@ enum FileIO {
     }
 
     static func fsync(_ fd: Int32, path: String) throws {
+        try FileFaults.check(.fsync, path)
         while Glibc.fsync(fd) != 0 {
             if errno != EINTR { throw LogError.io("fsync", path: path, errno: errno) }
         }
     }
 
     static func truncate(_ fd: Int32, to size: Int64, path: String) throws {
+        try FileFaults.check(.truncate, path)
         while ftruncate(fd, off_t(size)) != 0 {
             if errno != EINTR { throw LogError.io("truncate", path: path, errno: errno) }
         }
@@ -111,6 +121,7 @@ enum FileIO {
     }
 
     static func remove(_ path: String) throws {
+        try FileFaults.check(.unlink, path)
         if unlink(path) != 0 && errno != ENOENT { throw LogError.io("delete", path: path, errno: errno) }
     }
 
@@ -126,14 +137,22 @@ enum FileIO {
 
     /// fsyncs a directory so that creations, renames and deletions in it survive power loss.
     static func fsyncDirectory(_ path: String) throws {
-        let fd = try open(path, flags: O_RDONLY | O_DIRECTORY)
+        try FileFaults.check(.fsyncDirectory, path)
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw LogError.io("open", path: path, errno: errno) }
         defer { close(fd) }
-        try fsync(fd, path: path)
+        while Glibc.fsync(fd) != 0 {
+            if errno != EINTR { throw LogError.io("fsync", path: path, errno: errno) }
+        }
     }
 
     /// Replaces `path` with `bytes` so that a crash leaves either the old or the new file, never a mix.
     static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws {
-        let temporary = path + ".tmp"
+        try writeAtomically(path, bytes, temporary: path + ".tmp")
+    }
+
+    /// The same, with the temporary file named by the caller (concurrent writers of one file each need their own).
+    static func writeAtomically(_ path: String, _ bytes: [UInt8], temporary: String) throws {
         let fd = try open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
         do {
             try bytes.withUnsafeBytes { raw throws in try pwriteAll(fd, raw, at: 0, path: temporary) }
@@ -143,6 +162,7 @@ enum FileIO {
             throw error
         }
         close(fd)
+        try FileFaults.check(.rename, temporary)
         guard rename(temporary, path) == 0 else { throw LogError.io("rename", path: temporary, errno: errno) }
         try fsyncDirectory(parentDirectory(path))
     }
@@ -156,8 +176,8 @@ enum FileIO {
 
 /// Replaces a small file so that a crash leaves either the old or the new one (written beside it, fsynced,
 /// renamed over it, the directory fsynced).
-public func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws {
-    try FileIO.writeAtomically(path, bytes)
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], temporary: String? = nil) throws {
+    try FileIO.writeAtomically(path, bytes, temporary: temporary ?? path + ".tmp")
 }
 
 /// Milliseconds since the Unix epoch, from the real-time clock.
@@ -165,4 +185,72 @@ public func currentTimeMillis() -> Int64 {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+}
+
+/// A seam in the file layer that makes chosen calls fail, for tests that walk a fault over every I/O call of an
+/// operation (an append, a roll, a commit…) and check what is left afterwards.
+///
+/// Disarmed (the default) it costs one relaxed atomic load per call.
+@_spi(FaultInjection)
+public enum FileFaults {
+    /// The kinds of call that can be made to fail.
+    public enum Call: String, Sendable, CaseIterable {
+        case open, write, truncate, fsync, rename, unlink
+        case fsyncDirectory = "fsync_directory"
+    }
+
+    struct Plan {
+        var calls: Set<Call>
+        var pathPrefix: String
+        /// Fail the call with this 1-based number among the matching ones; 0 only counts.
+        var failAt: Int
+        /// Keep failing every matching call after the first failure (a disk that stays full).
+        var sticky: Bool
+        var errno: Int32
+        var seen = 0
+        var failed = 0
+    }
+
+    /// `ENOSPC`, a full disk.
+    public static let noSpace: Int32 = ENOSPC
+    /// `EIO`, a failing disk.
+    public static let ioError: Int32 = EIO
+
+    private static let armed = Atomic<Bool>(false)
+    private static let plan = Mutex<Plan?>(nil)
+
+    /// Starts counting the matching calls under `pathPrefix` and makes the `failAt`-th of them (1-based) fail with
+    /// `errno`; with `sticky`, every later matching call fails too. `failAt: 0` only counts.
+    public static func arm(failAt: Int, calls: Set<Call> = Set(Call.allCases), under pathPrefix: String,
+                           errno: Int32 = FileFaults.noSpace, sticky: Bool = false) {
+        plan.withLock { $0 = Plan(calls: calls, pathPrefix: pathPrefix, failAt: failAt, sticky: sticky, errno: errno) }
+        armed.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// Stops injecting and returns how many matching calls were seen and how many were made to fail.
+    @discardableResult
+    public static func disarm() -> (seen: Int, failed: Int) {
+        armed.store(false, ordering: .sequentiallyConsistent)
+        return plan.withLock { plan in
+            defer { plan = nil }
+            return (plan?.seen ?? 0, plan?.failed ?? 0)
+        }
+    }
+
+    static func check(_ call: Call, _ path: String) throws {
+        if let failure = failure(call, path) { throw LogError.io("\(call.rawValue) (injected)", path: path, errno: failure) }
+    }
+
+    /// The errno the call should fail with, or `nil` to let it run.
+    static func failure(_ call: Call, _ path: String) -> Int32? {
+        guard armed.load(ordering: .relaxed) else { return nil }
+        return plan.withLock { plan in
+            guard var current = plan, current.calls.contains(call), path.hasPrefix(current.pathPrefix) else { return nil }
+            current.seen += 1
+            let fail = current.failAt > 0 && (current.seen == current.failAt || (current.sticky && current.seen > current.failAt))
+            if fail { current.failed += 1 }
+            plan = current
+            return fail ? current.errno : nil
+        }
+    }
 }

@@ -66,7 +66,7 @@ public enum LogChecker {
                 var previousEnd: Int64?
                 for base in bases {
                     var result = try checkSegment(topic: name, partition: Int32(p), directory: partitionDirectory, base: base,
-                                                  indexInterval: config.indexIntervalBytes, repair: repair)
+                                                  isActive: base == bases.last, indexInterval: config.indexIntervalBytes, repair: repair)
                     if let previousEnd, let first = result.firstOffset, first < previousEnd {
                         result.problems.append("first offset \(first) overlaps the previous segment, which ends at \(previousEnd - 1)")
                     }
@@ -78,9 +78,17 @@ public enum LogChecker {
         return results
     }
 
-    static func checkSegment(topic: String, partition: Int32, directory: String, base: Int64, indexInterval: Int, repair: Bool) throws -> SegmentCheck {
-        let segment = try Segment(directory: directory, baseOffset: base)
-        let fileSize = try FileIO.size(segment.logFD, path: segment.logPath)
+    static func checkSegment(topic: String, partition: Int32, directory: String, base: Int64, isActive: Bool, indexInterval: Int,
+                             repair: Bool) throws -> SegmentCheck {
+        let segment = try Segment(directory: directory, baseOffset: base, active: true, create: false)
+        return try segment.file.withDescriptor { fd in
+            try checkSegment(segment, fd: fd, topic: topic, partition: partition, base: base, isActive: isActive, indexInterval: indexInterval, repair: repair)
+        }
+    }
+
+    private static func checkSegment(_ segment: Segment, fd: Int32, topic: String, partition: Int32, base: Int64, isActive: Bool, indexInterval: Int,
+                                     repair: Bool) throws -> SegmentCheck {
+        let fileSize = try FileIO.size(fd, path: segment.logPath)
         var result = SegmentCheck(topic: topic, partition: partition, file: segment.logPath, sizeBytes: fileSize, batches: 0, records: 0,
                                   crcErrors: 0, truncatedBytes: 0, indexProblems: [], problems: [], repairs: [])
         var position: Int64 = 0
@@ -92,7 +100,7 @@ public enum LogChecker {
         while position < fileSize {
             let available = fileSize - position
             guard available >= Int64(RecordBatchHeader.size),
-                  let head = try? FileIO.pread(segment.logFD, count: RecordBatchHeader.size, at: position, path: segment.logPath),
+                  let head = try? FileIO.pread(fd, count: RecordBatchHeader.size, at: position, path: segment.logPath),
                   let header = try? head.withUnsafeBytes({ raw throws in try RecordBatchHeader.parse(raw) }),
                   Int64(header.totalSize) <= available
             else {
@@ -100,7 +108,7 @@ public enum LogChecker {
                 result.problems.append("no valid batch header at byte \(position); \(available) bytes to the end are not batches")
                 break
             }
-            let bytes = try FileIO.pread(segment.logFD, count: header.totalSize, at: position, path: segment.logPath)
+            let bytes = try FileIO.pread(fd, count: header.totalSize, at: position, path: segment.logPath)
             do {
                 try bytes.withUnsafeBytes { raw throws in _ = try RecordBatch.validate(raw) }
                 if header.baseOffset < expected {
@@ -130,16 +138,18 @@ public enum LogChecker {
         let validEnd = firstBad ?? fileSize
 
         // The indexes must only name batches that exist and timestamps that bound the records before them.
-        if let offsets = SegmentIndexCodec.decodeOffsetIndex(try FileIO.readFile(segment.indexPath), segmentSize: validEnd) {
+        // The active segment's index files are written when it is sealed or the log closes (after a crash, recovery
+        // rebuilds them), so for it only the entries present are checked, not whether they cover the whole log.
+        if let offsets = SegmentIndexCodec.decodeOffsetIndex(try PartitionLog.readIndexFile(segment.indexPath), segmentSize: validEnd) {
             for entry in offsets where batchPositions[Int64(entry.position)] != base + Int64(entry.relativeOffset) {
                 result.indexProblems.append("offset index entry (offset \(base + Int64(entry.relativeOffset)), byte \(entry.position)) does not name a batch start")
                 break
             }
-            if offsets.isEmpty && !batchPositions.isEmpty { result.indexProblems.append("offset index is empty") }
+            if offsets.isEmpty && !batchPositions.isEmpty && !isActive { result.indexProblems.append("offset index is empty") }
         } else {
             result.indexProblems.append("offset index \(segment.indexPath) is damaged (wrong size, out of order, or past the end of the log)")
         }
-        if let times = SegmentIndexCodec.decodeTimeIndex(try FileIO.readFile(segment.timeIndexPath)) {
+        if let times = SegmentIndexCodec.decodeTimeIndex(try PartitionLog.readIndexFile(segment.timeIndexPath)) {
             for entry in times {
                 let offset = base + Int64(entry.relativeOffset)
                 let actual = prefixMax.last(where: { $0.lastOffset <= offset })?.maxTimestamp ?? -1
@@ -154,7 +164,7 @@ public enum LogChecker {
 
         if repair && !result.isClean {
             if let firstBad {
-                try FileIO.truncate(segment.logFD, to: firstBad, path: segment.logPath)
+                try FileIO.truncate(fd, to: firstBad, path: segment.logPath)
                 result.repairs.append("truncated \(fileSize - firstBad) bytes from byte \(firstBad)")
             }
             // Rebuild both indexes from the valid batches.
@@ -162,12 +172,13 @@ public enum LogChecker {
             segment.offsetIndex = []
             segment.timeIndex = []
             while position < validEnd {
-                let batch = try segment.readBatch(at: position, limit: validEnd)
-                try segment.noteAppend(header: batch.header, position: position, indexInterval: indexInterval)
+                let batch = try Segment.readBatch(fd: fd, path: segment.logPath, at: position, limit: validEnd)
+                segment.noteAppend(header: batch.header, position: position, indexInterval: indexInterval)
                 position += Int64(batch.bytes.count)
             }
-            try segment.rewriteIndexFiles()
-            try segment.fsyncAll()
+            if !isActive { segment.sealTimeIndex() }
+            try segment.rewriteIndexFiles(durably: true)
+            try FileIO.fsync(fd, path: segment.logPath)
             result.repairs.append("rebuilt the offset and time indexes")
         }
         return result

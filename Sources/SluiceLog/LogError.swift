@@ -25,18 +25,24 @@ public struct LogError: Error, CustomStringConvertible, Equatable, Sendable {
 
     public var code: Code
     public var message: String
+    /// For `io`: the system error number, when one caused it (e.g. ENOSPC for a full disk).
+    public var systemError: Int32?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, systemError: Int32? = nil) {
         self.code = code
         self.message = message
+        self.systemError = systemError
     }
+
+    /// Whether the file system was full (ENOSPC or EDQUOT).
+    public var isNoSpace: Bool { systemError == ENOSPC || systemError == EDQUOT }
 
     public var description: String { "\(code.rawValue): \(message)" }
 }
 
 extension LogError {
     static func io(_ operation: String, path: String, errno err: Int32) -> LogError {
-        LogError(.io, "\(operation) \(path) failed: \(String(cString: strerror(err))) (errno \(err))")
+        LogError(.io, "\(operation) \(path) failed: \(String(cString: strerror(err))) (errno \(err))", systemError: err)
     }
 }
 

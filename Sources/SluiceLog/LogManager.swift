@@ -221,9 +221,23 @@ public final class LogManager: Sendable {
     }
 
     /// Flushes and closes every partition, then writes the clean-shutdown marker so the next open skips the scan.
+    ///
+    /// Every partition is closed even when one fails; the marker is written only when all of them closed cleanly,
+    /// so a partition whose writes were stopped by a disk error is recovered at the next start.
     public func close() async throws {
+        var firstFailure: (any Error)?
         for topic in topics.withLock({ Array($0.values) }) {
-            for partition in topic.partitions { try await partition.close() }
+            for partition in topic.partitions {
+                do {
+                    try await partition.close()
+                } catch {
+                    firstFailure = firstFailure ?? error
+                }
+            }
+        }
+        if let firstFailure {
+            flock(lockFD, LOCK_UN)
+            throw firstFailure
         }
         try FileIO.writeAtomically(dataDirectory + "/" + Self.cleanShutdownMarker, Array("clean\n".utf8))
         // Another process (or a later open in this one) may use the directory from now on.

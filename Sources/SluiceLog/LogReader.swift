@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Read-only access to a partition's segments on disk, without taking the data directory's lock or
 /// recovering anything: what `sluice dump` uses, safe beside a running agent.
 public enum LogReader {
@@ -18,14 +22,16 @@ public enum LogReader {
         let bases = try FileIO.list(directory).compactMap { PartitionLog.parseBaseOffset($0, suffix: ".log") }.sorted()
         let startIndex = bases.lastIndex(where: { $0 <= fromOffset }) ?? 0
         for base in bases[startIndex...] {
-            let segment = try Segment(directory: directory, baseOffset: base)
-            let size = try FileIO.size(segment.logFD, path: segment.logPath)
+            let path = directory + "/" + Segment.fileName(baseOffset: base) + ".log"
+            let fd = try FileIO.open(path, flags: O_RDONLY)
+            defer { FileIO.close(fd) }
+            let size = try FileIO.size(fd, path: path)
             var position: Int64 = 0
             while position < size {
-                let batch = try segment.readBatch(at: position, limit: size)
+                let batch = try Segment.readBatch(fd: fd, path: path, at: position, limit: size)
                 defer { position += Int64(batch.bytes.count) }
                 if batch.header.nextOffset <= fromOffset { continue }
-                guard try visit(FetchedBatch(header: batch.header, bytes: batch.bytes), segment.logPath, position) else { return }
+                guard try visit(FetchedBatch(header: batch.header, bytes: batch.bytes), path, position) else { return }
             }
         }
     }

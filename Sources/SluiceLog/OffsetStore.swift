@@ -66,6 +66,8 @@ public final class OffsetStore: Sendable {
         var size: Int64
         var entries: Int
         var closed = false
+        /// Set when a failed write could not be cut off: commits stop until a restart reads the file back.
+        var failure: LogError?
     }
 
     static let commitKind: UInt8 = 1
@@ -177,12 +179,17 @@ public final class OffsetStore: Sendable {
             let result: Result<Void, any Error> = Result {
                 try file.withLock { state in
                     guard !state.closed else { throw LogError(.closed, "the offset store is closed") }
+                    if let failure = state.failure { throw failure }
                     do {
                         try taken.bytes.withUnsafeBytes { try FileIO.pwriteAll(state.fd, $0, at: state.size, path: path) }
                         try FileIO.fsync(state.fd, path: path)
                     } catch {
-                        // Leave no half-written entry behind for the next append to follow.
-                        try? FileIO.truncate(state.fd, to: state.size, path: path)
+                        // Leave no refused entry behind: a whole one would be read back at the next start.
+                        do {
+                            try FileIO.truncate(state.fd, to: state.size, path: path)
+                        } catch let undo {
+                            state.failure = LogError(.io, "\(error.logMessage), and cutting the refused commit off failed too (\(undo.logMessage)); commits are stopped until restart")
+                        }
                         throw error
                     }
                     state.size += Int64(taken.bytes.count)

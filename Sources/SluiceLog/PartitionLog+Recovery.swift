@@ -38,12 +38,28 @@ extension PartitionLog {
         var segments: [Segment] = []
         var damages: [LogDamage] = []
         for (i, base) in bases.enumerated() {
-            let segment = try Segment(directory: directory, baseOffset: base)
             let isActive = i == bases.count - 1
+            let segment = try Segment(directory: directory, baseOffset: base, active: isActive, create: isActive)
             let report = try recoverSegment(segment, fullScan: isActive && mode == .recover, isActive: isActive, config: config)
             if let problem = report {
                 damages.append(LogDamage(topic: topic, partition: partition, file: segment.logPath, position: problem.position,
                                      reason: problem.reason, repaired: isActive))
+            }
+            if isActive, segment.isEmpty, let previous = segments.last, previous.nextOffset > segment.baseOffset {
+                // An empty segment file inside the previous one's offsets (a roll that failed half-way): drop it,
+                // or the next append would reuse offsets the previous segment holds.
+                try FileIO.remove(segment.logPath)
+                try FileIO.remove(segment.indexPath)
+                try FileIO.remove(segment.timeIndexPath)
+                try FileIO.fsyncDirectory(directory)
+                let reopened = try Segment(directory: directory, baseOffset: previous.baseOffset, active: true, create: false)
+                let report = try recoverSegment(reopened, fullScan: mode == .recover, isActive: true, config: config)
+                if let problem = report {
+                    damages.append(LogDamage(topic: topic, partition: partition, file: reopened.logPath, position: problem.position,
+                                             reason: problem.reason, repaired: true))
+                }
+                segments[segments.count - 1] = reopened
+                break
             }
             if let previous = segments.last, previous.nextOffset > segment.baseOffset {
                 damages.append(LogDamage(topic: topic, partition: partition, file: segment.logPath, position: 0,
@@ -67,12 +83,23 @@ extension PartitionLog {
     /// Returns the damage found in a sealed segment (which is reported, not truncated). A torn or corrupt tail
     /// of the active segment is truncated and reported too.
     static func recoverSegment(_ segment: Segment, fullScan: Bool, isActive: Bool, config: TopicConfig) throws -> (position: Int64, reason: String)? {
-        let fileSize = try FileIO.size(segment.logFD, path: segment.logPath)
+        try segment.file.withDescriptor { fd in
+            try recoverSegment(segment, fd: fd, fullScan: fullScan, isActive: isActive, config: config)
+        }
+    }
+
+    /// Reads an index file; a missing one reads as empty (it is rebuilt).
+    static func readIndexFile(_ path: String) throws -> [UInt8] {
+        FileIO.exists(path) ? try FileIO.readFile(path) : []
+    }
+
+    private static func recoverSegment(_ segment: Segment, fd: Int32, fullScan: Bool, isActive: Bool, config: TopicConfig) throws -> (position: Int64, reason: String)? {
+        let fileSize = try FileIO.size(fd, path: segment.logPath)
         segment.size = fileSize
         var rebuild = fullScan
         if !rebuild {
-            let indexBytes = try FileIO.readFile(segment.indexPath)
-            let timeBytes = try FileIO.readFile(segment.timeIndexPath)
+            let indexBytes = try readIndexFile(segment.indexPath)
+            let timeBytes = try readIndexFile(segment.timeIndexPath)
             if let offsets = SegmentIndexCodec.decodeOffsetIndex(indexBytes, segmentSize: fileSize),
                let times = SegmentIndexCodec.decodeTimeIndex(timeBytes),
                !(offsets.isEmpty && fileSize > 0)
@@ -93,7 +120,7 @@ extension PartitionLog {
             // The last index entry must point at the batch it names; otherwise rebuild from scratch.
             position = Int64(last.position)
             expectedOffset = segment.baseOffset + Int64(last.relativeOffset)
-            if let batch = try? segment.readBatch(at: position, limit: fileSize), batch.header.baseOffset == expectedOffset {
+            if let batch = try? Segment.readBatch(fd: fd, path: segment.logPath, at: position, limit: fileSize), batch.header.baseOffset == expectedOffset {
                 segment.maxTimestamp = segment.timeIndex.last?.timestamp ?? -1
             } else {
                 segment.offsetIndex = []
@@ -112,7 +139,7 @@ extension PartitionLog {
         while position < fileSize {
             let batch: (header: RecordBatchHeader, bytes: [UInt8])
             do {
-                batch = try segment.readBatch(at: position, limit: fileSize)
+                batch = try Segment.readBatch(fd: fd, path: segment.logPath, at: position, limit: fileSize)
                 guard batch.header.baseOffset >= expectedOffset else {
                     throw LogError(.corruptBatch, "batch base offset \(batch.header.baseOffset) goes back before \(expectedOffset)")
                 }
@@ -128,31 +155,31 @@ extension PartitionLog {
                 segment.maxTimestamp = max(segment.maxTimestamp, batch.header.maxTimestamp)
                 segment.nextOffset = batch.header.nextOffset
             } else {
-                try segment.noteAppend(header: batch.header, position: position, indexInterval: config.indexIntervalBytes)
-                segment.indexesNeedRewrite = true
+                segment.noteAppend(header: batch.header, position: position, indexInterval: config.indexIntervalBytes)
             }
             position += Int64(batch.bytes.count)
             segment.size = position
             expectedOffset = batch.header.nextOffset
         }
-        if segment.size > 0, let first = try? segment.readBatch(at: 0, limit: segment.size) {
+        if segment.size > 0, let first = try? Segment.readBatch(fd: fd, path: segment.logPath, at: 0, limit: segment.size) {
             // segment.ms counts from the first batch; after a restart its timestamp stands in for the append time.
             segment.firstAppendTime = first.header.maxTimestamp
         }
 
         if let found = damage, isActive {
             // A torn or corrupt tail of the active segment: cut it off so appends continue after valid data.
-            try FileIO.truncate(segment.logFD, to: found.position, path: segment.logPath)
-            try FileIO.fsync(segment.logFD, path: segment.logPath)
+            try FileIO.truncate(fd, to: found.position, path: segment.logPath)
+            try FileIO.fsync(fd, path: segment.logPath)
             damage = (found.position, "truncated a torn tail: \(found.reason)")
         } else if damage != nil {
             segment.damage = "damaged from byte \(damage!.position) of \(segment.logPath): \(damage!.reason)"
         }
-        if rebuild || segment.indexesNeedRewrite {
-            try segment.rewriteIndexFiles()
+        if !isActive { segment.sealTimeIndex() }
+        // A sealed segment's index files are brought up to date now; the active one's are written at close.
+        if !isActive && (rebuild || segment.indexesNeedRewrite) {
+            try segment.rewriteIndexFiles(durably: true)
         }
-        if !isActive { try segment.sealTimeIndex() }
-        if fullScan { try FileIO.fsync(segment.logFD, path: segment.logPath) }
+        if fullScan { try FileIO.fsync(fd, path: segment.logPath) }
         return damage
     }
 }

@@ -69,8 +69,13 @@ public final class PartitionLog: Sendable {
         var lastAppendTime: Int64?
         /// Segments written since the last fsync.
         var dirty: [Segment] = []
+        /// Whether segment files were created since the directory was last fsynced.
+        var directoryDirty = false
+        /// Where the log ended when the last successful fsync round began: what a failed fsync rolls back to.
+        var durableEnd: (segment: Segment, mark: Segment.Mark)
         var closed = false
-        /// Set when an fsync failed: the page cache can no longer be trusted, so writes stop until a restart.
+        /// Set when a write could not be undone or an fsync failed: the page cache can no longer be trusted, so
+        /// writes stop until a restart lets recovery look at the files again.
         var failure: LogError?
     }
 
@@ -94,7 +99,8 @@ public final class PartitionLog: Sendable {
         self.damages = damages
         let next = segments.last!.nextOffset
         state = Mutex(State(segments: segments, logStartOffset: segments[0].baseOffset, nextOffset: next,
-                            lastAppendTime: segments.last!.isEmpty ? nil : segments.last!.maxTimestamp))
+                            lastAppendTime: segments.last!.isEmpty ? nil : segments.last!.maxTimestamp,
+                            durableEnd: (segments.last!, segments.last!.mark)))
         flushState = Mutex(FlushState(durableOffset: next))
     }
 
@@ -164,21 +170,27 @@ public final class PartitionLog: Sendable {
             }
             let baseOffset = state.nextOffset
             RecordBatch.setBaseOffset(baseOffset, in: &batch)
-            let position = segment.size
+            let before = segment.mark
             do {
-                try batch.withUnsafeBytes { raw throws in
-                    try FileIO.pwriteAll(segment.logFD, raw, at: position, path: segment.logPath)
+                try segment.file.withDescriptor { fd in
+                    try batch.withUnsafeBytes { raw throws in try FileIO.pwriteAll(fd, raw, at: before.size, path: segment.logPath) }
                 }
             } catch {
-                // Leave no partial batch behind: later appends would land after garbage.
-                try? FileIO.truncate(segment.logFD, to: position, path: segment.logPath)
+                // All or nothing: cut off whatever part of the batch reached the file, or stop writing if that
+                // fails too, so that no later append can land after (or reuse the offsets of) a refused batch.
+                do {
+                    try segment.rollBack(to: before)
+                } catch let undo {
+                    state.failure = LogError(.io, "\(error.logMessage), and cutting the partial batch off failed too (\(undo.logMessage)); writes to \(topic)/\(partition) are stopped until restart, when recovery removes it",
+                                             systemError: (error as? LogError)?.systemError)
+                }
                 throw error
             }
             var stored = header
             stored.baseOffset = baseOffset
             segment.size += Int64(batch.count)
             if segment.firstAppendTime == nil { segment.firstAppendTime = now }
-            try segment.noteAppend(header: stored, position: position, indexInterval: config.indexIntervalBytes)
+            segment.noteAppend(header: stored, position: before.size, indexInterval: config.indexIntervalBytes)
             state.nextOffset = stored.nextOffset
             state.lastAppendTime = now
             if state.dirty.last !== segment { state.dirty.append(segment) }
@@ -198,12 +210,21 @@ public final class PartitionLog: Sendable {
     }
 
     /// Seals the active segment and starts a new one at the log end offset. Called with the state lock held.
+    ///
+    /// Nothing changes unless the new segment's file could be created; a file created but not usable is removed.
     private func roll(_ state: inout State, now: Int64) throws -> Segment {
         let old = state.segments[state.segments.count - 1]
-        try old.sealTimeIndex()
-        let segment = try Segment(directory: directory, baseOffset: state.nextOffset)
+        let segment: Segment
+        do {
+            segment = try Segment(directory: directory, baseOffset: state.nextOffset, active: true, create: true)
+        } catch {
+            try? FileIO.remove(directory + "/" + Segment.fileName(baseOffset: state.nextOffset) + ".log")
+            throw error
+        }
+        old.sealTimeIndex()
         state.segments.append(segment)
-        // The sealed segment and its indexes get fsynced by the flusher, in the background.
+        state.directoryDirty = true
+        // The flusher fsyncs the sealed segment, writes its index files and lets its descriptor close.
         if !state.dirty.contains(where: { $0 === old }) { state.dirty.append(old) }
         return segment
     }
@@ -258,32 +279,44 @@ public final class PartitionLog: Sendable {
     private func runFlusher() {
         while true {
             // Segment fields change under the state lock (appends, rolls, retention): read them there.
-            let (segments, target) = state.withLock { state -> ([(segment: Segment, sealed: Bool)], Int64) in
-                let dirty = state.dirty.filter { !$0.isDeleted }.map { ($0, $0 !== state.segments.last) }
+            let round = state.withLock { state -> FlushRound in
+                let active = state.segments[state.segments.count - 1]
+                let dirty = state.dirty.filter { !$0.isDeleted }.map { segment in
+                    let sealed = segment !== active
+                    return DirtySegment(segment: segment, sealedIndexes: sealed ? segment.encodedIndexes() : nil)
+                }
                 state.dirty.removeAll(keepingCapacity: true)
-                return (dirty, state.nextOffset)
+                defer { state.directoryDirty = false }
+                return FlushRound(segments: dirty, directory: state.directoryDirty, target: state.nextOffset,
+                                  end: (active, active.mark), failure: state.failure)
             }
-            var failure: LogError?
-            for (segment, sealed) in segments {
+            var failure = round.failure
+            if failure == nil {
                 do {
-                    try FileIO.fsync(segment.logFD, path: segment.logPath)
-                    if sealed {
-                        // A sealed segment: make its indexes durable too.
-                        try FileIO.fsync(segment.indexFD, path: segment.indexPath)
-                        try FileIO.fsync(segment.timeIndexFD, path: segment.timeIndexPath)
+                    for dirty in round.segments {
+                        try dirty.segment.fsyncLog()
+                        if let indexes = dirty.sealedIndexes {
+                            // The index files of a sealed segment only save recovery work: if writing them fails,
+                            // recovery rebuilds them, so that failure stops nothing.
+                            let written = (try? Segment.writeIndexFiles(offsets: indexes.offsets, times: indexes.times, indexPath: dirty.segment.indexPath,
+                                                                        timeIndexPath: dirty.segment.timeIndexPath, durably: true)) != nil
+                            if written { state.withLock { _ in dirty.segment.indexesNeedRewrite = false } }
+                            dirty.segment.file.release()
+                        }
                     }
+                    // A new segment's name must be durable too, or its fsynced data could vanish with it.
+                    if round.directory { try FileIO.fsyncDirectory(directory) }
                 } catch {
-                    failure = (error as? LogError) ?? LogError(.io, "\(error)")
-                    break
+                    failure = fsyncFailed(error)
                 }
             }
-            if let failure {
-                state.withLock { $0.failure = LogError(.io, "\(failure.message); writes to \(topic)/\(partition) are stopped until restart so that recovery can check the log") }
+            if failure == nil, !round.segments.isEmpty || round.directory {
+                state.withLock { $0.durableEnd = round.end }
             }
             let (ready, done) = flushState.withLock { flush -> ([CheckedContinuation<Void, any Error>], Bool) in
-                if !segments.isEmpty { flush.fsyncCount += 1 }
+                if !round.segments.isEmpty { flush.fsyncCount += 1 }
                 var ready: [CheckedContinuation<Void, any Error>] = []
-                if failure == nil { flush.durableOffset = max(flush.durableOffset, target) }
+                if failure == nil { flush.durableOffset = max(flush.durableOffset, round.target) }
                 var remaining: [(offset: Int64, continuation: CheckedContinuation<Void, any Error>)] = []
                 for waiter in flush.waiters {
                     if failure != nil || waiter.offset <= flush.durableOffset {
@@ -293,7 +326,7 @@ public final class PartitionLog: Sendable {
                     }
                 }
                 flush.waiters = remaining
-                let pendingDirty = state.withLock { !$0.dirty.isEmpty }
+                let pendingDirty = state.withLock { !$0.dirty.isEmpty && $0.failure == nil }
                 if remaining.isEmpty && !pendingDirty {
                     flush.running = false
                     return (ready, true)
@@ -304,6 +337,37 @@ public final class PartitionLog: Sendable {
                 if let failure { continuation.resume(throwing: failure) } else { continuation.resume() }
             }
             if done { return }
+        }
+    }
+
+    /// Stops writes after a failed fsync and, with `flush.policy=sync`, cuts the log back to its last durable end.
+    ///
+    /// A failed fsync is fatal for what it covered: the kernel may have dropped those pages, and a later fsync
+    /// that succeeds says nothing about them (PostgreSQL's lesson). Under `sync` nothing past the durable end was
+    /// acknowledged with `acks=all`, so it is removed and no refused event stays readable; under `interval` and
+    /// `os` it was acknowledged under a policy that already allows losing it, so it stays for recovery to judge.
+    private func fsyncFailed(_ error: any Error) -> LogError {
+        state.withLock { state -> LogError in
+            var note = ""
+            if case .sync = config.flushPolicy {
+                let (kept, mark) = state.durableEnd
+                do {
+                    while let last = state.segments.last, last !== kept {
+                        state.segments.removeLast()
+                        last.isDeleted = true
+                        try FileIO.remove(last.logPath)
+                    }
+                    try kept.rollBack(to: mark)
+                    state.nextOffset = mark.nextOffset
+                    note = "; the log was cut back to offset \(mark.nextOffset), the last one fsynced"
+                } catch {
+                    note = "; cutting the log back to offset \(mark.nextOffset) failed too (\(error.logMessage))"
+                }
+            }
+            let failure = LogError(.io, "\(error.logMessage)\(note); writes to \(topic)/\(partition) are stopped until restart so that recovery can check the log",
+                                   systemError: (error as? LogError)?.systemError)
+            state.failure = failure
+            return failure
         }
     }
 
@@ -331,20 +395,25 @@ public final class PartitionLog: Sendable {
         while index < segments.count {
             let segment = segments[index]
             let limit = limits[index]
-            while position < limit {
-                let batch: (header: RecordBatchHeader, bytes: [UInt8])
-                do {
-                    batch = try segment.readBatch(at: position, limit: limit)
-                } catch {
-                    if !out.isEmpty { return out }
-                    throw LogError(.corruptBatch, "\(topic)/\(partition) cannot be read at offset \(offset): \(error.logMessage); run `sluice fsck`")
+            // One descriptor for the whole segment: a sealed one is opened for this read and closed after it.
+            let full = try segment.file.withDescriptor { fd throws -> Bool in
+                while position < limit {
+                    let batch: (header: RecordBatchHeader, bytes: [UInt8])
+                    do {
+                        batch = try Segment.readBatch(fd: fd, path: segment.logPath, at: position, limit: limit)
+                    } catch {
+                        if !out.isEmpty { return true }
+                        throw LogError(.corruptBatch, "\(topic)/\(partition) cannot be read at offset \(offset): \(error.logMessage); run `sluice fsck`")
+                    }
+                    position += Int64(batch.bytes.count)
+                    if batch.header.nextOffset <= offset { continue }
+                    if !out.isEmpty && total + batch.bytes.count > maxBytes { return true }
+                    out.append(FetchedBatch(header: batch.header, bytes: batch.bytes))
+                    total += batch.bytes.count
                 }
-                position += Int64(batch.bytes.count)
-                if batch.header.nextOffset <= offset { continue }
-                if !out.isEmpty && total + batch.bytes.count > maxBytes { return out }
-                out.append(FetchedBatch(header: batch.header, bytes: batch.bytes))
-                total += batch.bytes.count
+                return false
             }
+            if full { return out }
             if let damage = segment.damage, out.isEmpty, nextOffsets[index] > offset {
                 throw LogError(.corruptBatch, "\(topic)/\(partition) cannot be read at offset \(offset): \(damage)")
             }
@@ -376,33 +445,54 @@ public final class PartitionLog: Sendable {
             }
         }
         for (segment, limit, startOffset, startPosition) in candidates {
-            var offset = startOffset
-            var position = startPosition
-            while position < limit {
-                let batch = try segment.readBatch(at: position, limit: limit)
-                position += Int64(batch.bytes.count)
-                guard batch.header.nextOffset > offset, batch.header.maxTimestamp >= timestamp else { continue }
-                for record in try RecordBatch.decode(batch.bytes).records where record.offset >= offset && record.timestamp >= timestamp {
-                    return record.offset
+            let found = try segment.file.withDescriptor { fd throws -> Int64? in
+                var offset = startOffset
+                var position = startPosition
+                while position < limit {
+                    let batch = try Segment.readBatch(fd: fd, path: segment.logPath, at: position, limit: limit)
+                    position += Int64(batch.bytes.count)
+                    guard batch.header.nextOffset > offset, batch.header.maxTimestamp >= timestamp else { continue }
+                    for record in try RecordBatch.decode(batch.bytes).records where record.offset >= offset && record.timestamp >= timestamp {
+                        return record.offset
+                    }
+                    offset = batch.header.nextOffset
                 }
-                offset = batch.header.nextOffset
+                return nil
             }
+            if let found { return found }
         }
         return nil
+    }
+
+    struct DirtySegment {
+        var segment: Segment
+        /// For a sealed segment: its index files' contents, to write once its log is fsynced.
+        var sealedIndexes: (offsets: [UInt8], times: [UInt8])?
+    }
+
+    struct FlushRound {
+        var segments: [DirtySegment]
+        var directory: Bool
+        var target: Int64
+        var end: (segment: Segment, mark: Segment.Mark)
+        var failure: LogError?
     }
 
     // MARK: - Close
 
     /// fsyncs everything, writes out the indexes, and refuses further appends.
+    ///
+    /// - Throws: the failure that stopped writes, if one did: the log then needs recovery at the next start.
     public func close() async throws {
         try await flush()
-        let segments = state.withLock { state -> [Segment] in
+        let (segments, failure) = state.withLock { state -> ([Segment], LogError?) in
             state.closed = true
-            return state.segments
+            return (state.segments, state.failure)
         }
-        for segment in segments {
-            if segment.indexesNeedRewrite { try segment.rewriteIndexFiles() }
-            try segment.fsyncAll()
+        if let failure { throw failure }
+        for segment in segments where segment.indexesNeedRewrite {
+            try state.withLock { _ in try segment.rewriteIndexFiles(durably: true) }
         }
+        try segments.last?.fsyncLog()
     }
 }

@@ -1,20 +1,94 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
+
+/// The descriptor of a segment's `.log` file, opened on first use and shared by the readers and the writer.
+///
+/// The active segment keeps it open; a sealed one closes it when the last user is done, so a partition holds
+/// one descriptor however many segments it has (plus one for each sealed segment being read at that moment).
+final class SegmentFile: Sendable {
+    let path: String
+    private struct State {
+        var fd: Int32 = -1
+        var users = 0
+        var keepOpen: Bool
+    }
+    private let state: Mutex<State>
+
+    /// - Parameter create: create the file when it is missing (a new segment); otherwise it must exist.
+    init(path: String, keepOpen: Bool, create: Bool) throws {
+        self.path = path
+        var initial = State(keepOpen: keepOpen)
+        if keepOpen || create {
+            initial.fd = try FileIO.open(path, flags: O_RDWR | (create ? O_CREAT : 0))
+            if !keepOpen {
+                FileIO.close(initial.fd)
+                initial.fd = -1
+            }
+        }
+        state = Mutex(initial)
+    }
+
+    deinit {
+        state.withLock { if $0.fd >= 0 { FileIO.close($0.fd) } }
+    }
+
+    /// Runs `body` with an open descriptor, opening the file if it is closed; a file removed by retention
+    /// meanwhile throws `offsetOutOfRange`.
+    func withDescriptor<T>(_ body: (Int32) throws -> T) throws -> T {
+        let fd = try state.withLock { state throws -> Int32 in
+            if state.fd < 0 {
+                do {
+                    state.fd = try FileIO.open(path, flags: O_RDWR)
+                } catch where !FileIO.exists(path) {
+                    throw LogError(.offsetOutOfRange, "\(path) was deleted by retention while it was being read")
+                }
+            }
+            state.users += 1
+            return state.fd
+        }
+        defer {
+            state.withLock { state in
+                state.users -= 1
+                if state.users == 0, !state.keepOpen, state.fd >= 0 {
+                    FileIO.close(state.fd)
+                    state.fd = -1
+                }
+            }
+        }
+        return try body(fd)
+    }
+
+    /// Lets the descriptor close once nobody uses it (the segment is sealed and fsynced).
+    func release() {
+        state.withLock { state in
+            state.keepOpen = false
+            if state.users == 0, state.fd >= 0 {
+                FileIO.close(state.fd)
+                state.fd = -1
+            }
+        }
+    }
+
+    var isOpen: Bool { state.withLock { $0.fd >= 0 } }
+}
 
 /// One segment of a partition: a `.log` file of record batches named by its 20-digit base offset, with a
 /// sparse `.index` (offset → position) and a `.timeindex` (timestamp → offset) beside it.
 ///
-/// `@unchecked Sendable`: the file descriptors are immutable and closed only in `deinit`, and every `var`
-/// is read and written only while the owning ``PartitionLog``'s state lock is held.
+/// The indexes live in memory. Their files are written when the segment is sealed and when the log closes, not
+/// on every append: recovery after a crash rebuilds the active segment's indexes from the log anyway, and an
+/// append then does one `pwrite` and nothing that can fail after it.
+///
+/// `@unchecked Sendable`: `file` is itself thread-safe, and every `var` is read and written only while the
+/// owning ``PartitionLog``'s state lock is held.
 final class Segment: @unchecked Sendable {
     let baseOffset: Int64
     let logPath: String
     let indexPath: String
     let timeIndexPath: String
-    let logFD: Int32
-    let indexFD: Int32
-    let timeIndexFD: Int32
+    let file: SegmentFile
 
     /// Bytes of complete, valid batches in the log file.
     var size: Int64 = 0
@@ -27,7 +101,7 @@ final class Segment: @unchecked Sendable {
     var offsetIndex: [OffsetIndexEntry] = []
     var timeIndex: [TimeIndexEntry] = []
     var bytesSinceIndexEntry = 0
-    /// Whether the index files lag behind the in-memory index and should be rewritten on close.
+    /// Whether the index files lag behind the in-memory index and should be rewritten (at sealing or close).
     var indexesNeedRewrite = false
     /// Set when a damaged region was found in a sealed segment: reads stop there with this message.
     var damage: String?
@@ -38,41 +112,52 @@ final class Segment: @unchecked Sendable {
         return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
     }
 
-    init(directory: String, baseOffset: Int64) throws {
+    /// Opens a segment's log file (creating it with `create`); `active` keeps its descriptor open.
+    init(directory: String, baseOffset: Int64, active: Bool, create: Bool) throws {
         self.baseOffset = baseOffset
         self.nextOffset = baseOffset
         let stem = directory + "/" + Self.fileName(baseOffset: baseOffset)
         logPath = stem + ".log"
         indexPath = stem + ".index"
         timeIndexPath = stem + ".timeindex"
-        logFD = try FileIO.open(logPath, flags: O_RDWR | O_CREAT)
-        do {
-            indexFD = try FileIO.open(indexPath, flags: O_RDWR | O_CREAT)
-        } catch {
-            FileIO.close(logFD)
-            throw error
-        }
-        do {
-            timeIndexFD = try FileIO.open(timeIndexPath, flags: O_RDWR | O_CREAT)
-        } catch {
-            FileIO.close(logFD)
-            FileIO.close(indexFD)
-            throw error
-        }
+        file = try SegmentFile(path: logPath, keepOpen: active, create: create)
     }
 
-    deinit {
-        FileIO.close(logFD)
-        FileIO.close(indexFD)
-        FileIO.close(timeIndexFD)
+    /// What a segment's in-memory state was at one moment, to roll an append back to.
+    struct Mark {
+        var size: Int64
+        var nextOffset: Int64
+        var maxTimestamp: Int64
+        var firstAppendTime: Int64?
+        var offsetEntries: Int
+        var timeEntries: Int
+        var bytesSinceIndexEntry: Int
+    }
+
+    var mark: Mark {
+        Mark(size: size, nextOffset: nextOffset, maxTimestamp: maxTimestamp, firstAppendTime: firstAppendTime,
+             offsetEntries: offsetIndex.count, timeEntries: timeIndex.count, bytesSinceIndexEntry: bytesSinceIndexEntry)
+    }
+
+    /// Cuts the log file back to `mark` and forgets everything appended after it.
+    func rollBack(to mark: Mark) throws {
+        try file.withDescriptor { fd in try FileIO.truncate(fd, to: mark.size, path: logPath) }
+        size = mark.size
+        nextOffset = mark.nextOffset
+        maxTimestamp = mark.maxTimestamp
+        firstAppendTime = mark.firstAppendTime
+        offsetIndex.removeLast(offsetIndex.count - min(offsetIndex.count, mark.offsetEntries))
+        timeIndex.removeLast(timeIndex.count - min(timeIndex.count, mark.timeEntries))
+        bytesSinceIndexEntry = mark.bytesSinceIndexEntry
+        indexesNeedRewrite = true
     }
 
     var isEmpty: Bool { nextOffset == baseOffset }
 
-    /// Records the index entries for a batch just written at `position`, if the interval says so.
-    func noteAppend(header: RecordBatchHeader, position: Int64, indexInterval: Int) throws {
+    /// Records the index entries for a batch just written at `position`, if the interval says so (in memory).
+    func noteAppend(header: RecordBatchHeader, position: Int64, indexInterval: Int) {
         if offsetIndex.isEmpty || bytesSinceIndexEntry >= indexInterval {
-            try addIndexEntries(header: header, position: position)
+            addIndexEntries(header: header, position: position)
             bytesSinceIndexEntry = 0
         }
         bytesSinceIndexEntry += header.totalSize
@@ -80,45 +165,48 @@ final class Segment: @unchecked Sendable {
         nextOffset = header.nextOffset
     }
 
-    private func addIndexEntries(header: RecordBatchHeader, position: Int64) throws {
-        let entry = OffsetIndexEntry(relativeOffset: UInt32(header.baseOffset - baseOffset), position: UInt32(position))
-        offsetIndex.append(entry)
-        try appendToFile(indexFD, SegmentIndexCodec.encode(entry), count: offsetIndex.count, size: OffsetIndexEntry.size, path: indexPath)
+    private func addIndexEntries(header: RecordBatchHeader, position: Int64) {
+        offsetIndex.append(OffsetIndexEntry(relativeOffset: UInt32(header.baseOffset - baseOffset), position: UInt32(position)))
         // The time index entry says: every record up to the previous batch has a timestamp ≤ maxTimestamp.
         if maxTimestamp > (timeIndex.last?.timestamp ?? -1), header.baseOffset > baseOffset {
-            try addTimeEntry(TimeIndexEntry(timestamp: maxTimestamp, relativeOffset: UInt32(header.baseOffset - 1 - baseOffset)))
+            timeIndex.append(TimeIndexEntry(timestamp: maxTimestamp, relativeOffset: UInt32(header.baseOffset - 1 - baseOffset)))
         }
+        indexesNeedRewrite = true
     }
 
     /// Adds a final time index entry covering the whole segment (when it is sealed).
-    func sealTimeIndex() throws {
+    func sealTimeIndex() {
         guard !isEmpty, maxTimestamp > (timeIndex.last?.timestamp ?? -1) else { return }
-        try addTimeEntry(TimeIndexEntry(timestamp: maxTimestamp, relativeOffset: UInt32(nextOffset - 1 - baseOffset)))
+        timeIndex.append(TimeIndexEntry(timestamp: maxTimestamp, relativeOffset: UInt32(nextOffset - 1 - baseOffset)))
+        indexesNeedRewrite = true
     }
 
-    private func addTimeEntry(_ entry: TimeIndexEntry) throws {
-        timeIndex.append(entry)
-        try appendToFile(timeIndexFD, SegmentIndexCodec.encode(entry), count: timeIndex.count, size: TimeIndexEntry.size, path: timeIndexPath)
-    }
-
-    private func appendToFile(_ fd: Int32, _ bytes: [UInt8], count: Int, size: Int, path: String) throws {
-        try bytes.withUnsafeBytes { raw throws in
-            try FileIO.pwriteAll(fd, raw, at: Int64((count - 1) * size), path: path)
-        }
-    }
-
-    /// Rewrites both index files from the in-memory entries.
-    func rewriteIndexFiles() throws {
+    /// The index files' contents as the in-memory entries stand (read under the partition lock).
+    func encodedIndexes() -> (offsets: [UInt8], times: [UInt8]) {
         var offsets: [UInt8] = []
         offsets.reserveCapacity(offsetIndex.count * OffsetIndexEntry.size)
         for entry in offsetIndex { offsets += SegmentIndexCodec.encode(entry) }
         var times: [UInt8] = []
+        times.reserveCapacity(timeIndex.count * TimeIndexEntry.size)
         for entry in timeIndex { times += SegmentIndexCodec.encode(entry) }
-        try FileIO.truncate(indexFD, to: 0, path: indexPath)
-        try offsets.withUnsafeBytes { raw throws in try FileIO.pwriteAll(indexFD, raw, at: 0, path: indexPath) }
-        try FileIO.truncate(timeIndexFD, to: 0, path: timeIndexPath)
-        try times.withUnsafeBytes { raw throws in try FileIO.pwriteAll(timeIndexFD, raw, at: 0, path: timeIndexPath) }
+        return (offsets, times)
+    }
+
+    /// Writes both index files from the in-memory entries, fsyncing them with `durably`.
+    func rewriteIndexFiles(durably: Bool = false) throws {
+        let (offsets, times) = encodedIndexes()
+        try Self.writeIndexFiles(offsets: offsets, times: times, indexPath: indexPath, timeIndexPath: timeIndexPath, durably: durably)
         indexesNeedRewrite = false
+    }
+
+    /// Replaces both index files (not atomically: recovery checks them and rebuilds what does not fit the log).
+    static func writeIndexFiles(offsets: [UInt8], times: [UInt8], indexPath: String, timeIndexPath: String, durably: Bool) throws {
+        for (path, bytes) in [(indexPath, offsets), (timeIndexPath, times)] {
+            let fd = try FileIO.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC)
+            defer { FileIO.close(fd) }
+            try bytes.withUnsafeBytes { raw throws in try FileIO.pwriteAll(fd, raw, at: 0, path: path) }
+            if durably { try FileIO.fsync(fd, path: path) }
+        }
     }
 
     /// The file position to start scanning from to find `offset`: the last indexed batch at or before it.
@@ -156,15 +244,19 @@ final class Segment: @unchecked Sendable {
         return best
     }
 
-    func fsyncAll() throws {
-        try FileIO.fsync(logFD, path: logPath)
-        try FileIO.fsync(indexFD, path: indexPath)
-        try FileIO.fsync(timeIndexFD, path: timeIndexPath)
+    /// fsyncs the log file.
+    func fsyncLog() throws {
+        try file.withDescriptor { fd in try FileIO.fsync(fd, path: logPath) }
+    }
+
+    /// The log file's size on disk.
+    func fileSize() throws -> Int64 {
+        try file.withDescriptor { fd in try FileIO.size(fd, path: logPath) }
     }
 
     /// Reads one batch at `position`, bounded by `limit` (the end of valid data), validating its CRC.
     func readBatch(at position: Int64, limit: Int64) throws -> (header: RecordBatchHeader, bytes: [UInt8]) {
-        try Segment.readBatch(fd: logFD, path: logPath, at: position, limit: limit)
+        try file.withDescriptor { fd in try Segment.readBatch(fd: fd, path: logPath, at: position, limit: limit) }
     }
 
     static func readBatch(fd: Int32, path: String, at position: Int64, limit: Int64) throws -> (header: RecordBatchHeader, bytes: [UInt8]) {
