@@ -82,7 +82,9 @@ public final class Broker: Sendable {
         self.logger = logger
         self.settings = ProducerSettings(config: config)
         self.buffer = ProducerBuffer(limit: settings.bufferMemory)
-        self.log = try LogManager.open(dataDirectory: config.dataDirectory, defaults: config.topicDefaults)
+        // Each listener may hold http.max.connections descriptors; 64 more for clients, the log file and stdio.
+        let reserve = 2 * config.int("http.max.connections") + 64
+        self.log = try LogManager.open(dataDirectory: config.dataDirectory, defaults: config.topicDefaults, reservedDescriptors: reserve)
         for name in log.topicNames {
             if let topic = log.topic(name) { register(topic) }
         }

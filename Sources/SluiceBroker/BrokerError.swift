@@ -8,7 +8,9 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
         case payloadTooLarge = "payload_too_large"
         case unsupportedMediaType = "unsupported_media_type"
         case tooManyRequests = "too_many_requests"
+        case requestTimeout = "request_timeout"
         case unavailable
+        case insufficientStorage = "insufficient_storage"
         case `internal`
     }
 
@@ -39,7 +41,9 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
         case .payloadTooLarge: 413
         case .unsupportedMediaType: 415
         case .tooManyRequests: 429
+        case .requestTimeout: 408
         case .unavailable: 503
+        case .insufficientStorage: 507
         case .internal: 500
         }
     }
@@ -67,6 +71,9 @@ extension BrokerError {
         case .batchTooLarge: self.init(.payloadTooLarge, error.message)
         case .offsetOutOfRange: self.init(.notFound, error.message)
         case .closed: self.init(.unavailable, "the agent is shutting down; retry against the restarted agent", retryAfter: 1)
+        case .tooManyFiles: self.init(.insufficientStorage, error.message)
+        case .io where error.isNoSpace:
+            self.init(.insufficientStorage, "the data directory's file system is full (\(error.message)); nothing of this request was kept: free space and retry", retryAfter: 5)
         case .corruptBatch, .io: self.init(.internal, error.message)
         }
     }

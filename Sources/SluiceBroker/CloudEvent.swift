@@ -329,6 +329,9 @@ public struct CloudEvent: Sendable, Hashable {
         if let traceparent, Correlation.parseTraceparent(traceparent) == nil {
             throw BrokerError.badRequest("\(at)traceparent '\(traceparent)' is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)", attribute: "traceparent")
         }
+        if let id = correlationId, id.utf8.count > Correlation.maxIdLength {
+            throw BrokerError.badRequest("\(at)correlationid is \(id.utf8.count) bytes; at most \(Correlation.maxIdLength) are accepted", attribute: "correlationid")
+        }
         if let key = partitionKey, key.isEmpty {
             throw BrokerError.badRequest("\(at)partitionkey must not be empty; leave it out for unkeyed events", attribute: "partitionkey")
         }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One tunable setting. Its flag (`--linger-ms`), `-X` name (`linger.ms`), environment variable
 /// (`SLUICE_LINGER_MS`) and YAML key (`linger.ms`) all derive from ``name``: the list in
 /// ``ConfigProperty/all`` is the single source of every setting's names.
@@ -138,6 +142,12 @@ extension ConfigProperty {
               help: "Address of the HTTP API. Anything but loopback needs api.token."),
         .init(name: "metrics.address", group: .agent, kind: .address, defaultValue: "0.0.0.0:9470",
               help: "Address of /metrics (and /healthz, /readyz)."),
+        .init(name: "http.max.connections", group: .agent, kind: .integer(1...100_000), defaultValue: "512",
+              help: "Open connections per listener (API and metrics, each its own); beyond it new ones wait in the accept queue."),
+        .init(name: "http.idle.timeout.ms", group: .agent, kind: .integer(100...3_600_000), defaultValue: "60000",
+              help: "Close a connection that sends no complete request head for this long (idle keep-alive, or headers sent too slowly)."),
+        .init(name: "http.body.timeout.ms", group: .agent, kind: .integer(100...3_600_000), defaultValue: "30000",
+              help: "Close a connection whose request body has not fully arrived this long after its head."),
         .init(name: "api.token", group: .agent, kind: .string, defaultValue: "",
               help: "When set, every API call but health needs Authorization: Bearer <token>.", secret: true),
         .init(name: "default.topic", group: .agent, kind: .string, defaultValue: "events",
@@ -182,9 +192,54 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
+    /// Whether the host is a numeric loopback address (127.0.0.0/8, ::1, or 127/8 mapped into IPv6). A name is
+    /// never loopback by itself: ``resolved()`` first, and decide on the address that is bound.
     public var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: v6) { Array($0) }
+        if bytes == [UInt8](repeating: 0, count: 15) + [1] { return true }
+        return bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+    }
+
+    /// The same port on the numeric address the host resolves to (the first IPv4 address, else the first IPv6),
+    /// which is what the listener binds: a name is looked up once, here.
+    ///
+    /// - Throws: a message naming the host when it does not resolve.
+    public func resolved() throws(HostResolutionError) -> HostPort {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_ADDRCONFIG
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, nil, &hints, &list)
+        guard status == 0, let list else {
+            throw HostResolutionError(host: host, reason: String(cString: gai_strerror(status)))
+        }
+        defer { freeaddrinfo(list) }
+        var v4: String?
+        var v6: String?
+        var entry: UnsafeMutablePointer<addrinfo>? = list
+        while let current = entry {
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(current.pointee.ai_addr, current.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                let text = String(cString: buffer)
+                if current.pointee.ai_family == AF_INET { v4 = v4 ?? text } else if current.pointee.ai_family == AF_INET6 { v6 = v6 ?? text }
+            }
+            entry = current.pointee.ai_next
+        }
+        guard let address = v4 ?? v6 else { throw HostResolutionError(host: host, reason: "no IPv4 or IPv6 address") }
+        var copy = self
+        copy.host = address
+        return copy
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// A listener's host that does not resolve to an address.
+public struct HostResolutionError: Error, Sendable {
+    public var host: String
+    public var reason: String
 }

@@ -81,16 +81,22 @@ struct JSONScanner {
         guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
         index += 1
         let start = index
-        // Fast path: no escapes.
+        // Fast path: no escapes. JSON text is UTF-8 (RFC 8259): a string that is not is refused, never repaired.
+        var ascii = true
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                let text = String(decoding: bytes[start..<index], as: UTF8.self)
+                let raw = bytes[start..<index]
+                guard let text = ascii ? String(decoding: raw, as: UTF8.self) : String(validating: raw, as: UTF8.self) else {
+                    index = start
+                    throw fail("string is not valid UTF-8 (JSON text must be UTF-8; send bytes as base64 or in binary mode)")
+                }
                 index += 1
                 return text
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw fail("control character in string") }
+            if byte >= 0x80 { ascii = false }
             index += 1
         }
         var out = Array(bytes[start..<index])
@@ -99,7 +105,9 @@ struct JSONScanner {
             index += 1
             switch byte {
             case UInt8(ascii: "\""):
-                guard let text = String(validating: out, as: UTF8.self) else { throw fail("string is not valid UTF-8") }
+                guard let text = String(validating: out, as: UTF8.self) else {
+                    throw fail("string is not valid UTF-8 (JSON text must be UTF-8; send bytes as base64 or in binary mode)")
+                }
                 return text
             case UInt8(ascii: "\\"):
                 guard let escape = peek else { throw fail("unterminated escape") }

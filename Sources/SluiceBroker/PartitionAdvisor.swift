@@ -77,7 +77,8 @@ public struct PartitionAdvice: Sendable {
     public var maximum: Int
 
     public init(target: Throughput, partitionThroughput: Throughput, consumerThroughput: Throughput?, consumers: Int, minimum: Int = 3, maximum: Int = 100) throws(AdvisorError) {
-        guard consumers >= 1 else { throw AdvisorError("--consumers must be at least 1, got \(consumers)") }
+        // 0 is a topic nobody consumes yet: the seed rule is then max(throughput-based, 0), clamped to --min.
+        guard (0...1_000_000).contains(consumers) else { throw AdvisorError("--consumers must be from 0 to 1000000, got \(consumers)") }
         guard minimum >= 1 else { throw AdvisorError("--min must be at least 1, got \(minimum)") }
         guard maximum >= minimum else { throw AdvisorError("--max (\(maximum)) must not be below --min (\(minimum))") }
         self.target = target

@@ -87,8 +87,14 @@ public struct SluiceConfig: Sendable {
         string("compression.type") == "gzip" ? .gzip(level: Int32(integer("compression.level"))) : .none
     }
     public var dataDirectory: String { string("data.dir") }
+    /// `api.address` as given (a name stays a name); ``apiBindAddress`` is what is bound.
     public var apiAddress: HostPort { HostPort(string("api.address"))! }
     public var metricsAddress: HostPort { HostPort(string("metrics.address"))! }
+    /// The numeric addresses the listeners bind, resolved once when the configuration is loaded.
+    public private(set) var apiBindAddress = HostPort("127.0.0.1:0")!
+    public private(set) var metricsBindAddress = HostPort("127.0.0.1:0")!
+    /// The shortest `api.token` accepted.
+    public static let minimumTokenLength = 16
     public var apiToken: String? { string("api.token").isEmpty ? nil : string("api.token") }
 
     /// The default storage settings for new topics.
@@ -204,9 +210,23 @@ public struct SluiceConfig: Sendable {
         return config
     }
 
-    /// Rules that involve more than one setting.
-    func validate() throws(ConfigError) {
+    /// Rules that involve more than one setting, and the listeners' addresses resolved.
+    mutating func validate() throws(ConfigError) {
         func at(_ name: String) -> String { "\(name)=\(values[name]!.value) (from \(values[name]!.source))" }
+        func resolve(_ name: String, _ address: HostPort) throws(ConfigError) -> HostPort {
+            do {
+                return try address.resolved()
+            } catch {
+                throw ConfigError("\(at(name)): the host '\(error.host)' does not resolve (\(error.reason)); use an IP address such as 127.0.0.1 or a name this machine resolves")
+            }
+        }
+        apiBindAddress = try resolve("api.address", apiAddress)
+        metricsBindAddress = try resolve("metrics.address", metricsAddress)
+        if let token = apiToken {
+            guard token.count >= Self.minimumTokenLength, !token.contains(where: \.isWhitespace) else {
+                throw ConfigError("api.token (from \(source("api.token"))) must be at least \(Self.minimumTokenLength) characters without spaces; generate one with `openssl rand -hex 32`")
+            }
+        }
         if enableIdempotence && acks != .all {
             throw ConfigError("\(at("enable.idempotence")) needs acks=all, but \(at("acks")); set acks=all or enable.idempotence=false")
         }
@@ -219,8 +239,9 @@ public struct SluiceConfig: Sendable {
         if integer("buffer.memory") < integer("max.request.size") {
             throw ConfigError("\(at("buffer.memory")) must be at least \(at("max.request.size")), or no request could ever be accepted")
         }
-        if apiToken == nil && !apiAddress.isLoopback {
-            throw ConfigError("\(at("api.address")) is not a loopback address, so api.token must be set (the API would be open to the network)")
+        if apiToken == nil && !apiBindAddress.isLoopback {
+            let resolvedNote = apiBindAddress.host == apiAddress.host ? "" : " (it resolves to \(apiBindAddress.host))"
+            throw ConfigError("\(at("api.address")) is not a loopback address\(resolvedNote), so api.token must be set (the API would be open to the network)")
         }
         if !TopicName.isValid(string("default.topic")) {
             throw ConfigError("\(at("default.topic")) is not a valid topic name: use 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-'")

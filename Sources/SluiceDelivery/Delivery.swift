@@ -133,7 +133,7 @@ struct Deliverer: Sendable {
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: value) else { return nil }
-        return max(0, min(Int64(date.timeIntervalSinceNow * 1000), 3_600_000))
+        return Int64(max(0, min(date.timeIntervalSinceNow * 1000, 3_600_000)))
     }
 
     /// Header values must be visible ASCII; anything else is percent-encoded (the CloudEvents HTTP binding's rule).

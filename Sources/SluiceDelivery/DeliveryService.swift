@@ -19,7 +19,11 @@ public struct ReplayRequest: Sendable {
     public var fromOffset: Int64?
     public var toOffset: Int64?
     /// Events per second; nil is unlimited.
+    /// Events per second, within ``rateLimits``.
     public var ratePerSecond: Double?
+
+    /// The replay rates accepted: from one event in 1,000 seconds to a million a second.
+    public static let rateLimits: ClosedRange<Double> = 0.001...1_000_000
     public var limit: Int?
 
     public init() {}
@@ -53,6 +57,9 @@ public final class DeliveryService: Sendable {
     let writer: DeadLetterWriter
     let index: DeadLetterIndex
     private let state = Mutex<State>(State())
+    /// Held while a change to the runtime subscriptions is written and applied, so changes land one at a time and
+    /// only what reached the disk takes effect.
+    private let changes = Mutex<Void>(())
     private let replays = Mutex<[String: ReplayProgress]>([:])
 
     struct State {
@@ -229,11 +236,17 @@ public final class DeliveryService: Sendable {
             throw BrokerError(.conflict, error.message, attribute: "group")
         }
         for topic in subscription.topics { _ = try broker.ensureTopic(topic) }
-        if existing != nil { await stopRunner(subscription.name) }
-        state.withLock { $0.subscriptions[subscription.name] = (subscription, false) }
-        try persist()
+        let created = try change { subscriptions throws(BrokerError) -> Bool in
+            if subscriptions[subscription.name]?.fromFile == true {
+                throw BrokerError(.conflict, "subscription \(subscription.name) is declared in the config file; change it there")
+            }
+            let created = subscriptions[subscription.name] == nil
+            subscriptions[subscription.name] = (subscription, false)
+            return created
+        }
+        if !created { await stopRunner(subscription.name) }
         if state.withLock({ $0.started }) { startRunner(subscription.name) }
-        return existing == nil
+        return created
     }
 
     public func delete(_ name: String) async throws(BrokerError) {
@@ -241,19 +254,30 @@ public final class DeliveryService: Sendable {
             throw BrokerError(.notFound, "subscription \(name) does not exist")
         }
         if existing.fromFile { throw BrokerError(.conflict, "subscription \(name) is declared in the config file; remove it there") }
+        try change { subscriptions throws(BrokerError) in
+            guard subscriptions.removeValue(forKey: name) != nil else { throw BrokerError(.notFound, "subscription \(name) does not exist") }
+        }
         await stopRunner(name)
-        state.withLock { _ = $0.subscriptions.removeValue(forKey: name) }
-        try persist()
         logger.info("subscription deleted", metadata: [LogField.subscription: .string(name)])
     }
 
-    private func persist() throws(BrokerError) {
-        let runtime = state.withLock { $0.subscriptions.values.filter { !$0.fromFile }.map(\.subscription.jsonObject) }
-        do {
-            let data = try JSONSerialization.data(withJSONObject: runtime, options: [.sortedKeys, .prettyPrinted])
-            try writeFileAtomically(storePath, Array(data))
-        } catch {
-            throw BrokerError(.internal, "cannot save subscriptions to \(storePath): \(error)")
+    /// Applies `edit` to a copy of the subscriptions, saves the runtime ones, and only then makes the copy current;
+    /// a change that could not be saved (a full disk) changes nothing and says why.
+    private func change<T>(_ edit: (inout [String: (subscription: Subscription, fromFile: Bool)]) throws(BrokerError) -> T) throws(BrokerError) -> T {
+        try changes.withLock { _ throws(BrokerError) -> T in
+            var subscriptions = state.withLock { $0.subscriptions }
+            let result = try edit(&subscriptions)
+            let runtime = subscriptions.values.filter { !$0.fromFile }.sorted { $0.subscription.name < $1.subscription.name }.map(\.subscription.jsonObject)
+            do {
+                let data = try JSONSerialization.data(withJSONObject: runtime, options: [.sortedKeys, .prettyPrinted])
+                try writeFileAtomically(storePath, Array(data))
+            } catch let error as LogError where error.isNoSpace {
+                throw BrokerError(.insufficientStorage, "cannot save subscriptions: the data directory's file system is full (\(error.message)); nothing was changed: free space and retry")
+            } catch {
+                throw BrokerError(.internal, "cannot save subscriptions to \(storePath): \(error); nothing was changed")
+            }
+            state.withLock { $0.subscriptions = subscriptions }
+            return result
         }
     }
 
@@ -311,7 +335,8 @@ public final class DeliveryService: Sendable {
     public func replayProgress(_ id: String) -> ReplayProgress? { replays.withLock { $0[id] } }
 
     private func replay(id: String, letters: [DeadLetter], rate: Double?) async {
-        let interval = rate.map { Duration.seconds(1 / $0) }
+        // Clamped again here so that no caller can make the interval overflow a Duration.
+        let interval = rate.map { Duration.seconds(1 / min(max($0, ReplayRequest.rateLimits.lowerBound), ReplayRequest.rateLimits.upperBound)) }
         var next = ContinuousClock.now
         for letter in letters {
             if let interval {

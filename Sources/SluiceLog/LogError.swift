@@ -20,6 +20,8 @@ public struct LogError: Error, CustomStringConvertible, Equatable, Sendable {
         case unknownPartition = "unknown_partition"
         case topicExists = "topic_exists"
         case closed = "closed"
+        /// The data would need more open files than the process may have.
+        case tooManyFiles = "too_many_open_files"
         case io = "io_error"
     }
 

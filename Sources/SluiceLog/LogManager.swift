@@ -33,6 +33,10 @@ public struct RecoveryReport: Sendable {
     public var partitions: Int
     public var segments: Int
     public var damages: [LogDamage]
+    /// File descriptors the data needs (one per partition, the log's own, and the reserve the caller asked for).
+    public var descriptorsNeeded: Int
+    /// The soft `RLIMIT_NOFILE` it was checked against.
+    public var descriptorLimit: Int
     /// Wall-clock time spent opening, in seconds.
     public var duration: Double
 }
@@ -47,8 +51,12 @@ public final class LogManager: Sendable {
     public let recovery: RecoveryReport
     private let topics: Mutex<[String: Topic]>
     private let lockFD: Int32
+    /// Descriptors kept free for everything but partitions (connections, clients).
+    public let reservedDescriptors: Int
 
-    private init(dataDirectory: String, defaults: TopicConfig, topics: [String: Topic], recovery: RecoveryReport, lockFD: Int32) {
+    private init(dataDirectory: String, defaults: TopicConfig, topics: [String: Topic], recovery: RecoveryReport, lockFD: Int32,
+                 reservedDescriptors: Int) {
+        self.reservedDescriptors = reservedDescriptors
         self.dataDirectory = dataDirectory
         self.defaults = defaults
         self.topics = Mutex(topics)
@@ -65,7 +73,11 @@ public final class LogManager: Sendable {
     /// After a clean shutdown only the tails after the last index entries are checked; otherwise each active
     /// segment is validated batch by batch and a torn tail truncated. Damage in sealed segments is reported
     /// in ``recovery`` and never stops the open.
-    public static func open(dataDirectory: String, defaults: TopicConfig = TopicConfig()) throws -> LogManager {
+    ///
+    /// - Parameter reservedDescriptors: file descriptors to keep free for everything but partitions; a data directory
+    ///   whose partitions would not fit beside them under the soft `RLIMIT_NOFILE` is refused with `tooManyFiles`,
+    ///   and so is a topic created later that would not fit.
+    public static func open(dataDirectory: String, defaults: TopicConfig = TopicConfig(), reservedDescriptors: Int = 64) throws -> LogManager {
         let started = DispatchTime.now()
         try FileIO.makeDirectories(dataDirectory + "/topics")
         let lockPath = dataDirectory + "/.lock"
@@ -81,21 +93,27 @@ public final class LogManager: Sendable {
             var damages: [LogDamage] = []
             var partitionCount = 0
             var segmentCount = 0
+            var found: [(name: String, directory: String, metadata: TopicMetadata, config: TopicConfig)] = []
             for name in try FileIO.list(dataDirectory + "/topics") where TopicName.isValid(name) {
                 let directory = dataDirectory + "/topics/" + name
                 guard FileIO.isDirectory(directory) else { continue }
                 // A topic without topic.json was never completely created; it holds no acknowledged data.
                 guard FileIO.exists(directory + "/topic.json") else { continue }
-                let metadata: TopicMetadata
-                let config: TopicConfig
                 do {
-                    metadata = try TopicMetadata.read(directory + "/topic.json")
-                    config = try defaults.applying(metadata.config)
+                    let metadata = try TopicMetadata.read(directory + "/topic.json")
+                    found.append((name, directory, metadata, try defaults.applying(metadata.config)))
                 } catch {
                     damages.append(LogDamage(topic: name, partition: -1, file: directory + "/topic.json", position: 0,
                                              reason: "the topic is not loaded: \(error.logMessage)", repaired: false))
-                    continue
                 }
+            }
+            // Refuse, before opening anything, a directory whose partitions cannot all be open at once.
+            let limit = DescriptorLimit.current.soft
+            let needed = found.reduce(0) { $0 + $1.metadata.partitions } + DescriptorLimit.logOverhead + reservedDescriptors
+            guard needed <= limit else {
+                throw LogError(.tooManyFiles, "the data directory \(dataDirectory) holds \(needed - DescriptorLimit.logOverhead - reservedDescriptors) partitions, which with the agent's own \(DescriptorLimit.logOverhead + reservedDescriptors) need \(needed) open files, but the limit is \(limit): raise it to at least \(needed) (ulimit -n, systemd LimitNOFILE=, or the container's nofile ulimit), or lower http.max.connections")
+            }
+            for (name, directory, metadata, config) in found {
                 var partitions: [PartitionLog] = []
                 for p in 0..<metadata.partitions {
                     let log = try PartitionLog.open(topic: name, partition: Int32(p), directory: directory + "/\(p)",
@@ -114,8 +132,9 @@ public final class LogManager: Sendable {
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             let report = RecoveryReport(cleanShutdown: clean, topics: topics.count, partitions: partitionCount,
-                                        segments: segmentCount, damages: damages, duration: seconds)
-            return LogManager(dataDirectory: dataDirectory, defaults: defaults, topics: topics, recovery: report, lockFD: lockFD)
+                                        segments: segmentCount, damages: damages, descriptorsNeeded: needed, descriptorLimit: limit, duration: seconds)
+            return LogManager(dataDirectory: dataDirectory, defaults: defaults, topics: topics, recovery: report, lockFD: lockFD,
+                              reservedDescriptors: reservedDescriptors)
         } catch {
             FileIO.close(lockFD)
             throw error
@@ -132,6 +151,12 @@ public final class LogManager: Sendable {
         let config = try defaults.applying(overrides)
         return try topics.withLock { topics throws -> Topic in
             if topics[name] != nil { throw LogError(.topicExists, "topic \(name) already exists") }
+            let open = topics.values.reduce(0) { $0 + $1.partitions.count }
+            let limit = DescriptorLimit.current.soft
+            let free = limit - open - DescriptorLimit.logOverhead - reservedDescriptors
+            guard partitions <= free else {
+                throw LogError(.tooManyFiles, "topic \(name) needs \(partitions) open files (one per partition), but only \(max(free, 0)) of the limit of \(limit) are free (\(open) partitions are open, \(DescriptorLimit.logOverhead + reservedDescriptors) are kept for connections and the log): use fewer partitions, or raise the limit (ulimit -n / LimitNOFILE=) and restart")
+            }
             let directory = topicsDirectory + "/" + name
             try FileIO.makeDirectories(directory)
             var logs: [PartitionLog] = []

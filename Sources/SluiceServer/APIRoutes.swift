@@ -157,8 +157,9 @@ struct APIRoutes: Sendable {
             do {
                 results += try await broker.publish(topic: topic, events: group)
             } catch {
+                let exists = broker.log.topic(topic) != nil
                 for event in group {
-                    broker.metrics.eventPublished(topic: topic, eventType: event.type, status: error.status >= 500 ? "failed" : "rejected")
+                    broker.metrics.eventRefused(topic: topic, topicExists: exists, eventType: event.type, status: error.status >= 500 ? "failed" : "rejected")
                 }
                 throw error
             }

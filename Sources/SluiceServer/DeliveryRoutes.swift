@@ -188,8 +188,8 @@ extension APIRoutes {
             replay.limit = Int(limit)
         }
         if let rate = object["rate_limit"] {
-            guard let number = rate as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue > 0, number.doubleValue <= 1_000_000 else {
-                throw BrokerError.badRequest("'rate_limit' must be events per second, greater than 0", attribute: "rate_limit")
+            guard let number = rate as? NSNumber, String(cString: number.objCType) != "c", ReplayRequest.rateLimits.contains(number.doubleValue) else {
+                throw BrokerError.badRequest("'rate_limit' must be events per second from \(ReplayRequest.rateLimits.lowerBound) to \(Int(ReplayRequest.rateLimits.upperBound))", attribute: "rate_limit")
             }
             replay.ratePerSecond = number.doubleValue
         }

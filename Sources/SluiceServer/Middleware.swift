@@ -18,8 +18,9 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = DispatchTime.now().uptimeNanoseconds
         let trace = request.headers[HTTPField.Name(HeaderName.traceparent)!].flatMap(Correlation.parseTraceparent)
-        let correlationId = request.headers[HTTPField.Name(HeaderName.correlationId)!].flatMap { $0.isEmpty ? nil : String($0.prefix(200)) }
-            ?? trace?.traceId ?? UUID().uuidString.lowercased()
+        let header = request.headers[HTTPField.Name(HeaderName.correlationId)!].flatMap { $0.isEmpty ? nil : $0 }
+        let headerTooLong = (header?.utf8.count ?? 0) > Correlation.maxIdLength
+        let correlationId = (headerTooLong ? nil : header) ?? trace?.traceId ?? UUID().uuidString.lowercased()
         let correlation = CorrelationContext(correlationId: correlationId, traceId: trace?.traceId, spanId: trace?.spanId)
 
         let response = await Correlation.with(correlation) { () async -> Response in
@@ -27,13 +28,20 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
                 if let token, !isHealth(request.uri.path), !authorized(request, token: token) {
                     throw BrokerError(.unauthorized, "this API needs Authorization: Bearer <token> (the agent runs with api.token)")
                 }
+                if headerTooLong {
+                    throw BrokerError.badRequest("X-Correlation-ID is \(header?.utf8.count ?? 0) bytes; at most \(Correlation.maxIdLength) are accepted", attribute: "X-Correlation-ID")
+                }
                 var response = try await next(request, context)
                 if response.headers[HTTPField.Name(HeaderName.correlationId)!] == nil {
                     response.headers[HTTPField.Name(HeaderName.correlationId)!] = correlationId
                 }
                 return response
-            } catch let error as BrokerError {
-                if error.status >= 500 { logger.error("request failed", metadata: ["error": .string(error.message)]) }
+            } catch var error as BrokerError {
+                if error.status >= 500 {
+                    // The log line keeps the whole message; the answer does not show the server's file paths.
+                    logger.error("request failed", metadata: ["error": .string(error.message)])
+                    error.message = Self.withoutPaths(error.message) + " (the agent log has the details; correlation id \(correlationId))"
+                }
                 return Problem(error, correlationId: correlationId).response()
             } catch let error as HTTPError {
                 let detail = error.status == .notFound
@@ -61,6 +69,16 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             ])
         }
         return response
+    }
+
+    /// `message` with every absolute path cut to its last component.
+    static func withoutPaths(_ message: String) -> String {
+        message.split(separator: " ", omittingEmptySubsequences: false).map { word -> Substring in
+            guard word.hasPrefix("/"), word.dropFirst().contains("/") else { return word }
+            let trailing = word.reversed().prefix(while: { ":;,)".contains($0) })
+            let path = word.dropLast(trailing.count)
+            return "…/" + (path.split(separator: "/").last ?? "") + String(trailing.reversed())
+        }.joined(separator: " ")
     }
 
     private func isHealth(_ path: String) -> Bool {

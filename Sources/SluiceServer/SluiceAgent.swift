@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 public import Logging
 import NIOCore
 public import SluiceBroker
@@ -37,7 +38,8 @@ public enum SluiceAgent {
         APIRoutes(holder: holder, config: config, logger: logger).register(on: apiRouter)
         let api = Application(
             router: apiRouter,
-            configuration: .init(address: .hostname(config.apiAddress.host, port: config.apiAddress.port), serverName: "sluice"),
+            server: Self.http1(config, logger: logger),
+            configuration: Self.listener(config.apiBindAddress, name: "sluice", config, logger: logger),
             onServerRunning: { channel in startup.listenerUp(api: describe(channel.localAddress, fallback: config.apiAddress)) },
             logger: frameworkLogger)
 
@@ -49,7 +51,8 @@ public enum SluiceAgent {
         metricsRouter.get(RouterPath(HTTPPath.ready)) { _, _ in APIRoutes.ready(holder) }
         let metricsApp = Application(
             router: metricsRouter,
-            configuration: .init(address: .hostname(config.metricsAddress.host, port: config.metricsAddress.port), serverName: "sluice-metrics"),
+            server: Self.http1(config, logger: logger),
+            configuration: Self.listener(config.metricsBindAddress, name: "sluice-metrics", config, logger: logger),
             onServerRunning: { channel in startup.listenerUp(metricsAddress: describe(channel.localAddress, fallback: config.metricsAddress)) },
             logger: frameworkLogger)
 
@@ -64,6 +67,20 @@ public enum SluiceAgent {
             logger: frameworkLogger))
         try await group.run()
         logger.info("sluice stopped cleanly")
+    }
+
+    /// HTTP/1 with `http.idle.timeout.ms` for idle connections and slow heads, and `http.body.timeout.ms` for bodies.
+    static func http1(_ config: SluiceConfig, logger: Logger) -> HTTPServerBuilder {
+        let bodyTimeout = TimeAmount.milliseconds(config.integer("http.body.timeout.ms"))
+        return .http1(configuration: .init(
+            additionalChannelHandlers: [RequestBodyDeadline(timeout: bodyTimeout, logger: logger)],
+            idleTimeout: .milliseconds(config.integer("http.idle.timeout.ms"))))
+    }
+
+    /// A listener on `address` that holds at most `http.max.connections` connections at once.
+    static func listener(_ address: HostPort, name: String, _ config: SluiceConfig, logger: Logger) -> ApplicationConfiguration {
+        .init(address: .hostname(address.host, port: address.port), serverName: name,
+              availableConnectionsDelegate: MaximumAvailableConnections(config.int("http.max.connections"), logger: logger))
     }
 
     static func describe(_ address: SocketAddress?, fallback: HostPort) -> String {
@@ -187,6 +204,8 @@ struct BrokerService: Service {
             "clean_shutdown": .stringConvertible(recovery.cleanShutdown), "topics": .stringConvertible(recovery.topics),
             "partitions": .stringConvertible(recovery.partitions), "segments": .stringConvertible(recovery.segments),
             "recovery_seconds": .stringConvertible(recovery.duration),
+            "file_descriptors.needed": .stringConvertible(recovery.descriptorsNeeded),
+            "file_descriptors.limit": .stringConvertible(recovery.descriptorLimit),
         ])
         for damage in recovery.damages {
             let metadata: Logger.Metadata = [LogField.topic: .string(damage.topic), LogField.partition: .stringConvertible(damage.partition),

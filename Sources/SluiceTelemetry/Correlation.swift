@@ -45,6 +45,9 @@ public enum Correlation {
     /// The context of the request or event being handled by the current task, if any.
     @TaskLocal public static var current: CorrelationContext?
 
+    /// The longest correlation id accepted, as the `correlationid` attribute or the `X-Correlation-ID` header.
+    public static let maxIdLength = 200
+
     /// Adds the current task's correlation context to every log line.
     public static let metadataProvider = Logger.MetadataProvider {
         current?.metadata ?? [:]

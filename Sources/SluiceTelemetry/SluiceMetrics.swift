@@ -86,16 +86,27 @@ public final class SluiceMetrics: Sendable {
         .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30),
     ]
 
-    /// Counts a published event, keeping the `event_type` label bounded per topic.
+    /// The longest user-supplied label value kept (an `event_type`); longer ones are counted as `other`.
+    public static let maxLabelValueLength = 100
+
+    /// Counts a published event, keeping the `event_type` label bounded per topic (in count and length).
     public func eventPublished(topic: String, eventType: String, status: String, count: Int = 1) {
-        let type = boundedEventType(topic: topic, eventType: eventType)
+        let type = boundedEventType(topic: topic, eventType: eventType, learn: true)
         counter(MetricName.eventsPublished, topic, type, status).increment(by: Int64(count))
     }
 
-    private func boundedEventType(topic: String, eventType: String) -> String {
-        eventTypes.withLock { known in
+    /// Counts a refused event without letting the refusal create label values: the topic only when it exists, the
+    /// event type only when the topic has already written it (else `other`).
+    public func eventRefused(topic: String, topicExists: Bool, eventType: String, status: String) {
+        guard topicExists else { return }
+        counter(MetricName.eventsPublished, topic, boundedEventType(topic: topic, eventType: eventType, learn: false), status).increment()
+    }
+
+    private func boundedEventType(topic: String, eventType: String, learn: Bool) -> String {
+        guard eventType.utf8.count <= Self.maxLabelValueLength else { return "other" }
+        return eventTypes.withLock { known in
             if known[topic, default: []].contains(eventType) { return eventType }
-            if known[topic, default: []].count >= maxEventTypesPerTopic { return "other" }
+            if !learn || known[topic, default: []].count >= maxEventTypesPerTopic { return "other" }
             known[topic, default: []].insert(eventType)
             return eventType
         }

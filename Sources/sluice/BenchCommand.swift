@@ -40,7 +40,7 @@ struct LogBench: AsyncParsableCommand {
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
         guard payloadMib >= 1 else { throw ValidationError("--payload-mib must be at least 1, got \(payloadMib)") }
-        guard fsyncSeconds > 0 else { throw ValidationError("--fsync-seconds must be positive, got \(fsyncSeconds)") }
+        guard fsyncSeconds > 0, fsyncSeconds <= 3600 else { throw ValidationError("--fsync-seconds must be from 0 to 3600 (exclusive of 0), got \(fsyncSeconds)") }
         guard !appenderCounts.isEmpty, appenderCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--appenders must be a comma-separated list of positive integers, got '\(appenders)'")
         }

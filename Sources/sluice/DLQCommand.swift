@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import SluiceDelivery
 
 /// `sluice dlq`: inspect dead letters and replay them, through a running agent's API.
 struct DLQCommand: AsyncParsableCommand {
@@ -158,7 +159,9 @@ struct DLQReplay: AsyncParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if let rate, !(rate > 0) { throw ValidationError("--rate must be greater than 0 events per second") }
+        if let rate, !ReplayRequest.rateLimits.contains(rate) {
+            throw ValidationError("--rate must be events per second from \(ReplayRequest.rateLimits.lowerBound) to \(Int(ReplayRequest.rateLimits.upperBound)), got \(rate)")
+        }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         if let errorType, !["rejected", "http_error", "timeout", "unavailable"].contains(errorType) {
             throw ValidationError("--error-type must be rejected, http_error, timeout or unavailable")

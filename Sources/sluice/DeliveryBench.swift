@@ -30,8 +30,12 @@ struct DeliveryBench: AsyncParsableCommand {
     var concurrency = 32
 
     func validate() throws {
-        guard seconds > 0, events >= 1, concurrency >= 1 else { throw ValidationError("--seconds, --events and --concurrency must be positive") }
-        guard !rateList.isEmpty, rateList.allSatisfy({ $0 > 0 }) else { throw ValidationError("--rates must be positive integers, e.g. 1000,10000") }
+        guard seconds > 0, seconds <= 3600, events >= 1, concurrency >= 1 else {
+            throw ValidationError("--seconds must be from 0 to 3600 (exclusive of 0), --events and --concurrency positive")
+        }
+        guard !rateList.isEmpty, rateList.allSatisfy({ (1...10_000_000).contains($0) }) else {
+            throw ValidationError("--rates must be integers from 1 to 10000000, e.g. 1000,10000")
+        }
     }
 
     var rateList: [Int] { rates.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }

@@ -40,6 +40,8 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLIError.badInput("sagas: \(error)")
         }
+        // Every partition keeps a descriptor open: take all the process may have (the limit is logged at recovery).
+        DescriptorLimit.raiseToHard()
         let (logger, sink) = try bootstrapLogging(config)
         let metrics = SluiceMetrics(logSink: sink)
         do {

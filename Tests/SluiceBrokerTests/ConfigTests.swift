@@ -55,6 +55,13 @@ struct ConfigTests {
         (["--max-in-flight-requests-per-connection", "6"], [:], "allows at most 5 in flight"),
         (["--api-address", "0.0.0.0:7470"], [:], "is not a loopback address, so api.token must be set"),
         (["--api-address", "localhost"], [:], "api.address=localhost (from flag --api-address) is invalid: expected host:port"),
+        // The loopback rule decides on the resolved address, and a host that does not resolve is bad input.
+        (["--api-address", "127.0.0.1.:7470"], [:], "the host '127.0.0.1.' does not resolve"),
+        (["--api-address", "127.evil.invalid:7470"], [:], "the host '127.evil.invalid' does not resolve"),
+        (["--metrics-address", "nowhere.invalid:9470"], [:], "metrics.address=nowhere.invalid:9470 (from flag --metrics-address): the host 'nowhere.invalid' does not resolve"),
+        (["--api-token", "x"], [:], "api.token (from flag --api-token) must be at least 16 characters"),
+        (["--api-token", "                    "], [:], "must be at least 16 characters without spaces"),
+        (["--http-max-connections", "0"], [:], "http.max.connections=0 (from flag --http-max-connections) is invalid"),
         (["--default-topic", "a/b"], [:], "default.topic=a/b (from flag --default-topic) is not a valid topic name"),
         (["--route", "user.*"], [:], "route 'user.*' (from flag --route) must be PATTERN=TOPIC"),
         (["--linger-ms"], [:], "--linger-ms needs a value"),

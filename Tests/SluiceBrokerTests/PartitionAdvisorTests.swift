@@ -56,9 +56,15 @@ struct PartitionAdvisorTests {
         #expect(error?.message.contains("--target-throughput") == true)
     }
 
-    @Test("bad counts and bounds")
-    func badCounts() {
-        #expect(throws: AdvisorError.self) { try advice("1MB/s", "1MB/s", consumers: 0) }
+    @Test("bad counts and bounds; zero consumers is a topic nobody reads yet")
+    func badCounts() throws {
+        #expect(throws: AdvisorError.self) { try advice("1MB/s", "1MB/s", consumers: -1) }
+        #expect(throws: AdvisorError.self) { try advice("1MB/s", "1MB/s", consumers: Int.max) }  // consumers × 2 would overflow
+        // A topic nobody consumes yet: the throughput rule alone, clamped to the minimum.
+        let unconsumed = try advice("50MB/s", "10MB/s", consumers: 0)
+        #expect(unconsumed.byConsumers == 0)
+        #expect(unconsumed.recommended == 5)
+        #expect(try advice("1MB/s", "10MB/s", consumers: 0).recommended == 3)
         #expect(throws: AdvisorError.self) { try advice("1MB/s", "1MB/s", consumers: 1, min: 0) }
         let error = #expect(throws: AdvisorError.self) { try advice("1MB/s", "1MB/s", consumers: 1, min: 10, max: 5) }
         #expect(error?.message == "--max (5) must not be below --min (10)")

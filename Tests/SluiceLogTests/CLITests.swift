@@ -201,7 +201,7 @@ struct LogsAndConfigCLITests {
     func configShow() async throws {
         try await withTemporaryDirectory { dir in
             try "acks: all\nlinger.ms: 50\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
-            let result = try sluice("config", "show", "--json", "--config", dir + "/c.yaml", "--batch-size", "999", "--api-token", "hunter2")
+            let result = try sluice("config", "show", "--json", "--config", dir + "/c.yaml", "--batch-size", "999", "--api-token", "hunter2-hunter2-hunter2")
             #expect(result.status == 0, "\(result.stderr)")
             let rows = try result.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: String] }
             func row(_ name: String) -> [String: String]? { rows.first { $0["name"] == name } }

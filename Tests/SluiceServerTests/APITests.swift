@@ -133,14 +133,14 @@ struct APITests {
     @Test("with api.token every call but health needs the bearer token")
     func auth() async throws {
         try await withTemporaryDirectory { dir in
-            let agent = try await startAgent(dir, ["--api-token", "s3cret"])
+            let agent = try await startAgent(dir, ["--api-token", "s3cret-s3cret-s3cret"])
             defer { Task { await agent.stop() } }
             var r = try await http("GET", agent.base + "/v1/topics")
             #expect(r.status == 401)
             #expect(r.header("WWW-Authenticate")?.hasPrefix("Bearer") == true)
             r = try await http("GET", agent.base + "/v1/topics", headers: ["Authorization": "Bearer wrong"])
             #expect(r.status == 401)
-            r = try await http("GET", agent.base + "/v1/topics", headers: ["Authorization": "Bearer s3cret"])
+            r = try await http("GET", agent.base + "/v1/topics", headers: ["Authorization": "Bearer s3cret-s3cret-s3cret"])
             #expect(r.status == 200)
             r = try await http("GET", agent.base + "/healthz")
             #expect(r.status == 200)
