@@ -56,6 +56,8 @@ public final class Broker: Sendable {
     /// Serialises topic creation, so that concurrent auto-creations of one topic all see it registered.
     private let creation = Mutex<Void>(())
     private let ready = Atomic<Bool>(false)
+    /// Set when shutdown begins: long polls answer with what they have instead of waiting out `wait_ms`.
+    private let longPollsEnded = Atomic<Bool>(false)
 
     final class TopicState: Sendable {
         let topic: Topic
@@ -181,6 +183,21 @@ public final class Broker: Sendable {
     /// Set once the log is recovered and the listeners are bound.
     public var isReady: Bool { ready.load(ordering: .acquiring) }
     public func markReady() { ready.store(true, ordering: .releasing) }
+
+    /// Ends every long poll now and every later one at once: each answers with what it has read so far.
+    /// Called when shutdown begins, so that in-flight reads (which may wait up to 300 s) do not hold it up.
+    public func endLongPolls() {
+        longPollsEnded.store(true, ordering: .releasing)
+        for state in topics.withLock({ Array($0.values) }) {
+            for notifier in state.notifiers { notifier.notify() }
+        }
+    }
+
+    /// A read stops waiting at its deadline, when shutdown began, or when its task is cancelled (a cancelled
+    /// task's waits return at once, so the loop must not go round again).
+    private func waitIsOver(_ deadline: UInt64) -> Bool {
+        DispatchTime.now().uptimeNanoseconds >= deadline || longPollsEnded.load(ordering: .acquiring) || Task.isCancelled
+    }
 
     /// Writes everything accepted, then closes the log cleanly (writing the clean-shutdown marker).
     public func shutdown() async throws {
@@ -470,7 +487,7 @@ public final class Broker: Sendable {
                 throw BrokerError(error)
             }
             let bytes = batches.reduce(0) { $0 + $1.bytes.count }
-            if bytes >= minBytes || DispatchTime.now().uptimeNanoseconds >= deadline {
+            if bytes >= minBytes || waitIsOver(deadline) {
                 let events = try Self.decode(batches, topic: name, partition: partition, from: offset, maxRecords: maxRecords)
                 return FetchResult(events: events, nextOffset: events.last.map { $0.offset + 1 } ?? offset,
                                    logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset)
@@ -506,7 +523,7 @@ public final class Broker: Sendable {
                     throw BrokerError(error)
                 }
             }
-            if !events.isEmpty || sources.isEmpty || DispatchTime.now().uptimeNanoseconds >= deadline { return events }
+            if !events.isEmpty || sources.isEmpty || waitIsOver(deadline) { return events }
             await Self.waitForAppend(on: generations, until: deadline)
         }
     }

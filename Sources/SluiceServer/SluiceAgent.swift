@@ -21,7 +21,8 @@ public struct BoundAddresses: Sendable {
 /// `sluice serve`: the broker, the API listener, the metrics listener and maintenance in one `ServiceGroup`,
 /// with graceful shutdown on SIGTERM and SIGINT.
 ///
-/// Shutdown order: the API stops accepting and finishes in-flight requests, then the metrics listener stops,
+/// Shutdown order: long polls answer with what they have, the API stops accepting and finishes in-flight
+/// requests, then the metrics listener stops,
 /// then the broker writes everything it accepted, closes the log and writes the clean-shutdown marker.
 public enum SluiceAgent {
     public static func run(config: SluiceConfig, logger: Logger, metrics: SluiceMetrics,
@@ -62,6 +63,9 @@ public enum SluiceAgent {
                       successTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: metricsApp),
                 .init(service: api),
+                // Last in the list, so the first to hear of shutdown: it ends long polls before the API
+                // waits for its in-flight requests.
+                .init(service: LongPollCutoff(holder: holder), successTerminationBehavior: .ignore),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: frameworkLogger))
@@ -153,6 +157,16 @@ final class Startup: Sendable {
         // Background work (deliveries, the saga engine's load) starts once the broker is ready.
         markBroker?.markReady()
         if let ready { onReady(ready) }
+    }
+}
+
+/// Waits for graceful shutdown, then ends the broker's long polls (see ``Broker/endLongPolls()``).
+struct LongPollCutoff: Service {
+    let holder: BrokerHolder
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        holder.broker?.endLongPolls()
     }
 }
 

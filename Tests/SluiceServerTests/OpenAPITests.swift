@@ -53,3 +53,69 @@ struct ReadmeContractTests {
         }
     }
 }
+
+/// Schemathesis generates requests from `openapi.yaml` (valid and invalid) and checks each answer against it:
+/// no 5xx, and no status, content type or body the document does not describe. Bounded and seeded, so a run
+/// is repeatable and takes about two minutes; `Tests/schemathesis/schemathesis.toml` holds the few overrides.
+@Suite("OpenAPI conformance")
+struct SchemathesisTests {
+    static let checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+    static let token = "schemathesis-token-0123456789"
+
+    /// Runs schemathesis against `url` and records its report when it finds anything.
+    func schemathesis(_ url: String, in dir: String, examples: Int, config: String = packageRoot + "/Tests/schemathesis/schemathesis.toml",
+                      _ extra: [String] = [], _ label: String) throws {
+        let arguments = ["-C", dir, "timeout", "600", "schemathesis", "--config-file", config, "run", packageRoot + "/openapi.yaml",
+                         "--url", url, "--seed", "20261203", "--max-examples", String(examples), "--checks", Self.checks,
+                         "--phases", "examples,coverage,fuzzing", "--workers", "1", "--generation-database", "none",
+                         "--no-color"] + extra
+        let result = try runProcess("/usr/bin/env", arguments)
+        #expect(result.status == 0, "schemathesis (\(label)) found problems:\n\(String(result.stdout.suffix(6000)))\n\(result.stderr.suffix(2000))")
+        #expect(result.stdout.contains("Tested:"), "schemathesis (\(label)) did not run: \(result.stdout.suffix(2000)) \(result.stderr.suffix(2000))")
+    }
+
+    @Test("schemathesis finds no 5xx and nothing undocumented, without a token, with one, and with the API's own identifiers")
+    func conformance() async throws {
+        try await withTemporaryDirectory { dir in
+            for agent in ["open", "guarded"] { try FileManager.default.createDirectory(atPath: dir + "/" + agent, withIntermediateDirectories: true) }
+            let (open, api) = try await startServeProcess(dir + "/open", [])
+            defer { if open.isRunning { kill(open.processIdentifier, SIGKILL) } }
+            let base = "http://\(api)"
+            try schemathesis(base, in: dir, examples: 25, ["--exclude-path", HTTPPath.metrics], "generated identifiers")
+
+            // Known topic, partition, group and member, so that generated requests reach past the 404s.
+            #expect(try await http("POST", base + "/v1/topics", body: json(["name": "st", "partitions": 3])).status == 201)
+            let events = (0..<30).map { cloudEvent("st-\($0)", key: "k\($0 % 7)") }
+            #expect(try await http("POST", base + "/v1/topics/st/events", headers: ["Content-Type": "application/cloudevents-batch+json"], body: json(events)).status == 200)
+            let joined = try await http("POST", base + "/v1/groups/g/members", body: json(["topics": ["st"]]))
+            let member = try #require(joined.json["member_id"] as? String, "\(joined.text)")
+            let seeded = dir + "/seeded.toml"
+            let overrides = try String(contentsOfFile: packageRoot + "/Tests/schemathesis/schemathesis.toml", encoding: .utf8)
+            try (overrides + """
+
+                [parameters]
+                "path.topic" = "st"
+                "path.partition" = 1
+                "path.group" = "g"
+                "path.member" = "\(member)"
+
+                """).write(toFile: seeded, atomically: true, encoding: .utf8)
+            try schemathesis(base, in: dir, examples: 25, config: seeded, ["--exclude-path", HTTPPath.metrics, "--exclude-method", "DELETE"], "known identifiers")
+
+            let metrics = try #require(try serveStartLine(dir + "/open")["metrics.address"] as? String)
+            try schemathesis("http://\(metrics)", in: dir, examples: 5, ["--include-path-regex", "^/(metrics|healthz|readyz)$"], "metrics listener")
+
+            let (guarded, guardedAPI) = try await startServeProcess(dir + "/guarded", ["--api-token", Self.token])
+            defer { if guarded.isRunning { kill(guarded.processIdentifier, SIGKILL) } }
+            try schemathesis("http://\(guardedAPI)", in: dir, examples: 10, ["--exclude-path", HTTPPath.metrics, "--header", "Authorization: Bearer \(Self.token)"], "with the token")
+            try schemathesis("http://\(guardedAPI)", in: dir, examples: 5, ["--exclude-path", HTTPPath.metrics], "without the token")
+        }
+    }
+
+    /// The first log line of the `sluice serve` started with its data under `dir`.
+    func serveStartLine(_ dir: String) throws -> [String: Any] {
+        let log = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("serve-") && $0.hasSuffix(".log") })
+        let text = try String(contentsOfFile: dir + "/" + log, encoding: .utf8)
+        return (try JSONSerialization.jsonObject(with: Data(text.prefix { $0 != "\n" }.utf8)) as? [String: Any]) ?? [:]
+    }
+}

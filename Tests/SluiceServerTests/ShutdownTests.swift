@@ -82,6 +82,32 @@ struct ShutdownTests {
     }
 }
 
+extension ShutdownTests {
+    @Test("SIGTERM ends long polls at once: a partition read and a group poll waiting 120 s answer, and the agent exits 0 in seconds")
+    func sigtermEndsLongPolls() async throws {
+        try await withTemporaryDirectory { dir in
+            let (process, api) = try await startServeProcess(dir, ["--num-partitions", "1"])
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            let base = "http://\(api)"
+            #expect(try await http("POST", base + "/v1/topics", body: json(["name": "quiet", "partitions": 1])).status == 201)
+            let joined = try await http("POST", base + "/v1/groups/g/members", body: json(["topics": ["quiet"]]))
+            let member = try #require(joined.json["member_id"] as? String, "\(joined.text)")
+            let read = Task { try await http("GET", base + "/v1/topics/quiet/partitions/0/events?offset=0&wait_ms=120000") }
+            let poll = Task { try await http("POST", base + "/v1/groups/g/members/\(member)/poll?wait_ms=120000") }
+            try await Task.sleep(for: .milliseconds(500))
+            let signalled = ContinuousClock.now
+            kill(process.processIdentifier, SIGTERM)
+            let (readResult, pollResult) = (try await read.value, try await poll.value)
+            let answered = ContinuousClock.now - signalled
+            #expect(readResult.status == 200 && pollResult.status == 200, "\(readResult.text) \(pollResult.text)")
+            #expect(answered < .seconds(10), "the long polls answered \(answered) after SIGTERM")
+            process.waitUntilExit()
+            #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+            #expect(ContinuousClock.now - signalled < .seconds(20), "the agent took \(ContinuousClock.now - signalled) to stop")
+        }
+    }
+}
+
 /// Shared between the load workers and the test.
 final class LoadState: Sendable {
     let acknowledged = Mutex<[String: (partition: Int, offset: Int)]>([:])
