@@ -115,6 +115,8 @@ extension ConfigProperty {
               help: "Sliding window of lag samples and commits that a group's status (OK, WARN, STALL, STOP, ERR) is judged over."),
         .init(name: "lag.slo.ms", group: .consumer, kind: .integer(0...Int64.max), defaultValue: "0",
               help: "Lag in milliseconds above which a group is ERR; 0 disables. Per group: the consumer_groups section of the config file."),
+        .init(name: "group.max.count", group: .consumer, kind: .integer(1...1_000_000), defaultValue: "10000",
+              help: "Most consumer groups (with members or committed offsets); joining or committing for another is refused with 409. Bounds the group label's values."),
         .init(name: "lag.max.series", group: .consumer, kind: .integer(0...Int64(Int32.max)), defaultValue: "0",
               help: "Keep per-partition lag series only for this many most-lagging partitions (sums and maxima are always kept); 0 keeps all."),
         // Topic defaults
@@ -142,6 +144,8 @@ extension ConfigProperty {
               help: "Address of the HTTP API. Anything but loopback needs api.token."),
         .init(name: "metrics.address", group: .agent, kind: .address, defaultValue: "0.0.0.0:9470",
               help: "Address of /metrics (and /healthz, /readyz)."),
+        .init(name: "subscription.max.count", group: .agent, kind: .integer(1...100_000), defaultValue: "1000",
+              help: "Most push subscriptions (file and API together); another PUT is refused with 409. Bounds the subscription label's values."),
         .init(name: "http.max.connections", group: .agent, kind: .integer(1...100_000), defaultValue: "512",
               help: "Open connections per listener (API and metrics, each its own); beyond it new ones wait in the accept queue."),
         .init(name: "http.idle.timeout.ms", group: .agent, kind: .integer(100...3_600_000), defaultValue: "60000",

@@ -141,6 +141,16 @@ public final class GroupCoordinator: Sendable {
         }
     }
 
+    /// Refuses a group the agent does not know yet once `group.max.count` groups exist, so that clients
+    /// cannot grow memory and the `group` label's values without bound.
+    func admitGroup(_ name: String) throws(BrokerError) {
+        let limit = config.int("group.max.count")
+        // Empty groups still in memory count too: they keep their series until deleted.
+        let known = groups.withLock { Set($0.keys) }.union(store.groupNames)
+        guard known.count >= limit, !known.contains(name) else { return }
+        throw BrokerError(.conflict, "the agent has \(known.count) consumer groups, the most group.max.count allows; delete groups no longer used (DELETE /v1/groups/{group}) or raise group.max.count")
+    }
+
     // MARK: - Membership
 
     /// Adds a member subscribed to `options.topics` and rebalances the group.
@@ -158,6 +168,7 @@ public final class GroupCoordinator: Sendable {
         guard ["earliest", "latest", "none"].contains(reset) else {
             throw BrokerError.badRequest("auto_offset_reset=\(reset) must be earliest, latest or none", attribute: "auto_offset_reset")
         }
+        try admitGroup(name)
         let defaultStrategy = AssignmentStrategy(rawValue: config.string("partition.assignment.strategy")) ?? .range
         let id = (options.clientId.isEmpty ? "member" : options.clientId) + "-" + UUID().uuidString.lowercased()
         let now = DispatchTime.now().uptimeNanoseconds
@@ -369,6 +380,7 @@ public final class GroupCoordinator: Sendable {
         guard !offsets.isEmpty else {
             throw BrokerError.badRequest("'offsets' must list at least one {topic, partition, offset}", attribute: "offsets")
         }
+        if id == nil { try admitGroup(name) }
         let now = currentTimeMillis()
         var commits: [GroupPartition: CommittedOffset] = [:]
         for (index, (tp, offset, metadata)) in offsets.enumerated() {

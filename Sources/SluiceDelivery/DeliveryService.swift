@@ -241,6 +241,10 @@ public final class DeliveryService: Sendable {
                 throw BrokerError(.conflict, "subscription \(subscription.name) is declared in the config file; change it there")
             }
             let created = subscriptions[subscription.name] == nil
+            let limit = broker.config.int("subscription.max.count")
+            if created, subscriptions.count >= limit {
+                throw BrokerError(.conflict, "the agent has \(subscriptions.count) subscriptions, the most subscription.max.count allows; delete one no longer used or raise subscription.max.count")
+            }
             subscriptions[subscription.name] = (subscription, false)
             return created
         }

@@ -127,6 +127,41 @@ struct HardeningTests {
         }
     }
 
+    @Test("group.max.count and subscription.max.count refuse new names with 409, keep known ones working, and add no series")
+    func boundedGroupsAndSubscriptions() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startAgent(dir, ["--group-max-count", "3", "--subscription-max-count", "2"])
+            var members: [String: String] = [:]
+            for group in ["g0", "g1"] {
+                let r = try await http("POST", agent.base + "/v1/groups/\(group)/members", body: json(["topics": ["capped"]]))
+                #expect(r.status == 201, "\(r.text)")
+                members[group] = r.json["member_id"] as? String
+            }
+            // A group with offsets but no members counts too.
+            #expect(try await http("POST", agent.base + "/v1/groups/g2/offsets", body: json(["offsets": [["topic": "capped", "partition": 0, "offset": 0]]])).status == 200)
+            var r = try await http("POST", agent.base + "/v1/groups/g3/members", body: json(["topics": ["capped"]]))
+            #expect(r.status == 409 && r.text.contains("group.max.count"), "\(r.text)")
+            r = try await http("POST", agent.base + "/v1/groups/g4/offsets", body: json(["offsets": [["topic": "capped", "partition": 0, "offset": 0]]]))
+            #expect(r.status == 409 && r.text.contains("group.max.count"), "\(r.text)")
+            // Known groups keep working; deleting one makes room.
+            #expect(try await http("POST", agent.base + "/v1/groups/g0/members", body: json(["topics": ["capped"]])).status == 201)
+            #expect(try await http("DELETE", agent.base + "/v1/groups/g2").status == 204)
+            #expect(try await http("POST", agent.base + "/v1/groups/g3/members", body: json(["topics": ["capped"]])).status == 201)
+
+            let hook = { (name: String) in json(["topics": ["capped"], "endpoint": "http://127.0.0.1:9/\(name)"]) }
+            for name in ["s0", "s1"] {
+                #expect(try await http("PUT", agent.base + "/v1/subscriptions/\(name)", headers: ["Content-Type": "application/json"], body: hook(name)).status == 201)
+            }
+            r = try await http("PUT", agent.base + "/v1/subscriptions/s2", headers: ["Content-Type": "application/json"], body: hook("s2"))
+            #expect(r.status == 409 && r.text.contains("subscription.max.count"), "\(r.text)")
+            #expect(try await http("PUT", agent.base + "/v1/subscriptions/s1", headers: ["Content-Type": "application/json"], body: hook("s1-changed")).status == 200)
+            #expect(try await http("GET", agent.base + "/v1/subscriptions/s2").status == 404)
+            let rendered = String(decoding: agent.metrics.render(), as: UTF8.self)
+            #expect(!rendered.contains("group=\"g4\"") && !rendered.contains("subscription=\"s2\""))
+            await agent.stop()
+        }
+    }
+
     @Test("a subscription PUT that cannot be saved (full disk) changes nothing")
     func subscriptionNotSaved() async throws {
         try await withTemporaryDirectory { dir in
