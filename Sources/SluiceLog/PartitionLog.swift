@@ -348,21 +348,23 @@ public final class PartitionLog: Sendable {
     /// `os` it was acknowledged under a policy that already allows losing it, so it stays for recovery to judge.
     private func fsyncFailed(_ error: any Error) -> LogError {
         state.withLock { state -> LogError in
+            // Under every policy: what was written since the last good fsync can no longer be trusted (the kernel
+            // may have dropped those pages), and some of it may belong to publishes now refused (acks=all waits
+            // for this fsync whatever the policy). Cutting back treats the failure like a power loss, which
+            // interval and os already allow for; under sync it loses nothing acknowledged.
             var note = ""
-            if case .sync = config.flushPolicy {
-                let (kept, mark) = state.durableEnd
-                do {
-                    while let last = state.segments.last, last !== kept {
-                        state.segments.removeLast()
-                        last.isDeleted = true
-                        try FileIO.remove(last.logPath)
-                    }
-                    try kept.rollBack(to: mark)
-                    state.nextOffset = mark.nextOffset
-                    note = "; the log was cut back to offset \(mark.nextOffset), the last one fsynced"
-                } catch {
-                    note = "; cutting the log back to offset \(mark.nextOffset) failed too (\(error.logMessage))"
+            let (kept, mark) = state.durableEnd
+            do {
+                while let last = state.segments.last, last !== kept {
+                    state.segments.removeLast()
+                    last.isDeleted = true
+                    try FileIO.remove(last.logPath)
                 }
+                try kept.rollBack(to: mark)
+                state.nextOffset = mark.nextOffset
+                note = "; the log was cut back to offset \(mark.nextOffset), the last one fsynced"
+            } catch {
+                note = "; cutting the log back to offset \(mark.nextOffset) failed too (\(error.logMessage))"
             }
             let failure = LogError(.io, "\(error.logMessage)\(note); writes to \(topic)/\(partition) are stopped until restart so that recovery can check the log",
                                    systemError: (error as? LogError)?.systemError)
