@@ -338,7 +338,10 @@ actor SubscriptionRunner {
                 try await deadLetters.write(pending.fetched, subscription: subscription, history: history)
                 break
             } catch {
-                logger.error("could not write a dead letter; retrying in 1 s", metadata: [LogField.subscription: .string(subscription.name), "error": .string("\(error)")])
+                // Stopping: the event stays unfinished, so its offset is not committed and it is delivered
+                // (and dead-lettered) again after the restart.
+                if Task.isCancelled { return }
+                logger.error("could not write a dead letter; retrying in 1 s", metadata: [LogField.subscription: .string(subscription.name), "error": .string(error.message)])
                 try? await Task.sleep(for: .seconds(1))
             }
         }

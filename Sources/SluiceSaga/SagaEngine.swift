@@ -277,7 +277,7 @@ public final class SagaEngine: Sendable {
                 state.outbox.remove(at: index)
             }
         }
-        guard await record(effects.changed) else {
+        guard await record(effects.changed, answers: &effects.answers) else {
             // Stopping before the states were recorded: nothing they caused may go out.
             for (continuation, _) in effects.answers { continuation.resume(returning: .failure(BrokerError(.unavailable, "the agent is shutting down"))) }
             for reader in effects.readers { reader.resume(returning: false) }
@@ -297,8 +297,10 @@ public final class SagaEngine: Sendable {
     }
 
     /// Appends the changed sagas' states to the saga topic and waits for the fsync, retrying until it works:
-    /// no command goes out before the state that sent it is durable.
-    private func record(_ changed: [String: String]) async -> Bool {
+    /// no command goes out before the state that sent it is durable. When the first attempt fails, callers
+    /// waiting to start a saga are answered at once (503: not recorded yet, retry with the same id) instead
+    /// of waiting for storage to come back; their sagas are kept and start once recorded.
+    private func record(_ changed: [String: String], answers: inout [(CheckedContinuation<Result<Started, BrokerError>, Never>, Result<Started, BrokerError>)]) async -> Bool {
         guard !changed.isEmpty else { return true }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -326,6 +328,12 @@ public final class SagaEngine: Sendable {
                 attempt += 1
                 logger.error("saga states could not be recorded (attempt \(attempt)); retrying in 1 s: \(error.message)",
                              metadata: [LogField.topic: .string(Self.stateTopic)])
+                for (continuation, result) in answers {
+                    continuation.resume(returning: result.flatMap { started in
+                        .failure(BrokerError(.unavailable, "saga \(started.saga.id) is accepted but its state could not be recorded yet (\(error.message)); it starts once it is, and is lost if the agent stops first: retry with id=\(started.saga.id) to learn which", retryAfter: 1))
+                    })
+                }
+                answers.removeAll()
                 try? await Task.sleep(for: .seconds(1))
             }
         }
