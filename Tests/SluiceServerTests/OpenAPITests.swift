@@ -109,6 +109,10 @@ struct SchemathesisTests {
             defer { if guarded.isRunning { kill(guarded.processIdentifier, SIGKILL) } }
             try schemathesis("http://\(guardedAPI)", in: dir, examples: 10, ["--exclude-path", HTTPPath.metrics, "--header", "Authorization: Bearer \(Self.token)"], "with the token")
             try schemathesis("http://\(guardedAPI)", in: dir, examples: 5, ["--exclude-path", HTTPPath.metrics], "without the token")
+            // Both agents lived through it.
+            #expect(open.isRunning && guarded.isRunning)
+            let (openHealth, guardedHealth) = (try await http("GET", base + "/healthz").status, try await http("GET", "http://\(guardedAPI)/healthz").status)
+            #expect(openHealth == 200 && guardedHealth == 200)
         }
     }
 
