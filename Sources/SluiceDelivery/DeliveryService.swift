@@ -180,7 +180,7 @@ public final class DeliveryService: Sendable {
             defer { state.runners = [:] }
             return state.runners.values.map { ($0.runner, $0.task) }
         }
-        for (runner, _) in runners { await runner.stop() }
+        for (runner, _) in runners { runner.stop() }
         for (_, task) in runners { await task.value }
         if let client = clientStorage.withLock({ $0 }) { try? await client.shutdown() }
     }
@@ -204,7 +204,7 @@ public final class DeliveryService: Sendable {
 
     private func stopRunner(_ name: String) async {
         guard let entry = state.withLock({ $0.runners.removeValue(forKey: name) }) else { return }
-        await entry.runner.stop()
+        entry.runner.stop()
         await entry.task.value
     }
 

@@ -6,6 +6,7 @@ import Prometheus
 import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
+import Synchronization
 
 /// The circuit breaker of one subscription.
 public enum BreakerState: String, Sendable, CaseIterable {
@@ -84,7 +85,10 @@ actor SubscriptionRunner {
     private var committed: [TopicPartition: Int64] = [:]
     private var lastCommit = ContinuousClock.now
     private var lastContact = ContinuousClock.now
-    private var stopping = false
+    /// Set from outside the actor: a loop whose polls return at once (the broker ends long polls when shutdown
+    /// begins) would otherwise keep the actor busy, and an isolated stop() would never get its turn.
+    private let stopFlag = Atomic<Bool>(false)
+    private var stopping: Bool { stopFlag.load(ordering: .acquiring) }
     private var committing = false
 
     private var breaker = BreakerState.closed
@@ -131,6 +135,9 @@ actor SubscriptionRunner {
                     let result = try await groups.poll(group: subscription.group, member: memberId!, maxRecords: room, waitMs: 100)
                     lastContact = .now
                     take(result)
+                    // A poll that came back empty at once (shutdown ended long polls) must not starve the actor's
+                    // other work: finished attempts and retries are queued on it.
+                    if result.events.isEmpty { await Task.yield() }
                 } else {
                     if ContinuousClock.now - lastContact > .seconds(1), let memberId {
                         _ = try groups.heartbeat(group: subscription.group, member: memberId)
@@ -157,7 +164,7 @@ actor SubscriptionRunner {
         if let memberId { try? await groups.leave(group: subscription.group, member: memberId) }
     }
 
-    func stop() { stopping = true }
+    nonisolated func stop() { stopFlag.store(true, ordering: .releasing) }
 
     private func join() throws {
         let assignment = try groups.join(group: subscription.group, options: MemberOptions(
