@@ -135,6 +135,10 @@ let package = Package(
             exclude: ["Oracle"]  // kafka_oracle.py, run by the tests with python3
         ),
         .testTarget(
+            name: "SluiceTelemetryTests",
+            dependencies: ["SluiceTelemetry"]
+        ),
+        .testTarget(
             name: "SluiceBrokerTests",
             dependencies: ["SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport", .product(name: "Logging", package: "swift-log")]
         ),

@@ -326,7 +326,7 @@ public struct CloudEvent: Sendable, Hashable {
     }
 
     func validateExtensions(at: String) throws(BrokerError) {
-        if let traceparent, Correlation.parseTraceparent(traceparent) == nil {
+        if let traceparent, !Correlation.isTraceparent(traceparent) {
             throw BrokerError.badRequest("\(at)traceparent '\(traceparent)' is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>, trace id and parent id not all zeros)", attribute: "traceparent")
         }
         if let id = correlationId, id.utf8.count > Correlation.maxIdLength {

@@ -133,7 +133,7 @@ struct APIRoutes: Sendable {
             } else {
                 events[index].extensions["correlationid"] = requestContext?.correlationId ?? UUID().uuidString.lowercased()
             }
-            if events[index].traceparent == nil, let header = request.headers[HTTPField.Name(HeaderName.traceparent)!], Correlation.parseTraceparent(header) != nil {
+            if events[index].traceparent == nil, let header = request.headers[HTTPField.Name(HeaderName.traceparent)!], Correlation.isTraceparent(header) {
                 events[index].extensions["traceparent"] = header
             }
         }
@@ -166,12 +166,15 @@ struct APIRoutes: Sendable {
         }
         let acks = config.string("acks")
         broker.metrics.publishDuration(acks: acks, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        // One debug line per event, built only when debug lines are written (it parses the traceparent again).
+        let logEach = logger.logLevel <= .debug
         for (event, result) in zip(events, results) {
             broker.metrics.eventPublished(topic: result.topic, eventType: event.type, status: result.duplicate ? "duplicate" : "written")
+            guard logEach else { continue }
+            let trace = event.traceparent.flatMap(Correlation.parseTraceparent)
             let eventContext = CorrelationContext(
                 correlationId: event.correlationId ?? "", causationId: event.causationId,
-                traceId: event.traceparent.flatMap(Correlation.parseTraceparent)?.traceId ?? requestContext?.traceId,
-                spanId: event.traceparent.flatMap(Correlation.parseTraceparent)?.spanId ?? requestContext?.spanId,
+                traceId: trace?.traceId ?? requestContext?.traceId, spanId: trace?.spanId ?? requestContext?.spanId,
                 eventId: event.id, eventType: event.type, topic: result.topic, partition: result.partition, offset: result.offset)
             Correlation.$current.withValue(eventContext) {
                 logger.debug(result.duplicate ? "duplicate event acknowledged with its original offset" : "event published")

@@ -58,13 +58,44 @@ public enum Correlation {
         try await $current.withValue(context, operation: body)
     }
 
-    /// Parses a W3C `traceparent` header (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`).
+    /// Parses a W3C `traceparent` header (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`); the ids come
+    /// back in lower case. Neither id may be all zeros.
     public static func parseTraceparent(_ value: String) -> (traceId: String, spanId: String)? {
-        let parts = value.split(separator: "-")
-        guard parts.count == 4, parts[0].count == 2, parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
-              parts.allSatisfy({ $0.allSatisfy(\.isHexDigit) }),
-              parts[1] != Substring(String(repeating: "0", count: 32)), parts[2] != Substring(String(repeating: "0", count: 16))
-        else { return nil }
-        return (String(parts[1]).lowercased(), String(parts[2]).lowercased())
+        guard let upperCase = scanTraceparent(value) else { return nil }
+        let bytes = value.utf8
+        let traceStart = bytes.index(bytes.startIndex, offsetBy: 3)
+        let traceEnd = bytes.index(traceStart, offsetBy: 32)
+        let spanStart = bytes.index(after: traceEnd)
+        let spanEnd = bytes.index(spanStart, offsetBy: 16)
+        let traceId = String(Substring(bytes[traceStart..<traceEnd])), spanId = String(Substring(bytes[spanStart..<spanEnd]))
+        return upperCase ? (traceId.lowercased(), spanId.lowercased()) : (traceId, spanId)
+    }
+
+    /// Whether `value` is a W3C `traceparent`, without building its ids.
+    public static func isTraceparent(_ value: String) -> Bool { scanTraceparent(value) != nil }
+
+    /// One pass over the 55 bytes: nil when it is not a traceparent, else whether it has upper-case hex.
+    /// (Publishing checks every event's traceparent, so this must not allocate.)
+    private static func scanTraceparent(_ value: String) -> Bool? {
+        let bytes = value.utf8
+        guard bytes.count == 55 else { return nil }
+        var upperCase = false, traceNonZero = false, spanNonZero = false
+        var position = 0
+        for byte in bytes {
+            defer { position += 1 }
+            if position == 2 || position == 35 || position == 52 {
+                guard byte == UInt8(ascii: "-") else { return nil }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): break
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): upperCase = true
+            default: return nil
+            }
+            if byte != UInt8(ascii: "0") {
+                if position > 2 && position < 35 { traceNonZero = true } else if position > 35 && position < 52 { spanNonZero = true }
+            }
+        }
+        return traceNonZero && spanNonZero ? upperCase : nil
     }
 }
