@@ -1,23 +1,38 @@
 -- wrk script: POST CloudEvents to /v1/topics/bench/events.
 -- BATCH=1 sends one structured event per request; BATCH=100 sends a batch of 100 events.
--- Each event carries ~1 KiB of JSON data with varied values.
+-- EVENTS names a file from scripts/bench/events.py (realistic 1,123-byte events whose id is 16 '@'); each send
+-- gets a unique id from the thread number and a counter, so idempotence never sees a repeat (wrk's threads
+-- share one unseeded math.random, which gave both threads the same ids and stored only half the events).
 local batch = tonumber(os.getenv("BATCH") or "1")
+local events = {}
 local counter = 0
-local filler = string.rep("lorem ipsum dolor sit amet ", 34)
+local threads = {}
 
-local function event(i)
-  return string.format(
-    '{"specversion":"1.0","id":"%d-%d","source":"/bench","type":"order.created","partitionkey":"cust-%d","data":{"orderId":"o-%d","total":%d,"note":"%s"}}',
-    math.random(1, 1000000000), i, i % 997, i, (i * 7919) % 100000, filler)
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_number", #threads)
+end
+
+function init(args)
+  local path = os.getenv("EVENTS") or error("EVENTS must name a file made by scripts/bench/events.py")
+  for line in io.lines(path) do
+    if #line > 0 then events[#events + 1] = line end
+  end
+end
+
+local function event()
+  counter = counter + 1
+  local template = events[(counter % #events) + 1]
+  local id = string.format("%04x%012x", thread_number or 0, counter)
+  return (template:gsub("@@@@@@@@@@@@@@@@", id, 1))
 end
 
 request = function()
-  counter = counter + 1
   if batch == 1 then
-    return wrk.format("POST", "/v1/topics/bench/events", { ["Content-Type"] = "application/cloudevents+json" }, event(counter))
+    return wrk.format("POST", "/v1/topics/bench/events", { ["Content-Type"] = "application/cloudevents+json" }, event())
   end
   local parts = {}
-  for j = 1, batch do parts[j] = event(counter * batch + j) end
+  for j = 1, batch do parts[j] = event() end
   return wrk.format("POST", "/v1/topics/bench/events", { ["Content-Type"] = "application/cloudevents-batch+json" },
     "[" .. table.concat(parts, ",") .. "]")
 end

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Sluice beside Redis Streams and NATS JetStream, in one interleaved run: the same events (scripts/bench/events.py,
+# 1,123 bytes each), the same client (scripts/bench/peerload.c, one thread per connection), the same
+# connections, matching durability. For each row and run the servers take turns; the table shows medians of
+# RUNS runs of SECONDS each: events acknowledged and stored per second, server CPU µs per stored event (from
+# /proc/PID/stat), resident memory at the end, disk bytes per stored event, and the ratios.
+#
+# Usage: scripts/bench/peers.sh [RUNS] [SECONDS]   (RUNS=3, SECONDS=10; ROWS=REGEX runs only the rows it matches)
+# Installs redis-server, nats-server and libnats-dev when missing; needs the release build the README's
+# first command makes (BIN=… to use another).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${1:-3}
+SECONDS_PER_RUN=${2:-10}
+BIN=${BIN:-.build-release/release/sluice}
+CONNECTIONS=${CONNECTIONS:-32}
+WORK=$(mktemp -d)
+cleanup() {
+    pkill -f "$WORK" 2>/dev/null || true
+    sleep 0.2
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nats-server >/dev/null || missing+=(nats-server)
+[ -e /usr/include/nats/nats.h ] || missing+=(libnats-dev)
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} ..." >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -x "$BIN" ] || { echo "no release build at $BIN: run ./scripts/serve once, or set BIN" >&2; exit 2; }
+cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
+python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
+
+API=127.0.0.1:17480 METRICS=127.0.0.1:19480 REDIS=16390 NATS=14230
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+wait_port() { for _ in $(seq 1 500); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.01; done; echo "port $1 did not open" >&2; exit 1; }
+
+# Starts server $1 ("sluice SETTINGS…", "redis", "nats") with its data in $2; sets PID.
+start_server() {
+    local kind=$1 dir=$2; shift 2
+    mkdir -p "$dir"
+    case $kind in
+        sluice)
+            "$BIN" serve --data-dir "$dir" --api-address "$API" --metrics-address "$METRICS" --log-level warning \
+                --max-request-size 4194304 --num-partitions 3 "$@" > "$dir.log" 2>&1 &
+            PID=$!
+            for _ in $(seq 1 500); do curl -sf "$METRICS/readyz" >/dev/null && break; sleep 0.01; done
+            curl -sf -X POST "http://$API/v1/topics" -H 'Content-Type: application/json' -d '{"name":"bench","partitions":3}' >/dev/null ;;
+        redis)
+            redis-server --port "$REDIS" --bind 127.0.0.1 --dir "$dir" --appendonly yes --appendfsync "$1" --save "" \
+                --protected-mode no > "$dir.log" 2>&1 &
+            PID=$!
+            wait_port "$REDIS" ;;
+        nats)
+            nats-server -js -sd "$dir" -a 127.0.0.1 -p "$NATS" > "$dir.log" 2>&1 &
+            PID=$!
+            wait_port "$NATS"
+            "$WORK/peerload" nats-setup "127.0.0.1:$NATS" ;;
+    esac
+}
+
+stored_events() {  # kind → events the server holds
+    case $1 in
+        sluice) curl -sf "http://$API/v1/topics/bench" | python3 -c 'import json,sys; print(sum(p["log_end_offset"] for p in json.load(sys.stdin)["partitions"]))' ;;
+        redis) redis-cli -p "$REDIS" XLEN bench ;;
+        nats) "$WORK/peerload" nats-count "127.0.0.1:$NATS" | cut -d' ' -f1 ;;
+    esac
+}
+
+stop_server() {  # kind
+    case $1 in
+        redis) redis-cli -p "$REDIS" shutdown nosave >/dev/null 2>&1 || kill -TERM "$PID" ;;
+        *) kill -TERM "$PID" ;;
+    esac
+    wait "$PID" 2>/dev/null || true
+}
+
+# One measured run: kind, load target, batch, data dir, server settings…
+# Appends "acked/s stored/s cpu_us_per_event rss_mib disk_bytes_per_event p50_ms p99_ms" to $WORK/$ROW-$kind.
+measure() {
+    local kind=$1 batch=$2 dir=$3; shift 3
+    start_server "$kind" "$dir" "$@"
+    local before; before=$(ticks "$PID")
+    local out; out=$("$WORK/peerload" "$kind" "$( [ "$kind" = sluice ] && echo "$API" || { [ "$kind" = redis ] && echo "127.0.0.1:$REDIS" || echo "127.0.0.1:$NATS"; } )" \
+        "$WORK/events.jsonl" "$CONNECTIONS" "$batch" "$SECONDS_PER_RUN")
+    local after; after=$(ticks "$PID")
+    local stored; stored=$(stored_events "$kind")
+    local rss; rss=$(rss_kib "$PID")
+    stop_server "$kind"
+    local disk; disk=$(du -sb "$dir" | cut -f1)
+    local acked duration p50 p99
+    acked=$(sed -E 's/.*acked=([0-9]+).*/\1/' <<<"$out"); duration=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$out")
+    p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$out"); p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$out")
+    local hz; hz=$(getconf CLK_TCK)
+    awk -v a="$acked" -v s="$stored" -v d="$duration" -v t=$((after - before)) -v hz="$hz" -v r="$rss" -v b="$disk" -v p50="$p50" -v p99="$p99" \
+        'BEGIN { printf "%.0f %.0f %.1f %.1f %.0f %.1f %.1f\n", a/(d/1e6), s/(d/1e6), (s ? t*1e6/hz/s : 0), r/1024, (s ? b/s : 0), p50/1000, p99/1000 }' \
+        >> "$WORK/$ROW-$kind"
+    rm -rf "$dir"
+}
+
+column() { cut -d' ' -f"$1" "$WORK/$ROW-$2" | median; }
+
+echo "## Sluice beside its peers ($RUNS interleaved runs of ${SECONDS_PER_RUN} s, $CONNECTIONS connections, medians)"
+echo
+echo "| row | server | acked events/s | stored events/s | server CPU µs/event | RSS MiB | disk B/event | p50 ms | p99 ms |"
+echo "|---|---|---|---|---|---|---|---|---|"
+ratios=()
+row() {  # name, batch, peer kind, peer setting, sluice settings…
+    ROW=$1; local batch=$2 peer=$3 peer_setting=$4; shift 4
+    [[ "$ROW" =~ ${ROWS:-.} ]] || return 0
+    for run in $(seq 1 "$RUNS"); do
+        measure sluice "$batch" "$WORK/data-$ROW-sluice-$run" "$@"
+        if [ "$peer" = redis ]; then measure redis "$batch" "$WORK/data-$ROW-redis-$run" "$peer_setting"; else measure nats "$batch" "$WORK/data-$ROW-nats-$run"; fi
+    done
+    for kind in sluice "$peer"; do
+        local label=$kind
+        [ "$kind" = sluice ] && label="Sluice ($*)"
+        [ "$kind" = redis ] && label="Redis 7 Streams (appendfsync $peer_setting)"
+        [ "$kind" = nats ] && label="NATS JetStream 2.9 (file store)"
+        echo "| $ROW | $label | $(column 1 "$kind") | $(column 2 "$kind") | $(column 3 "$kind") | $(column 4 "$kind") | $(column 5 "$kind") | $(column 6 "$kind") | $(column 7 "$kind") |"
+    done
+    ratios+=("| $ROW | $(awk -v a="$(column 2 sluice)" -v b="$(column 2 "$peer")" 'BEGIN{printf "%.2f×", a/b}') | $(awk -v a="$(column 3 sluice)" -v b="$(column 3 "$peer")" 'BEGIN{printf "%.1f×", a/b}') | $(awk -v a="$(column 4 sluice)" -v b="$(column 4 "$peer")" 'BEGIN{printf "%.1f×", a/b}') | $(awk -v a="$(column 5 sluice)" -v b="$(column 5 "$peer")" 'BEGIN{printf "%.2f×", a/b}') |")
+}
+
+row "fsync before ack, 1 event per request" 1 redis always --acks all --compression-type gzip
+row "fsync before ack, 1 event per request, linger.ms=0" 1 redis always --acks all --compression-type gzip --linger-ms 0
+row "fsync before ack, batches of 100" 100 redis always --acks all --compression-type gzip
+row "fsync before ack, batches of 100, no compression" 100 redis always --acks all --compression-type none
+row "no fsync before ack, batches of 100" 100 nats - --acks 1 --enable-idempotence false --compression-type gzip
+
+echo
+echo "| row | Sluice ÷ peer, stored events/s | CPU per event | RSS | disk per event |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${ratios[@]}"
