@@ -71,7 +71,10 @@ def event(rng, n):
 
 
 def main():
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    arg = sys.argv[1] if len(sys.argv) > 1 else "10000"
+    if not arg.isdigit() or int(arg) < 1:
+        sys.exit(f"events.py: COUNT must be a positive whole number, not {arg!r}\nUsage: scripts/bench/events.py COUNT > events.jsonl")
+    count = int(arg)
     rng = random.Random(20261203)
     for n in range(count):
         e = event(rng, n)
