@@ -73,7 +73,8 @@ def event(rng, n):
 def main():
     arg = sys.argv[1] if len(sys.argv) > 1 else "10000"
     if not arg.isdigit() or int(arg) < 1:
-        sys.exit(f"events.py: COUNT must be a positive whole number, not {arg!r}\nUsage: scripts/bench/events.py COUNT > events.jsonl")
+        print(f"events.py: COUNT must be a positive whole number, not {arg!r}\nUsage: scripts/bench/events.py COUNT > events.jsonl", file=sys.stderr)
+        sys.exit(2)
     count = int(arg)
     rng = random.Random(20261203)
     for n in range(count):
