@@ -12,7 +12,7 @@ trap 'pkill -f "$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
 python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
 export EVENTS="$WORK/events.jsonl"
-stored_events() { curl -sf "127.0.0.1:17470/v1/topics/bench" | python3 -c 'import json,sys; print(sum(p["log_end_offset"] for p in json.load(sys.stdin)["partitions"]))'; }
+source scripts/bench/common.sh
 
 start_agent() {  # data-dir, extra settings…
     local dir=$1; shift
@@ -23,7 +23,6 @@ start_agent() {  # data-dir, extra settings…
 }
 stop_agent() { kill -TERM "$AGENT"; wait "$AGENT" || true; }
 want() { [[ ",${SECTIONS:-all}," == *",all,"* || ",${SECTIONS:-}," == *",$1,"* ]]; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 if want throughput; then
 echo "## HTTP publish throughput (wrk, 2 threads, 32 connections, 10 s; agent and wrk share the 2 cores)"
@@ -38,7 +37,7 @@ for batch in 1 100; do
       start_agent "$WORK/tp-$batch-$acks-$run" --acks "$acks" --enable-idempotence "$idem" --max-request-size 4194304
       out=$(BATCH=$batch wrk -t2 -c32 -d10s -s scripts/bench/publish.lua http://127.0.0.1:17470 | grep RESULT)
       sleep 0.2   # acks=0 answers before the append: let the buffer drain before counting
-      stored=$(stored_events)
+      stored=$(sluice_stored_events 127.0.0.1:17470)
       stop_agent
       req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out"); dur=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$out")
       err=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$out"); non=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$out")

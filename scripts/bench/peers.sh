@@ -35,11 +35,11 @@ fi
 [ -x "$BIN" ] || { echo "no release build at $BIN: run ./scripts/serve once, or set BIN" >&2; exit 2; }
 cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
 python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
+source scripts/bench/common.sh
 
 API=127.0.0.1:17480 METRICS=127.0.0.1:19480 REDIS=16390 NATS=14230
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 wait_port() { for _ in $(seq 1 500); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.01; done; echo "port $1 did not open" >&2; exit 1; }
 
 # Starts server $1 ("sluice SETTINGS…", "redis", "nats") with its data in $2; sets PID.
@@ -68,7 +68,7 @@ start_server() {
 
 stored_events() {  # kind → events the server holds
     case $1 in
-        sluice) curl -sf "http://$API/v1/topics/bench" | python3 -c 'import json,sys; print(sum(p["log_end_offset"] for p in json.load(sys.stdin)["partitions"]))' ;;
+        sluice) sluice_stored_events "$API" ;;
         redis) redis-cli -p "$REDIS" XLEN bench ;;
         nats) "$WORK/peerload" nats-count "127.0.0.1:$NATS" | cut -d' ' -f1 ;;
     esac
