@@ -84,6 +84,19 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // The Kafka wire protocol: a versioned request/response codec and a SwiftNIO listener over the broker. No HTTP.
+        .target(
+            name: "SluiceKafka",
+            dependencies: [
+                "SluiceBroker",
+                "SluiceLog",
+                "SluiceTelemetry",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HTTP API, /metrics and health, wired into one ServiceGroup.
         .target(
             name: "SluiceServer",
@@ -91,6 +104,7 @@ let package = Package(
                 "SluiceBroker",
                 "SluiceDelivery",
                 "SluiceSaga",
+                "SluiceKafka",
                 "SluiceTelemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -141,6 +155,12 @@ let package = Package(
         .testTarget(
             name: "SluiceBrokerTests",
             dependencies: ["SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "SluiceKafkaTests",
+            dependencies: ["SluiceKafka", "SluiceServer", "SluiceBroker", "SluiceLog", "SluiceTelemetry", "SluiceTestSupport",
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+                           .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(
             name: "SluiceServerTests",

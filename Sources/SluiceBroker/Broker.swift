@@ -195,7 +195,7 @@ public final class Broker: Sendable {
 
     /// A read stops waiting at its deadline, when shutdown began, or when its task is cancelled (a cancelled
     /// task's waits return at once, so the loop must not go round again).
-    private func waitIsOver(_ deadline: UInt64) -> Bool {
+    func waitIsOver(_ deadline: UInt64) -> Bool {
         DispatchTime.now().uptimeNanoseconds >= deadline || longPollsEnded.load(ordering: .acquiring) || Task.isCancelled
     }
 
@@ -263,7 +263,7 @@ public final class Broker: Sendable {
         logger.info("topic deleted", metadata: [LogField.topic: .string(name)])
     }
 
-    private func state(for name: String, create: Bool) throws(BrokerError) -> TopicState {
+    func state(for name: String, create: Bool) throws(BrokerError) -> TopicState {
         if let state = topics.withLock({ $0[name] }) { return state }
         guard create, config.bool("auto.create.topics.enable") else {
             throw BrokerError(.notFound, "topic \(name) does not exist" + (create ? "; create it with POST /v1/topics (auto.create.topics.enable=false)" : ""))

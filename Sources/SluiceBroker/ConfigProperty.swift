@@ -17,6 +17,8 @@ public struct ConfigProperty: Sendable, Hashable {
         case string
         /// `host:port`
         case address
+        /// `host:port`, or `off` to disable a listener
+        case addressOrOff
 
         var allowed: String {
             switch self {
@@ -27,6 +29,7 @@ public struct ConfigProperty: Sendable, Hashable {
             case .choice(let values): return "one of " + values.joined(separator: ", ")
             case .string: return "a string"
             case .address: return "host:port, e.g. 127.0.0.1:7470 (port 0 picks a free port)"
+            case .addressOrOff: return "host:port, e.g. 127.0.0.1:9092 (port 0 picks a free port), or off"
             }
         }
     }
@@ -61,6 +64,9 @@ public struct ConfigProperty: Sendable, Hashable {
         case .string:
             return value
         case .address:
+            return HostPort(value) != nil ? value : nil
+        case .addressOrOff:
+            if value.lowercased() == "off" { return "off" }
             return HostPort(value) != nil ? value : nil
         }
     }
@@ -144,6 +150,12 @@ extension ConfigProperty {
               help: "Address of the HTTP API. Anything but loopback needs api.token."),
         .init(name: "metrics.address", group: .agent, kind: .address, defaultValue: "0.0.0.0:9470",
               help: "Address of /metrics (and /healthz, /readyz)."),
+        .init(name: "kafka.address", group: .agent, kind: .addressOrOff, defaultValue: "127.0.0.1:9092",
+              help: "Address of the Kafka protocol listener, or off. Anything but loopback needs api.token (then clients authenticate with SASL/PLAIN, the token as password)."),
+        .init(name: "kafka.advertised.address", group: .agent, kind: .string, defaultValue: "",
+              help: "host:port that Metadata tells Kafka clients to connect to; empty: the bound kafka.address."),
+        .init(name: "socket.request.max.bytes", group: .agent, kind: .integer(1024...2_147_483_647), defaultValue: "104857600",
+              help: "Largest Kafka request frame; a larger one closes the connection."),
         .init(name: "subscription.max.count", group: .agent, kind: .integer(1...100_000), defaultValue: "1000",
               help: "Most push subscriptions (file and API together); another PUT is refused with 409. Bounds the subscription label's values."),
         .init(name: "http.max.connections", group: .agent, kind: .integer(1...100_000), defaultValue: "512",

@@ -93,6 +93,11 @@ public struct SluiceConfig: Sendable {
     /// The numeric addresses the listeners bind, resolved once when the configuration is loaded.
     public private(set) var apiBindAddress = HostPort("127.0.0.1:0")!
     public private(set) var metricsBindAddress = HostPort("127.0.0.1:0")!
+    /// `kafka.address` as given, nil when it is `off`; ``kafkaBindAddress`` is what is bound.
+    public var kafkaAddress: HostPort? { HostPort(string("kafka.address")) }
+    public private(set) var kafkaBindAddress: HostPort?
+    /// `kafka.advertised.address`, nil when empty (Metadata then names the bound address).
+    public var kafkaAdvertisedAddress: HostPort? { HostPort(string("kafka.advertised.address")) }
     /// The shortest `api.token` accepted.
     public static let minimumTokenLength = 16
     public var apiToken: String? { string("api.token").isEmpty ? nil : string("api.token") }
@@ -222,6 +227,14 @@ public struct SluiceConfig: Sendable {
         }
         apiBindAddress = try resolve("api.address", apiAddress)
         metricsBindAddress = try resolve("metrics.address", metricsAddress)
+        if let kafkaAddress {
+            kafkaBindAddress = try resolve("kafka.address", kafkaAddress)
+        }
+        if !string("kafka.advertised.address").isEmpty {
+            guard let advertised = kafkaAdvertisedAddress, advertised.port > 0 else {
+                throw ConfigError("\(at("kafka.advertised.address")) must be host:port with a port from 1 to 65535 that Kafka clients can reach, e.g. sluice.local:9092")
+            }
+        }
         if let token = apiToken {
             guard token.count >= Self.minimumTokenLength, !token.contains(where: \.isWhitespace) else {
                 throw ConfigError("api.token (from \(source("api.token"))) must be at least \(Self.minimumTokenLength) characters without spaces; generate one with `openssl rand -hex 32`")
@@ -242,6 +255,10 @@ public struct SluiceConfig: Sendable {
         if apiToken == nil && !apiBindAddress.isLoopback {
             let resolvedNote = apiBindAddress.host == apiAddress.host ? "" : " (it resolves to \(apiBindAddress.host))"
             throw ConfigError("\(at("api.address")) is not a loopback address\(resolvedNote), so api.token must be set (the API would be open to the network)")
+        }
+        if let kafkaBindAddress, apiToken == nil, !kafkaBindAddress.isLoopback {
+            let resolvedNote = kafkaBindAddress.host == kafkaAddress?.host ? "" : " (it resolves to \(kafkaBindAddress.host))"
+            throw ConfigError("\(at("kafka.address")) is not a loopback address\(resolvedNote), so api.token must be set (Kafka clients then authenticate with SASL/PLAIN, the token as password); or set kafka.address=off")
         }
         if !TopicName.isValid(string("default.topic")) {
             throw ConfigError("\(at("default.topic")) is not a valid topic name: use 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-'")

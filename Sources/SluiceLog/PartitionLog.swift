@@ -439,6 +439,12 @@ public final class PartitionLog: Sendable {
 
     /// The first offset whose record timestamp is at or after `timestamp`, or `nil` when no record is that recent.
     public func offset(forTimestamp timestamp: Int64) throws -> Int64? {
+        try firstRecord(atOrAfter: timestamp)?.offset
+    }
+
+    /// The offset and timestamp of the first record whose timestamp is `timestamp` or later (Kafka's
+    /// ListOffsets by time), found through the time index; nil when every record is older.
+    public func firstRecord(atOrAfter timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {
         // Where to start scanning each candidate segment, worked out under the lock that guards its indexes.
         let candidates = state.withLock { state -> [(segment: Segment, limit: Int64, offset: Int64, position: Int64)] in
             state.segments.filter { $0.maxTimestamp >= timestamp }.map { segment in
@@ -447,7 +453,7 @@ public final class PartitionLog: Sendable {
             }
         }
         for (segment, limit, startOffset, startPosition) in candidates {
-            let found = try segment.file.withDescriptor { fd throws -> Int64? in
+            let found = try segment.file.withDescriptor { fd throws -> (offset: Int64, timestamp: Int64)? in
                 var offset = startOffset
                 var position = startPosition
                 while position < limit {
@@ -455,7 +461,7 @@ public final class PartitionLog: Sendable {
                     position += Int64(batch.bytes.count)
                     guard batch.header.nextOffset > offset, batch.header.maxTimestamp >= timestamp else { continue }
                     for record in try RecordBatch.decode(batch.bytes).records where record.offset >= offset && record.timestamp >= timestamp {
-                        return record.offset
+                        return (record.offset, record.timestamp)
                     }
                     offset = batch.header.nextOffset
                 }

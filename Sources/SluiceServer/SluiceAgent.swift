@@ -6,6 +6,7 @@ public import Logging
 import NIOCore
 public import SluiceBroker
 import SluiceDelivery
+import SluiceKafka
 import SluiceLog
 import SluiceSaga
 public import SluiceTelemetry
@@ -16,6 +17,8 @@ import Synchronization
 public struct BoundAddresses: Sendable {
     public var api: String
     public var metrics: String
+    /// The Kafka listener's address; nil when `kafka.address` is off.
+    public var kafka: String?
 }
 
 /// `sluice serve`: the broker, the API listener, the metrics listener and maintenance in one `ServiceGroup`,
@@ -57,12 +60,20 @@ public enum SluiceAgent {
             onServerRunning: { channel in startup.listenerUp(metricsAddress: describe(channel.localAddress, fallback: config.metricsAddress)) },
             logger: frameworkLogger)
 
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup),
+                  successTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: metricsApp),
+            .init(service: api),
+        ]
+        if config.kafkaBindAddress != nil {
+            let kafka = KafkaListener(configuration: try KafkaListener.Configuration(config: config), broker: { holder.broker },
+                                      metrics: metrics, logger: logger, onBound: { startup.listenerUp(kafka: $0) })
+            // After the API in the list, so it stops before the API and the broker: its connections finish first.
+            services.append(.init(service: kafka))
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [
-                .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup),
-                      successTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: metricsApp),
-                .init(service: api),
+            services: services + [
                 // Last in the list, so the first to hear of shutdown: it ends long polls before the API
                 // waits for its in-flight requests.
                 .init(service: LongPollCutoff(holder: holder), successTerminationBehavior: .ignore),
@@ -100,27 +111,32 @@ final class Startup: Sendable {
     let config: SluiceConfig
     let logger: Logger
     let onReady: @Sendable (BoundAddresses) -> Void
-    private let state = Mutex<(api: String?, metrics: String?, broker: Broker?, announced: Bool, brokerReady: Bool, sagasLoaded: Bool,
-                               ready: Bool, report: (@Sendable () -> Void)?)>((nil, nil, nil, false, false, false, false, nil))
+    private let state = Mutex<(api: String?, metrics: String?, kafka: String?, broker: Broker?, announced: Bool, brokerReady: Bool, sagasLoaded: Bool,
+                               ready: Bool, report: (@Sendable () -> Void)?)>((nil, nil, nil, nil, false, false, false, false, nil))
+    private let kafkaEnabled: Bool
 
     init(config: SluiceConfig, logger: Logger, onReady: @escaping @Sendable (BoundAddresses) -> Void) {
         self.config = config
         self.logger = logger
         self.onReady = onReady
+        self.kafkaEnabled = config.kafkaBindAddress != nil
     }
 
-    func listenerUp(api: String? = nil, metricsAddress: String? = nil) {
+    func listenerUp(api: String? = nil, metricsAddress: String? = nil, kafka: String? = nil) {
+        let kafkaEnabled = self.kafkaEnabled
         let (announce, report) = state.withLock { state -> (BoundAddresses?, (@Sendable () -> Void)?) in
             if let api { state.api = api }
             if let metricsAddress { state.metrics = metricsAddress }
-            guard let a = state.api, let m = state.metrics, !state.announced else { return (nil, nil) }
+            if let kafka { state.kafka = kafka }
+            guard let a = state.api, let m = state.metrics, !kafkaEnabled || state.kafka != nil, !state.announced else { return (nil, nil) }
             state.announced = true
             defer { state.report = nil }
-            return (BoundAddresses(api: a, metrics: m), state.report)
+            return (BoundAddresses(api: a, metrics: m, kafka: state.kafka), state.report)
         }
         if let announce {
             logger.info("sluice started", metadata: [
-                "api.address": .string(announce.api), "metrics.address": .string(announce.metrics), "data.dir": .string(config.dataDirectory),
+                "api.address": .string(announce.api), "metrics.address": .string(announce.metrics),
+                "kafka.address": .string(announce.kafka ?? "off"), "data.dir": .string(config.dataDirectory),
             ])
         }
         report?()
@@ -146,13 +162,14 @@ final class Startup: Sendable {
     }
 
     private func becomeReadyIfDone() {
+        let kafkaEnabled = self.kafkaEnabled
         let (markBroker, ready) = state.withLock { state -> (Broker?, BoundAddresses?) in
-            guard !state.ready, let broker = state.broker, let a = state.api, let m = state.metrics else { return (nil, nil) }
+            guard !state.ready, let broker = state.broker, let a = state.api, let m = state.metrics, !kafkaEnabled || state.kafka != nil else { return (nil, nil) }
             let markBroker = state.brokerReady ? nil : broker
             state.brokerReady = true
             guard state.sagasLoaded else { return (markBroker, nil) }
             state.ready = true
-            return (markBroker, BoundAddresses(api: a, metrics: m))
+            return (markBroker, BoundAddresses(api: a, metrics: m, kafka: state.kafka))
         }
         // Background work (deliveries, the saga engine's load) starts once the broker is ready.
         markBroker?.markReady()

@@ -24,10 +24,16 @@ public enum LogField {
     public static let sagaType = "saga.type"
     public static let sagaStep = "saga.step"
     public static let sagaStatus = "saga.status"
+    /// The peer of a connection (`host:port`) and the client id it sent (Kafka listener).
+    public static let clientAddress = "client.address"
+    public static let clientId = "client.id"
+    public static let kafkaAPI = "kafka.api"
+    public static let kafkaError = "kafka.error"
 
     /// Every field above.
     public static let all = [timestamp, level, message, logger, serviceName, ecsVersion, correlationId, causationId, traceId, spanId,
-                             eventId, eventType, topic, partition, offset, group, member, subscription, sagaId, sagaType, sagaStep, sagaStatus]
+                             eventId, eventType, topic, partition, offset, group, member, subscription, sagaId, sagaType, sagaStep, sagaStatus,
+                             clientAddress, clientId, kafkaAPI, kafkaError]
 
     /// Fields the handler writes itself; metadata with these keys is moved under `metadata.` instead.
     public static let core: Set<String> = [timestamp, level, message, logger, serviceName, ecsVersion]

@@ -155,6 +155,20 @@ public enum MetricName {
         name: "sluice_http_requests_total", help: "HTTP API requests by route template, method and status code.",
         labels: ["route", "method", "status"])
 
+    // Kafka listener
+    public static let kafkaRequests = MetricFamily(
+        name: "sluice_kafka_requests_total", help: "Kafka protocol requests by API, version and error code name (NONE when it succeeded).",
+        labels: ["api", "version", "error"])
+    public static let kafkaRequestDuration = MetricFamily(
+        name: "sluice_kafka_request_duration_seconds", help: "Time from reading a Kafka request to writing its response (a long-polling Fetch includes its wait).",
+        labels: ["api"])
+    public static let kafkaConnections = MetricFamily(
+        name: "sluice_kafka_connections", help: "Open connections to the Kafka listener.", labels: [])
+    public static let kafkaReceivedBytes = MetricFamily(
+        name: "sluice_kafka_received_bytes_total", help: "Bytes of Kafka request frames read.", labels: [])
+    public static let kafkaSentBytes = MetricFamily(
+        name: "sluice_kafka_sent_bytes_total", help: "Bytes of Kafka response frames written.", labels: [])
+
     // Logging
     public static let logLinesDropped = MetricFamily(
         name: "sluice_log_lines_dropped_total", help: "Log lines dropped because the reader of standard output stopped reading.", labels: [])
@@ -179,7 +193,8 @@ public enum MetricName {
         producerBufferFull, producerConfigInfo, consumerConfigInfo, partitionLogEndOffset, partitionLogStartOffset,
         partitionSizeBytes, partitionLastAppend, topicPartitions, topicPartitionsRecommended, topicProduceRate, groupLag,
         groupLagSeconds, groupExpiredRecords, groupCommittedOffset, groupCommitAge, groupLagSum, groupLagSecondsMax, groupMembers,
-        groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, logLinesDropped,
+        groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, kafkaRequests, kafkaRequestDuration,
+        kafkaConnections, kafkaReceivedBytes, kafkaSentBytes, logLinesDropped,
         dlqEvents, dlqDepth, dlqOldestAge, deliveryAttempts, deliveryRetries, processingDuration, deliveryInFlight,
         deliveryOldestPending, poisonEvents, dlqReplayed, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
         sagaOldestInFlight, sagaCompensations, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,

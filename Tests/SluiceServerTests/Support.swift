@@ -34,7 +34,7 @@ struct RunningAgent {
 }
 
 func startAgent(_ dir: String, _ arguments: [String] = [], configFile: String? = nil) async throws -> RunningAgent {
-    let config = try SluiceConfig.load(arguments: ["--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0"] + arguments,
+    let config = try SluiceConfig.load(arguments: ["--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0", "--kafka-address", "127.0.0.1:0"] + arguments,
                                        file: configFile)
     let logPath = dir + "/sluice-\(UUID().uuidString).log"
     let sink = try LogSink.file(path: logPath, maxBytes: 1 << 30, maxFiles: 1)
@@ -55,7 +55,7 @@ func startAgent(_ dir: String, _ arguments: [String] = [], configFile: String? =
 func startServeProcess(_ dir: String, _ arguments: [String]) async throws -> (Process, String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: sluiceBinary)
-    process.arguments = ["serve", "--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0"] + arguments
+    process.arguments = ["serve", "--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0", "--kafka-address", "127.0.0.1:0"] + arguments
     let logPath = dir + "/serve-\(UUID().uuidString).log"
     _ = FileManager.default.createFile(atPath: logPath, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

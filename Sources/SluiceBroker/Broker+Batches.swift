@@ -1,0 +1,119 @@
+import Dispatch
+public import SluiceLog
+
+/// Stored batches of one partition, as a batch-level reader (the Kafka listener's Fetch) gets them.
+public struct PartitionBatches: Sendable {
+    public var batches: [FetchedBatch]
+    public var logStartOffset: Int64
+    public var logEndOffset: Int64
+    /// The offset asked for lies outside `logStartOffset...logEndOffset` (nothing was read).
+    public var outOfRange = false
+}
+
+/// What a batch-level read of one partition asks for.
+public struct BatchRead: Sendable {
+    public var partition: TopicPartition
+    public var offset: Int64
+    public var maxBytes: Int
+
+    public init(partition: TopicPartition, offset: Int64, maxBytes: Int) {
+        self.partition = partition
+        self.offset = offset
+        self.maxBytes = maxBytes
+    }
+}
+
+/// Whole record batches in and out, as clients of the Kafka protocol send and fetch them: no CloudEvent
+/// mapping, no re-encoding, no deduplication by event id.
+extension Broker {
+    /// Appends one record batch as it was sent, assigning its base offset, and returns once `acks` is met:
+    /// `.none` and `.leader` after the append, `.all` after the fsync (group commit). The batch must already be
+    /// valid (``RecordBatch/validate(_:)``); the log checks it again.
+    public func appendBatch(_ batch: [UInt8], to tp: TopicPartition, acks: Acks) async throws(BrokerError) -> AppendInfo {
+        let state = try state(for: tp.topic, create: false)
+        guard tp.partition >= 0, Int(tp.partition) < state.producers.count else {
+            throw BrokerError(.notFound, "topic \(tp.topic) has partitions 0...\(state.producers.count - 1); \(tp.partition) does not exist")
+        }
+        let log = state.topic.partitions[Int(tp.partition)]
+        let info: AppendInfo
+        do {
+            info = try log.appendWithoutFlush(batch)
+        } catch {
+            throw BrokerError(error)
+        }
+        let records = Int(info.lastOffset - info.baseOffset + 1)
+        throughput.record(topic: tp.topic, bytes: batch.count, nowMillis: info.appendTime)
+        metrics.eventPublished(topic: tp.topic, eventType: Self.kafkaRecordType, status: "written", count: records)
+        metrics.batchWritten(topic: tp.topic, records: records, uncompressedBytes: batch.count, storedBytes: batch.count)
+        metrics.partitionChanged(topic: tp.topic, partition: tp.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1,
+                                 sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
+        state.notifiers[Int(tp.partition)].notify()
+        if acks == .all {
+            do {
+                try await log.waitUntilDurable(info.lastOffset + 1)
+            } catch {
+                throw BrokerError(error)
+            }
+        }
+        return info
+    }
+
+    /// The `event_type` label of records produced over the Kafka protocol (counted without decoding them), as
+    /// deliveries label records that are not CloudEvents.
+    public static let kafkaRecordType = "sluice.record"
+
+    /// Reads stored batches of several partitions, each from its own offset (at least one batch where there is
+    /// one, then up to its `maxBytes` and the total `maxBytes`), waiting up to `maxWaitMs` until `minBytes` are
+    /// there. Each partition has its own outcome, so an unknown one does not fail the rest.
+    public func readBatches(_ reads: [BatchRead], minBytes: Int, maxBytes: Int, maxWaitMs: Int64) async -> [Result<PartitionBatches, BrokerError>] {
+        var sources: [(log: PartitionLog, notifier: AppendNotifier)?] = []
+        var failures: [Int: BrokerError] = [:]
+        for (index, read) in reads.enumerated() {
+            do {
+                let state = try state(for: read.partition.topic, create: false)
+                guard read.partition.partition >= 0, Int(read.partition.partition) < state.producers.count else {
+                    throw BrokerError(.notFound, "topic \(read.partition.topic) has no partition \(read.partition.partition)")
+                }
+                sources.append((state.topic.partitions[Int(read.partition.partition)], state.notifiers[Int(read.partition.partition)]))
+            } catch {
+                sources.append(nil)
+                failures[index] = BrokerError(error)
+            }
+        }
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(maxWaitMs, 0)) * 1_000_000
+        while true {
+            let generations = sources.compactMap { $0.map { ($0.notifier, $0.notifier.generation) } }
+            var results: [Result<PartitionBatches, BrokerError>] = []
+            var total = 0
+            for (index, read) in reads.enumerated() {
+                guard let source = sources[index] else {
+                    results.append(.failure(failures[index]!))
+                    continue
+                }
+                let start = source.log.logStartOffset, end = source.log.logEndOffset
+                if read.offset < start || read.offset > end {
+                    results.append(.success(PartitionBatches(batches: [], logStartOffset: start, logEndOffset: end, outOfRange: true)))
+                    continue
+                }
+                do {
+                    // The total limit counts too, but the first partition with data always gets its first batch.
+                    let room = total == 0 ? read.maxBytes : min(read.maxBytes, maxBytes - total)
+                    let batches = room > 0 || total == 0 ? try source.log.read(from: read.offset, maxBytes: max(room, 1)) : []
+                    total += batches.reduce(0) { $0 + $1.bytes.count }
+                    results.append(.success(PartitionBatches(batches: batches, logStartOffset: source.log.logStartOffset,
+                                                             logEndOffset: source.log.logEndOffset)))
+                } catch {
+                    results.append(.failure(BrokerError(error)))
+                }
+            }
+            if total >= max(minBytes, 1) || generations.isEmpty || waitIsOver(deadline) { return results }
+            await Self.waitForAppend(on: generations, until: deadline)
+        }
+    }
+
+    /// The partition's log, creating the topic when it is missing and `autoCreate` (and `auto.create.topics.enable`) allow.
+    public func partitionLog(_ tp: TopicPartition, autoCreate: Bool) throws(BrokerError) -> PartitionLog {
+        if autoCreate { _ = try ensureTopic(tp.topic) }
+        return try partitionLog(tp)
+    }
+}

@@ -1,0 +1,88 @@
+/// The Kafka APIs Sluice serves and the version range of each: what ApiVersions answers. These ranges are a
+/// contract (clients pick the highest version both sides know) and the README lists them.
+///
+/// Only non-flexible versions are served; the minimums are as low as the record format allows (Produce and
+/// Fetch start where record batch v2, magic 2, starts).
+public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
+    case produce = 0
+    case fetch = 1
+    case listOffsets = 2
+    case metadata = 3
+    case saslHandshake = 17
+    case apiVersions = 18
+    case saslAuthenticate = 36
+
+    public var versions: ClosedRange<Int16> {
+        switch self {
+        case .produce: 3...8
+        case .fetch: 4...11
+        case .listOffsets: 0...5
+        case .metadata: 0...8
+        case .saslHandshake: 1...1
+        case .apiVersions: 0...2
+        case .saslAuthenticate: 0...1
+        }
+    }
+
+    /// The name used in the `api` label of `sluice_kafka_requests_total` and in logs.
+    public var description: String {
+        switch self {
+        case .produce: "Produce"
+        case .fetch: "Fetch"
+        case .listOffsets: "ListOffsets"
+        case .metadata: "Metadata"
+        case .saslHandshake: "SaslHandshake"
+        case .apiVersions: "ApiVersions"
+        case .saslAuthenticate: "SaslAuthenticate"
+        }
+    }
+
+    /// APIs a connection may call before SASL authentication succeeds (when a token is set).
+    public var allowedBeforeAuthentication: Bool {
+        self == .apiVersions || self == .saslHandshake || self == .saslAuthenticate
+    }
+}
+
+/// The protocol's error codes that Sluice answers with.
+public enum KafkaError: Int16, Sendable, CustomStringConvertible {
+    case unknownServerError = -1
+    case none = 0
+    case offsetOutOfRange = 1
+    case corruptMessage = 2
+    case unknownTopicOrPartition = 3
+    case messageTooLarge = 10
+    case invalidTopic = 17
+    case invalidRequiredAcks = 21
+    case unsupportedSaslMechanism = 33
+    case illegalSaslState = 34
+    case unsupportedVersion = 35
+    case invalidPartitions = 37
+    case invalidRequest = 42
+    case kafkaStorageError = 56
+    case saslAuthenticationFailed = 58
+    case unsupportedCompressionType = 76
+    case invalidRecord = 87
+
+    /// Kafka's name for the code, used in the `error` label and in logs.
+    public var description: String {
+        switch self {
+        case .unknownServerError: "UNKNOWN_SERVER_ERROR"
+        case .none: "NONE"
+        case .offsetOutOfRange: "OFFSET_OUT_OF_RANGE"
+        case .corruptMessage: "CORRUPT_MESSAGE"
+        case .unknownTopicOrPartition: "UNKNOWN_TOPIC_OR_PARTITION"
+        case .messageTooLarge: "MESSAGE_TOO_LARGE"
+        case .invalidTopic: "INVALID_TOPIC_EXCEPTION"
+        case .invalidRequiredAcks: "INVALID_REQUIRED_ACKS"
+        case .unsupportedSaslMechanism: "UNSUPPORTED_SASL_MECHANISM"
+        case .illegalSaslState: "ILLEGAL_SASL_STATE"
+        case .unsupportedVersion: "UNSUPPORTED_VERSION"
+        case .invalidPartitions: "INVALID_PARTITIONS"
+        case .invalidRequest: "INVALID_REQUEST"
+        case .kafkaStorageError: "KAFKA_STORAGE_ERROR"
+        case .saslAuthenticationFailed: "SASL_AUTHENTICATION_FAILED"
+        case .unsupportedCompressionType: "UNSUPPORTED_COMPRESSION_TYPE"
+        case .invalidRecord: "INVALID_RECORD"
+        }
+    }
+}

@@ -1,0 +1,352 @@
+import Dispatch
+public import Logging
+public import NIOCore
+public import SluiceBroker
+import SluiceLog
+import SluiceTelemetry
+
+/// What a connection should do with a request's outcome.
+public enum KafkaReply {
+    /// Write this response frame (without the 4-byte size prefix).
+    case respond(ByteBuffer)
+    /// Write nothing (Produce with acks=0).
+    case none
+    /// Close the connection (a request that cannot be answered in the protocol), logging why.
+    case close(String)
+    /// Write this response, then close the connection (a failed authentication), logging why.
+    case respondThenClose(ByteBuffer, String)
+}
+
+/// Per-connection state the handler keeps between requests.
+public struct KafkaSession: Sendable {
+    public var clientAddress: String
+    public var clientId: String?
+    public var handshakeDone = false
+    public var authenticated: Bool
+
+    public init(clientAddress: String, authenticationRequired: Bool) {
+        self.clientAddress = clientAddress
+        self.authenticated = !authenticationRequired
+    }
+}
+
+/// Answers Kafka requests from the broker. One request at a time per connection: the caller awaits each reply
+/// before handling the next, which keeps replies in request order.
+public struct KafkaRequestHandler: Sendable {
+    public let broker: Broker
+    public let advertised: HostPort
+    public let token: String?
+    public let logger: Logger
+    static let nodeId: Int32 = 0
+    static let clusterId = "sluice"
+
+    public init(broker: Broker, advertised: HostPort, token: String?, logger: Logger) {
+        self.broker = broker
+        self.advertised = advertised
+        self.token = token
+        self.logger = logger
+    }
+
+    /// Handles one request frame (the bytes after its size prefix).
+    public func handle(_ frame: ByteBuffer, session: inout KafkaSession) async -> KafkaReply {
+        let started = DispatchTime.now().uptimeNanoseconds
+        var reader = KafkaReader(frame)
+        let header: KafkaRequestHeader
+        do {
+            header = try KafkaRequestHeader.decode(&reader)
+        } catch {
+            return .close("the request header cannot be read: \(error)")
+        }
+        if session.clientId == nil { session.clientId = header.clientId }
+        guard let api = KafkaAPI(rawValue: header.apiKey) else {
+            count(apiName: "unknown", version: header.apiVersion, error: "UNSUPPORTED_API")
+            return .close("API key \(header.apiKey) is not served by Sluice; ApiVersions lists the APIs it serves")
+        }
+        var w = KafkaWriter()
+        w.int32(header.correlationId)
+        guard api.versions.contains(header.apiVersion) else {
+            if api == .apiVersions {
+                // Kafka's rule: answer an ApiVersions version the broker does not know with a v0 body, so the
+                // client can pick a version from the list.
+                ApiVersions.encodeResponse(version: 0, error: .unsupportedVersion, into: &w)
+                finish(api, header.apiVersion, error: .unsupportedVersion, since: started)
+                return .respond(w.buffer)
+            }
+            count(apiName: api.description, version: header.apiVersion, error: KafkaError.unsupportedVersion.description)
+            return .close("\(api) v\(header.apiVersion) is not served; Sluice serves v\(api.versions.lowerBound)–v\(api.versions.upperBound)")
+        }
+        guard session.authenticated || api.allowedBeforeAuthentication else {
+            count(apiName: api.description, version: header.apiVersion, error: "SASL_AUTHENTICATION_REQUIRED")
+            return .close("\(api) before SASL authentication; with api.token set, clients use SASL/PLAIN with the token as password")
+        }
+        do {
+            let error: KafkaError
+            switch api {
+            case .apiVersions:
+                ApiVersions.encodeResponse(version: header.apiVersion, into: &w)
+                error = .none
+            case .metadata:
+                error = try metadata(MetadataRequest.decode(version: header.apiVersion, &reader), version: header.apiVersion, into: &w)
+            case .produce:
+                let request = try ProduceRequest.decode(version: header.apiVersion, &reader)
+                let (response, worst) = await produce(request, session: session)
+                finish(api, header.apiVersion, error: worst, since: started)
+                if request.acks == 0 { return .none }
+                response.encode(version: header.apiVersion, into: &w)
+                return .respond(w.buffer)
+            case .fetch:
+                let request = try FetchRequest.decode(version: header.apiVersion, &reader)
+                error = await fetch(request, version: header.apiVersion, into: &w)
+            case .listOffsets:
+                error = try listOffsets(ListOffsetsRequest.decode(version: header.apiVersion, &reader), version: header.apiVersion, into: &w)
+            case .saslHandshake:
+                let mechanism = try SaslHandshake.decode(&reader)
+                error = mechanism == "PLAIN" ? .none : .unsupportedSaslMechanism
+                if error == .none { session.handshakeDone = true }
+                SaslHandshake.encodeResponse(error: error, into: &w)
+            case .saslAuthenticate:
+                let message = try SaslAuthenticate.decode(&reader)
+                error = authenticate(message, session: &session, version: header.apiVersion, into: &w)
+                if error != .none {
+                    finish(api, header.apiVersion, error: error, since: started)
+                    // Kafka answers, then closes the connection of a failed authentication.
+                    return .respondThenClose(w.buffer, "SASL authentication failed (\(error))")
+                }
+            }
+            finish(api, header.apiVersion, error: error, since: started)
+            return .respond(w.buffer)
+        } catch {
+            count(apiName: api.description, version: header.apiVersion, error: KafkaError.invalidRequest.description)
+            return .close("\(api) v\(header.apiVersion) request is malformed: \(error)")
+        }
+    }
+
+    // MARK: - Metrics
+
+    private func finish(_ api: KafkaAPI, _ version: Int16, error: KafkaError, since started: UInt64) {
+        count(apiName: api.description, version: version, error: error.description)
+        let elapsed = DispatchTime.now().uptimeNanoseconds - started
+        broker.metrics.durationHistogram(MetricName.kafkaRequestDuration, api.description, buckets: SluiceMetrics.deliveryBuckets)
+            .record(.nanoseconds(Int64(clamping: elapsed)))
+    }
+
+    private func count(apiName: String, version: Int16, error: String) {
+        broker.metrics.counter(MetricName.kafkaRequests, apiName, String(version), error).increment()
+    }
+
+    // MARK: - Metadata
+
+    private func metadata(_ request: MetadataRequest, version: Int16, into w: inout KafkaWriter) -> KafkaError {
+        var topics: [MetadataResponse.Topic] = []
+        var worst = KafkaError.none
+        for name in request.topics ?? broker.topicNames {
+            do {
+                let topic = request.allowAutoTopicCreation && request.topics != nil
+                    ? try broker.ensureTopic(name)
+                    : try broker.topic(name) ?? { () throws(BrokerError) -> Topic in throw BrokerError(.notFound, "topic \(name) does not exist") }()
+                topics.append(.init(error: .none, name: name, isInternal: name.hasPrefix("__"),
+                                    partitions: topic.partitions.indices.map { .init(error: .none, index: Int32($0), leader: Self.nodeId) }))
+            } catch {
+                let code: KafkaError = error.kind == .badRequest ? .invalidTopic : .unknownTopicOrPartition
+                worst = code
+                topics.append(.init(error: code, name: name, isInternal: false, partitions: []))
+            }
+        }
+        MetadataResponse(brokers: [.init(nodeId: Self.nodeId, host: advertised.host, port: Int32(advertised.port))],
+                         clusterId: Self.clusterId, controllerId: Self.nodeId, topics: topics).encode(version: version, into: &w)
+        return worst
+    }
+
+    // MARK: - Produce
+
+    private func produce(_ request: ProduceRequest, session: KafkaSession) async -> (ProduceResponse, KafkaError) {
+        let acks: Acks
+        switch request.acks {
+        case 0: acks = .none
+        case 1: acks = .leader
+        case -1: acks = .all
+        default:
+            let topics = request.topics.map { topic in
+                ProduceResponse.Topic(name: topic.name, partitions: topic.partitions.map {
+                    .init(index: $0.index, error: .invalidRequiredAcks, baseOffset: -1, logStartOffset: -1, message: "acks must be 0, 1 or -1 (all)")
+                })
+            }
+            return (ProduceResponse(topics: topics), .invalidRequiredAcks)
+        }
+        var worst = KafkaError.none
+        var topics: [ProduceResponse.Topic] = []
+        for topic in request.topics {
+            var partitions: [ProduceResponse.Partition] = []
+            for partition in topic.partitions {
+                let tp = TopicPartition(topic.name, partition.index)
+                let result = await produce(partition.records, to: tp, acks: acks, transactional: request.transactionalId != nil)
+                if result.error != .none {
+                    worst = result.error
+                    logger.warning("produce refused", metadata: [
+                        LogField.topic: .string(topic.name), LogField.partition: .stringConvertible(partition.index),
+                        LogField.kafkaError: .string(result.error.description), "error.message": .string(result.message ?? ""),
+                        LogField.clientId: .string(session.clientId ?? ""), LogField.clientAddress: .string(session.clientAddress),
+                    ])
+                }
+                partitions.append(result)
+            }
+            topics.append(.init(name: topic.name, partitions: partitions))
+        }
+        return (ProduceResponse(topics: topics), worst)
+    }
+
+    private func produce(_ records: ByteBuffer?, to tp: TopicPartition, acks: Acks, transactional: Bool) async -> ProduceResponse.Partition {
+        func refuse(_ error: KafkaError, _ message: String) -> ProduceResponse.Partition {
+            .init(index: tp.partition, error: error, baseOffset: -1, logStartOffset: -1, message: message)
+        }
+        if transactional { return refuse(.invalidRecord, "transactional producers are not supported yet") }
+        let log: PartitionLog
+        do {
+            log = try broker.partitionLog(tp, autoCreate: true)
+        } catch {
+            return refuse(error.kind == .badRequest ? .invalidTopic : .unknownTopicOrPartition, error.message)
+        }
+        guard let records, records.readableBytes > 0 else { return refuse(.invalidRecord, "the partition's records are empty") }
+        let bytes = Array(records.readableBytesView)
+        guard bytes.count <= log.config.maxMessageBytes else {
+            return refuse(.messageTooLarge, "the record batch is \(bytes.count) bytes; topic \(tp.topic) accepts at most \(log.config.maxMessageBytes) (max.message.bytes)")
+        }
+        let header: RecordBatchHeader
+        do {
+            header = try bytes.withUnsafeBytes { raw throws in try RecordBatchHeader.parse(raw) }
+        } catch {
+            return refuse(.corruptMessage, (error as? LogError)?.message ?? "\(error)")
+        }
+        guard header.totalSize == bytes.count else {
+            return refuse(.invalidRecord, "a produce request carries exactly one record batch; batchLength says \(header.totalSize) bytes but \(bytes.count) were sent")
+        }
+        do {
+            _ = try bytes.withUnsafeBytes { raw throws in try RecordBatch.validate(raw) }
+        } catch {
+            return refuse(.corruptMessage, (error as? LogError)?.message ?? "\(error)")
+        }
+        if header.isControl { return refuse(.invalidRecord, "control batches are written by the broker, not produced") }
+        if header.isTransactional { return refuse(.invalidRecord, "transactional batches are not supported yet") }
+        if header.codec == nil {
+            return refuse(.unsupportedCompressionType, "compression codec \(header.compressionCodecRaw) is not supported; Sluice reads none (0) and gzip (1)")
+        }
+        guard Int64(header.lastOffsetDelta) + 1 == Int64(header.recordCount), header.recordCount > 0 else {
+            return refuse(.invalidRecord, "lastOffsetDelta \(header.lastOffsetDelta) does not match the record count \(header.recordCount)")
+        }
+        do {
+            let info = try await broker.appendBatch(bytes, to: tp, acks: acks)
+            return .init(index: tp.partition, error: .none, baseOffset: info.baseOffset, logStartOffset: log.logStartOffset, message: nil)
+        } catch {
+            switch error.kind {
+            case .payloadTooLarge: return refuse(.messageTooLarge, error.message)
+            case .badRequest: return refuse(.invalidRecord, error.message)
+            case .notFound: return refuse(.unknownTopicOrPartition, error.message)
+            default: return refuse(.kafkaStorageError, error.message)
+            }
+        }
+    }
+
+    // MARK: - Fetch
+
+    private func fetch(_ request: FetchRequest, version: Int16, into w: inout KafkaWriter) async -> KafkaError {
+        var reads: [BatchRead] = []
+        for topic in request.topics {
+            for partition in topic.partitions {
+                reads.append(BatchRead(partition: TopicPartition(topic.name, partition.index), offset: partition.fetchOffset,
+                                       maxBytes: Int(max(partition.maxBytes, 0))))
+            }
+        }
+        let maxBytes = request.maxBytes > 0 ? Int(request.maxBytes) : Int(Int32.max)
+        let results = await broker.readBatches(reads, minBytes: Int(max(request.minBytes, 0)), maxBytes: maxBytes,
+                                               maxWaitMs: Int64(max(request.maxWaitMs, 0)))
+        var worst = KafkaError.none
+        var index = 0
+        var topics: [FetchResponse.Topic] = []
+        for topic in request.topics {
+            var partitions: [FetchResponse.Partition] = []
+            for partition in topic.partitions {
+                switch results[index] {
+                case .success(let read):
+                    let error: KafkaError = read.outOfRange ? .offsetOutOfRange : .none
+                    if error != .none { worst = error }
+                    partitions.append(.init(index: partition.index, error: error, highWatermark: read.logEndOffset,
+                                            logStartOffset: read.logStartOffset, records: read.batches.map(\.bytes)))
+                case .failure(let failure):
+                    let error: KafkaError = failure.kind == .notFound ? .unknownTopicOrPartition : .kafkaStorageError
+                    worst = error
+                    partitions.append(.init(index: partition.index, error: error, highWatermark: -1, logStartOffset: -1, records: []))
+                }
+                index += 1
+            }
+            topics.append(.init(name: topic.name, partitions: partitions))
+        }
+        FetchResponse(topics: topics).encode(version: version, into: &w)
+        return worst
+    }
+
+    // MARK: - ListOffsets
+
+    private func listOffsets(_ request: ListOffsetsRequest, version: Int16, into w: inout KafkaWriter) -> KafkaError {
+        var worst = KafkaError.none
+        let topics = request.topics.map { topic in
+            ListOffsetsResponse.Topic(name: topic.name, partitions: topic.partitions.map { partition in
+                do {
+                    let log = try broker.partitionLog(TopicPartition(topic.name, partition.index))
+                    switch partition.timestamp {
+                    case ListOffsetsRequest.latest:
+                        return .init(index: partition.index, error: .none, timestamp: -1, offset: log.logEndOffset)
+                    case ListOffsetsRequest.earliest:
+                        return .init(index: partition.index, error: .none, timestamp: -1, offset: log.logStartOffset)
+                    default:
+                        guard let found = try log.firstRecord(atOrAfter: partition.timestamp) else {
+                            return .init(index: partition.index, error: .none, timestamp: -1, offset: -1)
+                        }
+                        return .init(index: partition.index, error: .none, timestamp: found.timestamp, offset: found.offset)
+                    }
+                } catch is BrokerError {
+                    worst = .unknownTopicOrPartition
+                    return .init(index: partition.index, error: .unknownTopicOrPartition, timestamp: -1, offset: -1)
+                } catch {
+                    worst = .kafkaStorageError
+                    return .init(index: partition.index, error: .kafkaStorageError, timestamp: -1, offset: -1)
+                }
+            })
+        }
+        ListOffsetsResponse(topics: topics).encode(version: version, into: &w)
+        return worst
+    }
+
+    // MARK: - SASL
+
+    private func authenticate(_ message: ByteBuffer, session: inout KafkaSession, version: Int16, into w: inout KafkaWriter) -> KafkaError {
+        guard session.handshakeDone else {
+            SaslAuthenticate.encodeResponse(version: version, error: .illegalSaslState, message: "send SaslHandshake with PLAIN first", into: &w)
+            return .illegalSaslState
+        }
+        guard let token else {
+            // No token: authentication is not needed, and any credentials are accepted.
+            session.authenticated = true
+            SaslAuthenticate.encodeResponse(version: version, error: .none, message: nil, into: &w)
+            return .none
+        }
+        guard let credentials = SaslAuthenticate.plainCredentials(message), constantTimeEqual(credentials.password, token) else {
+            logger.warning("Kafka authentication failed", metadata: [
+                LogField.clientAddress: .string(session.clientAddress), LogField.clientId: .string(session.clientId ?? ""),
+            ])
+            SaslAuthenticate.encodeResponse(version: version, error: .saslAuthenticationFailed,
+                                            message: "authentication failed: the password must be the agent's api.token", into: &w)
+            return .saslAuthenticationFailed
+        }
+        session.authenticated = true
+        SaslAuthenticate.encodeResponse(version: version, error: .none, message: nil, into: &w)
+        return .none
+    }
+
+    private func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for i in x.indices { difference |= x[i] ^ y[i] }
+        return difference == 0
+    }
+}
