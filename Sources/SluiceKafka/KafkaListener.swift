@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 public import SluiceBroker
-import SluiceTelemetry
+public import SluiceTelemetry
 import Synchronization
 
 /// The Kafka protocol listener: accepts connections, splits them into request frames, and answers each request

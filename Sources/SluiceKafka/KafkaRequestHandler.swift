@@ -140,10 +140,15 @@ public struct KafkaRequestHandler: Sendable {
         var topics: [MetadataResponse.Topic] = []
         var worst = KafkaError.none
         for name in request.topics ?? broker.topicNames {
-            do {
-                let topic = request.allowAutoTopicCreation && request.topics != nil
-                    ? try broker.ensureTopic(name)
-                    : try broker.topic(name) ?? { () throws(BrokerError) -> Topic in throw BrokerError(.notFound, "topic \(name) does not exist") }()
+            do throws(BrokerError) {
+                let topic: Topic
+                if request.allowAutoTopicCreation && request.topics != nil {
+                    topic = try broker.ensureTopic(name)
+                } else if let existing = broker.topic(name) {
+                    topic = existing
+                } else {
+                    throw BrokerError(.notFound, "topic \(name) does not exist")
+                }
                 topics.append(.init(error: .none, name: name, isInternal: name.hasPrefix("__"),
                                     partitions: topic.partitions.indices.map { .init(error: .none, index: Int32($0), leader: Self.nodeId) }))
             } catch {
