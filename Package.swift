@@ -160,7 +160,8 @@ let package = Package(
             name: "SluiceKafkaTests",
             dependencies: ["SluiceKafka", "SluiceServer", "SluiceBroker", "SluiceLog", "SluiceTelemetry", "SluiceTestSupport",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
-                           .product(name: "PropertyBased", package: "swift-property-based")]
+                           .product(name: "PropertyBased", package: "swift-property-based")],
+            exclude: ["Clients"]  // Python and C clients, run by the tests
         ),
         .testTarget(
             name: "SluiceServerTests",

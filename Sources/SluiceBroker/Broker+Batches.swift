@@ -10,6 +10,23 @@ public struct PartitionBatches: Sendable {
     public var outOfRange = false
 }
 
+/// The outcome of ``Broker/appendBatch(_:header:to:acks:)``.
+public enum BatchAppend: Sendable, Equatable {
+    case written(AppendInfo)
+    /// An idempotent producer's retry of a batch already in the log at these offsets.
+    case duplicate(baseOffset: Int64, lastOffset: Int64)
+    /// Refused for its producer id, epoch or sequence; nothing was written.
+    case refused(SequenceCheck)
+
+    public var baseOffset: Int64? {
+        switch self {
+        case .written(let info): info.baseOffset
+        case .duplicate(let base, _): base
+        case .refused: nil
+        }
+    }
+}
+
 /// What a batch-level read of one partition asks for.
 public struct BatchRead: Sendable {
     public var partition: TopicPartition
@@ -28,34 +45,80 @@ public struct BatchRead: Sendable {
 extension Broker {
     /// Appends one record batch as it was sent, assigning its base offset, and returns once `acks` is met:
     /// `.none` and `.leader` after the append, `.all` after the fsync (group commit). The batch must already be
-    /// valid (``RecordBatch/validate(_:)``); the log checks it again.
-    public func appendBatch(_ batch: [UInt8], to tp: TopicPartition, acks: Acks) async throws(BrokerError) -> AppendInfo {
+    /// valid (``RecordBatch/validate(_:)``, `header` parsed from it); the log checks it again.
+    ///
+    /// A batch of an idempotent producer (producer id ≥ 0) is checked against that producer's last five batches
+    /// on the partition first: a retry is acknowledged with the offsets it was written at (once those meet
+    /// `acks`), a gap or an old epoch is refused, and nothing is written for either.
+    public func appendBatch(_ batch: [UInt8], header: RecordBatchHeader, to tp: TopicPartition, acks: Acks) async throws(BrokerError) -> BatchAppend {
         let state = try state(for: tp.topic, create: false)
         guard tp.partition >= 0, Int(tp.partition) < state.producers.count else {
             throw BrokerError(.notFound, "topic \(tp.topic) has partitions 0...\(state.producers.count - 1); \(tp.partition) does not exist")
         }
         let log = state.topic.partitions[Int(tp.partition)]
-        let info: AppendInfo
-        do {
-            info = try log.appendWithoutFlush(batch)
-        } catch {
-            throw BrokerError(error)
+        let outcome: BatchAppend
+        if header.producer.producerId >= 0 {
+            guard producerIds.isKnown(header.producer.producerId) else { return .refused(.unknownProducer) }
+            let sequences = state.sequences[Int(tp.partition)]
+            outcome = try sequences.state.withLock { known throws(BrokerError) -> BatchAppend in
+                var producers: [Int64: ProducerSequences.Producer]
+                if let known {
+                    producers = known
+                } else {
+                    do {
+                        producers = try ProducerSequences.rebuild(from: log)
+                    } catch {
+                        throw BrokerError(error)
+                    }
+                }
+                defer { known = producers }
+                switch ProducerSequences.check(header, against: producers) {
+                case .append:
+                    let info = try append(batch, to: log)
+                    ProducerSequences.record(header, baseOffset: info.baseOffset, lastOffset: info.lastOffset, in: &producers)
+                    return .written(info)
+                case .duplicate(let baseOffset, let lastOffset):
+                    return .duplicate(baseOffset: baseOffset, lastOffset: lastOffset)
+                case let refusal:
+                    return .refused(refusal)
+                }
+            }
+        } else {
+            outcome = .written(try append(batch, to: log))
         }
-        let records = Int(info.lastOffset - info.baseOffset + 1)
-        throughput.record(topic: tp.topic, bytes: batch.count, nowMillis: info.appendTime)
-        metrics.eventPublished(topic: tp.topic, eventType: Self.kafkaRecordType, status: "written", count: records)
-        metrics.batchWritten(topic: tp.topic, records: records, uncompressedBytes: batch.count, storedBytes: batch.count)
-        metrics.partitionChanged(topic: tp.topic, partition: tp.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1,
-                                 sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
-        state.notifiers[Int(tp.partition)].notify()
+        let lastOffset: Int64
+        switch outcome {
+        case .written(let info):
+            let records = Int(info.lastOffset - info.baseOffset + 1)
+            throughput.record(topic: tp.topic, bytes: batch.count, nowMillis: info.appendTime)
+            metrics.eventPublished(topic: tp.topic, eventType: Self.kafkaRecordType, status: "written", count: records)
+            metrics.batchWritten(topic: tp.topic, records: records, uncompressedBytes: batch.count, storedBytes: batch.count)
+            metrics.partitionChanged(topic: tp.topic, partition: tp.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1,
+                                     sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
+            state.notifiers[Int(tp.partition)].notify()
+            lastOffset = info.lastOffset
+        case .duplicate(_, let last):
+            metrics.eventPublished(topic: tp.topic, eventType: Self.kafkaRecordType, status: "duplicate", count: Int(header.recordCount))
+            lastOffset = last
+        case .refused:
+            return outcome
+        }
         if acks == .all {
             do {
-                try await log.waitUntilDurable(info.lastOffset + 1)
+                try await log.waitUntilDurable(lastOffset + 1)
             } catch {
                 throw BrokerError(error)
             }
         }
-        return info
+        return outcome
+    }
+
+    private func append(_ batch: [UInt8], to log: PartitionLog) throws(BrokerError) -> AppendInfo {
+        do {
+            return try log.appendWithoutFlush(batch)
+        } catch {
+            throw BrokerError(error)
+        }
     }
 
     /// The `event_type` label of records produced over the Kafka protocol (counted without decoding them), as

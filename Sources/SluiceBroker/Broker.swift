@@ -49,6 +49,8 @@ public final class Broker: Sendable {
     public let config: SluiceConfig
     public let metrics: SluiceMetrics
     public let settings: ProducerSettings
+    /// Producer ids for Kafka's InitProducerId.
+    public let producerIds: ProducerIdAllocator
     let logger: Logger
     let buffer: ProducerBuffer
     let throughput = ThroughputTracker()
@@ -67,9 +69,12 @@ public final class Broker: Sendable {
         /// Finishes when the idempotence window has been reloaded from the log; publishes wait for it.
         let dedupLoaded: Task<Void, Never>?
         let sticky = Atomic<Int>(0)
+        /// Idempotent Kafka producers' sequences, per partition.
+        let sequences: [ProducerSequences]
 
         init(topic: Topic, producers: [PartitionProducer], notifiers: [AppendNotifier], dedup: DedupIndex?, dedupLoaded: Task<Void, Never>?) {
             self.topic = topic
+            self.sequences = topic.partitions.map { _ in ProducerSequences() }
             self.producers = producers
             self.notifiers = notifiers
             self.dedup = dedup
@@ -87,6 +92,7 @@ public final class Broker: Sendable {
         // Each listener may hold http.max.connections descriptors; 64 more for clients, the log file and stdio.
         let reserve = 2 * config.int("http.max.connections") + 64
         self.log = try LogManager.open(dataDirectory: config.dataDirectory, defaults: config.topicDefaults, reservedDescriptors: reserve)
+        self.producerIds = try ProducerIdAllocator(directory: config.dataDirectory)
         for name in log.topicNames {
             if let topic = log.topic(name) { register(topic) }
         }

@@ -10,6 +10,7 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case metadata = 3
     case saslHandshake = 17
     case apiVersions = 18
+    case initProducerId = 22
     case saslAuthenticate = 36
 
     public var versions: ClosedRange<Int16> {
@@ -20,6 +21,7 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .metadata: 0...8
         case .saslHandshake: 1...1
         case .apiVersions: 0...2
+        case .initProducerId: 0...1
         case .saslAuthenticate: 0...1
         }
     }
@@ -33,6 +35,7 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .metadata: "Metadata"
         case .saslHandshake: "SaslHandshake"
         case .apiVersions: "ApiVersions"
+        case .initProducerId: "InitProducerId"
         case .saslAuthenticate: "SaslAuthenticate"
         }
     }
@@ -51,16 +54,34 @@ public enum KafkaError: Int16, Sendable, CustomStringConvertible {
     case corruptMessage = 2
     case unknownTopicOrPartition = 3
     case messageTooLarge = 10
+    case coordinatorNotAvailable = 15
+    case notCoordinator = 16
     case invalidTopic = 17
     case invalidRequiredAcks = 21
+    case illegalGeneration = 22
+    case inconsistentGroupProtocol = 23
+    case invalidGroupId = 24
+    case unknownMemberId = 25
+    case invalidSessionTimeout = 26
+    case rebalanceInProgress = 27
     case unsupportedSaslMechanism = 33
     case illegalSaslState = 34
     case unsupportedVersion = 35
+    case topicAlreadyExists = 36
     case invalidPartitions = 37
+    case invalidReplicationFactor = 38
+    case invalidConfig = 40
     case invalidRequest = 42
+    case outOfOrderSequenceNumber = 45
+    case invalidProducerEpoch = 47
     case kafkaStorageError = 56
     case saslAuthenticationFailed = 58
+    case unknownProducerId = 59
+    case nonEmptyGroup = 68
+    case groupIdNotFound = 69
     case unsupportedCompressionType = 76
+    case memberIdRequired = 79
+    case groupMaxSizeReached = 81
     case invalidRecord = 87
 
     /// Kafka's name for the code, used in the `error` label and in logs.
@@ -72,16 +93,34 @@ public enum KafkaError: Int16, Sendable, CustomStringConvertible {
         case .corruptMessage: "CORRUPT_MESSAGE"
         case .unknownTopicOrPartition: "UNKNOWN_TOPIC_OR_PARTITION"
         case .messageTooLarge: "MESSAGE_TOO_LARGE"
+        case .coordinatorNotAvailable: "COORDINATOR_NOT_AVAILABLE"
+        case .notCoordinator: "NOT_COORDINATOR"
         case .invalidTopic: "INVALID_TOPIC_EXCEPTION"
         case .invalidRequiredAcks: "INVALID_REQUIRED_ACKS"
+        case .illegalGeneration: "ILLEGAL_GENERATION"
+        case .inconsistentGroupProtocol: "INCONSISTENT_GROUP_PROTOCOL"
+        case .invalidGroupId: "INVALID_GROUP_ID"
+        case .unknownMemberId: "UNKNOWN_MEMBER_ID"
+        case .invalidSessionTimeout: "INVALID_SESSION_TIMEOUT"
+        case .rebalanceInProgress: "REBALANCE_IN_PROGRESS"
         case .unsupportedSaslMechanism: "UNSUPPORTED_SASL_MECHANISM"
         case .illegalSaslState: "ILLEGAL_SASL_STATE"
         case .unsupportedVersion: "UNSUPPORTED_VERSION"
+        case .topicAlreadyExists: "TOPIC_ALREADY_EXISTS"
         case .invalidPartitions: "INVALID_PARTITIONS"
+        case .invalidReplicationFactor: "INVALID_REPLICATION_FACTOR"
+        case .invalidConfig: "INVALID_CONFIG"
         case .invalidRequest: "INVALID_REQUEST"
+        case .outOfOrderSequenceNumber: "OUT_OF_ORDER_SEQUENCE_NUMBER"
+        case .invalidProducerEpoch: "INVALID_PRODUCER_EPOCH"
         case .kafkaStorageError: "KAFKA_STORAGE_ERROR"
         case .saslAuthenticationFailed: "SASL_AUTHENTICATION_FAILED"
+        case .unknownProducerId: "UNKNOWN_PRODUCER_ID"
+        case .nonEmptyGroup: "NON_EMPTY_GROUP"
+        case .groupIdNotFound: "GROUP_ID_NOT_FOUND"
         case .unsupportedCompressionType: "UNSUPPORTED_COMPRESSION_TYPE"
+        case .memberIdRequired: "MEMBER_ID_REQUIRED"
+        case .groupMaxSizeReached: "GROUP_MAX_SIZE_REACHED"
         case .invalidRecord: "INVALID_RECORD"
         }
     }

@@ -339,3 +339,21 @@ public enum SaslAuthenticate {
         return (String(decoding: parts[1], as: UTF8.self), String(decoding: parts[2], as: UTF8.self))
     }
 }
+
+// MARK: - InitProducerId (22)
+
+public struct InitProducerIdRequest: Sendable {
+    public var transactionalId: String?
+    public var transactionTimeoutMs: Int32
+
+    public static func decode(_ r: inout KafkaReader) throws(KafkaDecodeError) -> InitProducerIdRequest {
+        InitProducerIdRequest(transactionalId: try r.nullableString(), transactionTimeoutMs: try r.int32())
+    }
+
+    public static func encodeResponse(error: KafkaError, producerId: Int64, epoch: Int16, into w: inout KafkaWriter) {
+        w.int32(0)  // throttle_time_ms
+        w.int16(error.rawValue)
+        w.int64(producerId)
+        w.int16(epoch)
+    }
+}

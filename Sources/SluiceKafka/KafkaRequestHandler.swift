@@ -99,6 +99,8 @@ public struct KafkaRequestHandler: Sendable {
                 error = await fetch(request, version: header.apiVersion, into: &w)
             case .listOffsets:
                 error = try listOffsets(ListOffsetsRequest.decode(version: header.apiVersion, &reader), version: header.apiVersion, into: &w)
+            case .initProducerId:
+                error = initProducerId(try InitProducerIdRequest.decode(&reader), session: session, into: &w)
             case .saslHandshake:
                 let mechanism = try SaslHandshake.decode(&reader)
                 error = mechanism == "PLAIN" ? .none : .unsupportedSaslMechanism
@@ -239,8 +241,18 @@ public struct KafkaRequestHandler: Sendable {
             return refuse(.invalidRecord, "lastOffsetDelta \(header.lastOffsetDelta) does not match the record count \(header.recordCount)")
         }
         do {
-            let info = try await broker.appendBatch(bytes, to: tp, acks: acks)
-            return .init(index: tp.partition, error: .none, baseOffset: info.baseOffset, logStartOffset: log.logStartOffset, message: nil)
+            switch try await broker.appendBatch(bytes, header: header, to: tp, acks: acks) {
+            case .written(let info):
+                return .init(index: tp.partition, error: .none, baseOffset: info.baseOffset, logStartOffset: log.logStartOffset, message: nil)
+            case .duplicate(let baseOffset, _):
+                return .init(index: tp.partition, error: .none, baseOffset: baseOffset, logStartOffset: log.logStartOffset, message: nil)
+            case .refused(.outOfOrder(let expected)):
+                return refuse(.outOfOrderSequenceNumber, "producer \(header.producer.producerId) sent sequence \(header.producer.baseSequence) to \(tp); \(expected) is next")
+            case .refused(.staleEpoch(let current)):
+                return refuse(.invalidProducerEpoch, "producer \(header.producer.producerId) sent epoch \(header.producer.producerEpoch) to \(tp); its epoch is \(current)")
+            case .refused:
+                return refuse(.unknownProducerId, "producer id \(header.producer.producerId) was not handed out by this broker; call InitProducerId")
+            }
         } catch {
             switch error.kind {
             case .payloadTooLarge: return refuse(.messageTooLarge, error.message)
@@ -248,6 +260,28 @@ public struct KafkaRequestHandler: Sendable {
             case .notFound: return refuse(.unknownTopicOrPartition, error.message)
             default: return refuse(.kafkaStorageError, error.message)
             }
+        }
+    }
+
+    // MARK: - InitProducerId
+
+    /// A new producer id (epoch 0) for an idempotent producer; transactional ids are not served yet.
+    private func initProducerId(_ request: InitProducerIdRequest, session: KafkaSession, into w: inout KafkaWriter) -> KafkaError {
+        guard request.transactionalId == nil else {
+            logger.warning("InitProducerId refused: transactions are not supported", metadata: [
+                LogField.clientId: .string(session.clientId ?? ""), LogField.clientAddress: .string(session.clientAddress),
+            ])
+            InitProducerIdRequest.encodeResponse(error: .invalidRequest, producerId: -1, epoch: -1, into: &w)
+            return .invalidRequest
+        }
+        do {
+            let id = try broker.producerIds.allocate()
+            InitProducerIdRequest.encodeResponse(error: .none, producerId: id, epoch: 0, into: &w)
+            return .none
+        } catch {
+            logger.error("a producer id could not be made durable", metadata: ["error.message": .string(error.message)])
+            InitProducerIdRequest.encodeResponse(error: .kafkaStorageError, producerId: -1, epoch: -1, into: &w)
+            return .kafkaStorageError
         }
     }
 

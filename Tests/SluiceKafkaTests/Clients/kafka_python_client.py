@@ -14,7 +14,8 @@ summary = {"produced": {}, "offsets": {}}
 sent = []
 for acks, compression, count in (("1", None, 100), ("all", "gzip", 100), ("0", None, 50)):
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=int(acks) if acks != "all" else "all",
-                             compression_type=compression, linger_ms=5, request_timeout_ms=10000)
+                             compression_type=compression, linger_ms=5, request_timeout_ms=10000,
+                             enable_idempotence=(acks == "all"))
     futures = []
     for n in range(count):
         key = f"key-{n % 7}".encode()
@@ -42,7 +43,8 @@ while len(received) < len(sent) and time.time() < deadline:
             received.append((r.key.decode(), None if r.value is None else r.value.decode(),
                              dict(r.headers).get("h", b"").decode(), r.partition, r.offset, r.timestamp))
 summary["received"] = len(received)
-summary["matches"] = sorted((k, v, h) for k, v, h, *_ in received) == sorted(sent)
+order = lambda t: tuple("" if x is None else x for x in t) + (t[1] is None,)
+summary["matches"] = sorted(((k, v, h) for k, v, h, *_ in received), key=order) == sorted(sent, key=order)
 summary["unique_offsets"] = len({(p, o) for *_, p, o, _ in received}) == len(received)
 ends = consumer.end_offsets(tps)
 summary["end_offsets_total"] = sum(ends.values())

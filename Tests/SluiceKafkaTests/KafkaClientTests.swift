@@ -1,0 +1,162 @@
+import Foundation
+import SluiceTestSupport
+import Testing
+
+/// Real Kafka clients against `sluice serve`: kcat (librdkafka) and kafka-python, installed by scripts/test.
+@Suite(.serialized)
+struct KafkaClientTests {
+    static let kcat = "/usr/bin/kcat"
+    static let clients = packageRoot + "/Tests/SluiceKafkaTests/Clients"
+
+    /// kcat's JSON consume output, one object per message.
+    struct KcatMessage: Decodable {
+        var topic: String
+        var partition: Int
+        var offset: Int64
+        var key: String?
+        var payload: String?
+        var headers: [String]?
+
+        var headerPairs: [(String, String)] {
+            let flat = headers ?? []
+            return stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
+        }
+    }
+
+    static func consume(_ kafka: String, _ arguments: [String]) throws -> [KcatMessage] {
+        let result = try runProcess(kcat, ["-b", kafka, "-C", "-J", "-e", "-q"] + arguments)
+        #expect(result.status == 0, "kcat consume failed: \(result.stderr)")
+        return try result.stdout.split(separator: "\n").map { try JSONDecoder().decode(KcatMessage.self, from: Data($0.utf8)) }
+    }
+
+    @Test func kcatProducesConsumesAndListsMetadata() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "2"])
+            defer { agent.stop() }
+            let lines = (0..<40).map { "key-\($0 % 5):value \($0)" }.joined(separator: "\n") + "\n"
+            let produce = try runProcess(Self.kcat, ["-b", agent.kafka, "-P", "-t", "orders", "-K:", "-H", "source=kcat", "-H", "empty=",
+                                                     "-X", "acks=all", "-z", "gzip"], stdin: lines)
+            #expect(produce.status == 0, "kcat produce failed: \(produce.stderr)")
+
+            let messages = try Self.consume(agent.kafka, ["-t", "orders"])
+            #expect(messages.count == 40)
+            #expect(Set(messages.compactMap(\.payload)) == Set((0..<40).map { "value \($0)" }))
+            // The default partitioner hashes keys: one key, one partition, in produce order.
+            for key in Set(messages.compactMap(\.key)) {
+                let partitions = Set(messages.filter { $0.key == key }.map(\.partition))
+                #expect(partitions.count == 1, "key \(key) landed on \(partitions)")
+            }
+            #expect(messages.allSatisfy { $0.headerPairs.contains { $0 == ("source", "kcat") } && $0.headerPairs.contains { $0 == ("empty", "") } })
+            for partition in 0..<2 {
+                let offsets = messages.filter { $0.partition == partition }.map(\.offset)
+                #expect(offsets == Array(0..<Int64(offsets.count)), "partition \(partition) offsets \(offsets)")
+            }
+
+            // Reading from an offset, and a bounded count.
+            let tail = try Self.consume(agent.kafka, ["-t", "orders", "-p", "0", "-o", "2", "-c", "3"])
+            #expect(tail.map(\.offset) == [2, 3, 4])
+
+            // -L: the topic with its partitions, led by the one broker at the advertised (bound) address.
+            let metadata = try runProcess(Self.kcat, ["-b", agent.kafka, "-L", "-J"])
+            #expect(metadata.status == 0, "\(metadata.stderr)")
+            let listing = try JSONSerialization.jsonObject(with: Data(metadata.stdout.utf8)) as? [String: Any]
+            let brokers = listing?["brokers"] as? [[String: Any]]
+            #expect(brokers?.count == 1 && brokers?.first?["name"] as? String == agent.kafka, "\(metadata.stdout)")
+            let topics = listing?["topics"] as? [[String: Any]] ?? []
+            let orders = topics.first { $0["topic"] as? String == "orders" }
+            #expect((orders?["partitions"] as? [Any])?.count == 2)
+
+            // What Kafka clients produced reads over HTTP too (a plain record, base64).
+            let read = try await http("GET", agent.base + "/v1/topics/orders/partitions/0/events?offset=0&limit=1")
+            #expect(read.status == 200)
+            let event = (read.json["events"] as? [[String: Any]])?.first
+            #expect(event?["value_base64"] as? String != nil, "\(read.text)")
+            #expect(agent.logText().contains("\"topic created\""))
+        }
+    }
+
+    @Test func kafkaPythonProducesWithEveryAcksAndConsumes() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "3"])
+            defer { agent.stop() }
+            let result = try runProcess("/usr/bin/env", ["python3", Self.clients + "/kafka_python_client.py", agent.kafka, "payments"])
+            #expect(result.status == 0, "kafka-python client failed: \(result.stderr.suffix(3000))")
+            let summary = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+            let produced = summary["produced"] as? [String: [String: Int]] ?? [:]
+            #expect(produced["1"]?["count"] == 100 && produced["all"]?["count"] == 100 && produced["0"]?["count"] == 50)
+            #expect(produced["1"]?["offsets_known"] == 100 && produced["all"]?["offsets_known"] == 100)
+            #expect(summary["received"] as? Int == 250)
+            #expect(summary["matches"] as? Bool == true, "records read back differ from those sent: \(result.stdout)")
+            #expect(summary["unique_offsets"] as? Bool == true)
+            #expect(summary["partitions"] as? [Int] == [0, 1, 2])
+            #expect(summary["end_offsets_total"] as? Int == 250)
+            #expect(summary["beginning_offsets_total"] as? Int == 0)
+            #expect((summary["offsets_for_first_time"] as? [String: Int])?.values.allSatisfy { $0 == 0 } == true)
+            #expect((summary["offsets_for_future"] as? [Any])?.allSatisfy { $0 is NSNull } == true, "\(summary)")
+
+            // Produced records count as published events, and the listener's own series exist.
+            let metrics = try await http("GET", "http://\(agent.metrics)/metrics").text
+            let published = metrics.split(separator: "\n").filter { $0.hasPrefix("sluice_events_published_total{") }
+            #expect(published == [#"sluice_events_published_total{topic="payments",event_type="sluice.record",status="written"} 250"#], "\(published)")
+            #expect(metrics.contains("sluice_kafka_requests_total{api=\"Produce\""))
+            #expect(metrics.contains("sluice_kafka_request_duration_seconds_bucket{api=\"Fetch\""))
+            #expect(metrics.contains("sluice_kafka_connections "))
+        }
+    }
+
+    /// The CloudEvents Kafka binding both ways: an event published over HTTP reaches a Kafka consumer in binary
+    /// mode (`ce_*` headers, key = partitionkey, value = data); a record produced with `ce_*` headers is a
+    /// CloudEvent to HTTP reads.
+    @Test func cloudEventsCrossBetweenHTTPAndKafka() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "1"])
+            defer { agent.stop() }
+            let event: [String: Any] = ["specversion": "1.0", "id": "o-1", "source": "/shop", "type": "order.created",
+                                        "partitionkey": "customer-7", "correlationid": "c-42", "data": ["total": 12]]
+            let published = try await http("POST", agent.base + "/v1/topics/orders/events", headers: ["Content-Type": "application/cloudevents+json"],
+                                           body: json(event))
+            #expect(published.status == 200 || published.status == 201, "\(published.text)")
+            let consumed = try Self.consume(agent.kafka, ["-t", "orders"])
+            #expect(consumed.count == 1)
+            let headers = Dictionary(consumed.first?.headerPairs ?? [], uniquingKeysWith: { a, _ in a })
+            #expect(headers["ce_id"] == "o-1" && headers["ce_source"] == "/shop" && headers["ce_type"] == "order.created")
+            #expect(headers["ce_specversion"] == "1.0" && headers["ce_correlationid"] == "c-42")
+            #expect(consumed.first?.key == "customer-7")
+            #expect(consumed.first?.payload == #"{"total":12}"#)
+
+            let produce = try runProcess(Self.kcat, ["-b", agent.kafka, "-P", "-t", "orders", "-K:", "-H", "ce_specversion=1.0", "-H", "ce_id=k-1",
+                                                     "-H", "ce_source=/kcat", "-H", "ce_type=order.paid", "-H", "content-type=application/json"],
+                                         stdin: "customer-7:{\"paid\":true}\n")
+            #expect(produce.status == 0, "\(produce.stderr)")
+            let read = try await http("GET", agent.base + "/v1/topics/orders/partitions/0/events?offset=1&limit=1")
+            let readEvent = ((read.json["events"] as? [[String: Any]])?.first?["event"]) as? [String: Any]
+            #expect(readEvent?["id"] as? String == "k-1" && readEvent?["type"] as? String == "order.paid", "\(read.text)")
+            #expect(readEvent?["partitionkey"] as? String == "customer-7")
+            #expect((readEvent?["data"] as? [String: Any])?["paid"] as? Bool == true)
+        }
+    }
+
+    /// The README's Kafka examples, run as written against an agent (its address put in for 127.0.0.1:9092).
+    @Test func readmeKafkaExamplesRun() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, [])
+            defer { agent.stop() }
+            let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+            let section = try #require(readme.components(separatedBy: "## Kafka protocol\n").dropFirst().first)
+            let block = try #require(section.components(separatedBy: "```sh\n").dropFirst().first?.components(separatedBy: "```").first)
+            let commands = block.split(separator: "\n").map { line in
+                String(line.split(separator: "#", maxSplits: 1).first ?? "").trimmingCharacters(in: .whitespaces)
+                    .replacingOccurrences(of: "127.0.0.1:9092", with: agent.kafka)
+            }
+            #expect(commands.count == 3)
+            var outputs: [String] = []
+            for command in commands {
+                let result = try runProcess("/bin/bash", ["-c", "set -o pipefail; " + command])
+                #expect(result.status == 0, "`\(command)` failed: \(result.stderr)")
+                outputs.append(result.stdout)
+            }
+            #expect(outputs[0].contains("1 brokers:") && outputs[0].contains("broker 0 at \(agent.kafka)"), "\(outputs[0])")
+            #expect(outputs[2] == "customer-7 {\"total\":12} ce_type=order.created\n", "\(outputs[2])")
+        }
+    }
+}

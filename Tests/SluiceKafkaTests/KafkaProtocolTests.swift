@@ -1,0 +1,216 @@
+import Foundation
+import NIOCore
+import SluiceKafka
+import SluiceLog
+import SluiceTestSupport
+import Testing
+
+/// A blocking TCP client that speaks raw Kafka frames, for the cases real clients never send.
+final class RawKafkaConnection {
+    let fd: Int32
+
+    init(_ address: String, timeoutSeconds: Int = 10) throws {
+        let parts = address.split(separator: ":")
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(parts[1])!).bigEndian
+        addr.sin_addr.s_addr = inet_addr(String(parts[0]))
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            sent += n
+        }
+    }
+
+    /// Reads exactly `count` bytes; nil when the peer closed (or the read timed out) first.
+    func read(_ count: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = out[got...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }
+            got += n
+        }
+        return out
+    }
+
+    /// One response frame: (correlation id, body after it); nil when the connection closed.
+    func response() -> (Int32, [UInt8])? {
+        guard let size = read(4) else { return nil }
+        let length = Int(Int32(bigEndian: size.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }))
+        guard length >= 4, let frame = read(length) else { return nil }
+        return (Int32(bigEndian: frame.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }), Array(frame[4...]))
+    }
+
+    /// True when the peer closed the connection (rather than the read timing out).
+    func closedByPeer() -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, 0) == 0
+    }
+}
+
+/// A request frame: size prefix, header v1, body.
+func kafkaFrame(api: Int16, version: Int16, correlation: Int32, clientId: String? = "raw-test", _ body: (inout KafkaWriter) -> Void = { _ in }) -> [UInt8] {
+    var w = KafkaWriter()
+    w.int16(api)
+    w.int16(version)
+    w.int32(correlation)
+    w.nullableString(clientId)
+    body(&w)
+    var framed = KafkaWriter()
+    framed.int32(Int32(w.buffer.readableBytes))
+    var buffer = w.buffer
+    framed.buffer.writeBuffer(&buffer)
+    return Array(framed.buffer.readableBytesView)
+}
+
+func int16(_ bytes: [UInt8], at offset: Int) -> Int16 {
+    Int16(bigEndian: bytes[offset..<offset + 2].withUnsafeBytes { $0.loadUnaligned(as: Int16.self) })
+}
+
+@Suite(.serialized)
+struct KafkaProtocolTests {
+    /// ApiVersions of a version Sluice does not serve gets a v0 body with UNSUPPORTED_VERSION and the full list;
+    /// a served version lists every API with the ranges of ``KafkaAPI``.
+    @Test func apiVersionsAnswersUnknownVersionsWithV0() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, [])
+            defer { agent.stop() }
+            let connection = try RawKafkaConnection(agent.kafka)
+            connection.send(kafkaFrame(api: 18, version: 3, correlation: 7) { w in
+                // A v3 body is flexible (compact strings, tagged fields); Sluice must not try to parse it.
+                w.int8(6); w.int8(0)
+            })
+            let (correlation, body) = try #require(connection.response())
+            #expect(correlation == 7)
+            #expect(int16(body, at: 0) == KafkaError.unsupportedVersion.rawValue)
+            let count = Int(Int32(bigEndian: body[2..<6].withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }))
+            #expect(count == KafkaAPI.allCases.count)
+            var served: [Int16: ClosedRange<Int16>] = [:]
+            for i in 0..<count {
+                let at = 6 + i * 6
+                served[int16(body, at: at)] = int16(body, at: at + 2)...int16(body, at: at + 4)
+            }
+            #expect(served == Dictionary(uniqueKeysWithValues: KafkaAPI.allCases.map { ($0.rawValue, $0.versions) }))
+
+            // The same connection still works: v2 is served.
+            connection.send(kafkaFrame(api: 18, version: 2, correlation: 8))
+            let (next, nextBody) = try #require(connection.response())
+            #expect(next == 8 && int16(nextBody, at: 0) == 0)
+        }
+    }
+
+    /// Pipelined requests are answered in request order, and acks=0 Produce gets no reply at all.
+    @Test func pipelinedRequestsAnswerInOrderAndAcksZeroIsSilent() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "1"])
+            defer { agent.stop() }
+            let batch = try RecordBatch.encode([Record(timestamp: 1_700_000_000_000, key: nil, value: Array("fire and forget".utf8))])
+            func produce(acks: Int16, correlation: Int32) -> [UInt8] {
+                kafkaFrame(api: 0, version: 3, correlation: correlation) { w in
+                    w.nullableString(nil)
+                    w.int16(acks)
+                    w.int32(5000)
+                    w.array(["quiet"]) { w, topic in
+                        w.string(topic)
+                        w.array([0]) { w, partition in w.int32(Int32(partition)); w.bytes(batch) }
+                    }
+                }
+            }
+            func metadata(_ correlation: Int32) -> [UInt8] {
+                kafkaFrame(api: 3, version: 4, correlation: correlation) { w in
+                    w.array(["quiet"]) { w, name in w.string(name) }
+                    w.bool(true)
+                }
+            }
+            let connection = try RawKafkaConnection(agent.kafka)
+            connection.send(metadata(1) + produce(acks: 0, correlation: 2) + produce(acks: 1, correlation: 3)
+                            + kafkaFrame(api: 18, version: 0, correlation: 4) + produce(acks: 0, correlation: 5) + metadata(6))
+            var seen: [Int32] = []
+            for _ in 0..<4 { if let (correlation, _) = connection.response() { seen.append(correlation) } }
+            #expect(seen == [1, 3, 4, 6])
+            // Both acks=0 batches were stored all the same.
+            let read = try await http("GET", agent.base + "/v1/topics/quiet/partitions/0/events?offset=0")
+            #expect(read.json["log_end_offset"] as? Int == 3, "\(read.text)")
+        }
+    }
+
+    /// Frames Sluice cannot answer close the connection — never a crash, never a hang — and the agent goes on.
+    @Test func badFramesCloseTheConnection() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--socket-request-max-bytes", "4096"])
+            defer { agent.stop() }
+            let oversized = try RawKafkaConnection(agent.kafka)
+            oversized.send([0, 0, 0x20, 0] + [UInt8](repeating: 0, count: 64))  // 8192 > 4096
+            #expect(oversized.closedByPeer())
+
+            let negative = try RawKafkaConnection(agent.kafka)
+            negative.send([0xFF, 0xFF, 0xFF, 0xF0])
+            #expect(negative.closedByPeer())
+
+            let garbage = try RawKafkaConnection(agent.kafka)
+            garbage.send([0, 0, 0, 3, 1, 2, 3])  // a frame too short for a header
+            #expect(garbage.closedByPeer())
+
+            let unknownAPI = try RawKafkaConnection(agent.kafka)
+            unknownAPI.send(kafkaFrame(api: 999, version: 0, correlation: 1))
+            #expect(unknownAPI.closedByPeer())
+
+            let unservedVersion = try RawKafkaConnection(agent.kafka)
+            unservedVersion.send(kafkaFrame(api: 3, version: 42, correlation: 1))
+            #expect(unservedVersion.closedByPeer())
+
+            let truncated = try RawKafkaConnection(agent.kafka)
+            truncated.send(kafkaFrame(api: 3, version: 1, correlation: 1) { w in w.int32(5); w.string("a") })  // 5 names, 1 sent
+            #expect(truncated.closedByPeer())
+
+            #expect(try await http("GET", agent.base + "/readyz").status == 200)
+            let healthy = try RawKafkaConnection(agent.kafka)
+            healthy.send(kafkaFrame(api: 18, version: 1, correlation: 9))
+            #expect(healthy.response()?.0 == 9)
+            let log = agent.logText()
+            #expect(log.contains("socket.request.max.bytes"), "the oversized frame is logged with the setting to raise")
+            #expect(log.contains("\"client.address\""))
+        }
+    }
+
+    /// A Fetch waiting for data holds up only its own connection.
+    @Test func longPollingFetchDoesNotStallOtherConnections() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "1"])
+            defer { agent.stop() }
+            let setup = try RawKafkaConnection(agent.kafka)
+            setup.send(kafkaFrame(api: 3, version: 4, correlation: 1) { w in w.array(["idle"]) { w, n in w.string(n) }; w.bool(true) })
+            _ = try #require(setup.response())
+
+            let waiting = try RawKafkaConnection(agent.kafka)
+            waiting.send(kafkaFrame(api: 1, version: 4, correlation: 2) { w in
+                w.int32(-1); w.int32(5000); w.int32(1); w.int32(1 << 20); w.int8(0)
+                w.array(["idle"]) { w, name in
+                    w.string(name)
+                    w.array([0]) { w, p in w.int32(Int32(p)); w.int64(0); w.int32(1 << 20) }
+                }
+            })
+            let started = Date()
+            let other = try RawKafkaConnection(agent.kafka)
+            other.send(kafkaFrame(api: 18, version: 0, correlation: 3))
+            #expect(other.response()?.0 == 3)
+            #expect(Date().timeIntervalSince(started) < 4, "another connection waited for the long poll")
+            // The poll itself answers (empty) once its wait is over.
+            #expect(waiting.response()?.0 == 2)
+        }
+    }
+}
