@@ -230,7 +230,8 @@ public final class GroupCoordinator: Sendable {
         groups.withLock { groups in
             for name in groups.keys {
                 var group = groups[name]!
-                let gone = group.members.values.filter { now - $0.lastSeen > UInt64($0.sessionTimeoutMs) * 1_000_000 }
+                // `now` was read before the lock: a heartbeat since then has a later lastSeen, so compare, never subtract.
+                let gone = group.members.values.filter { now > $0.lastSeen + UInt64($0.sessionTimeoutMs) * 1_000_000 }
                 for member in gone {
                     group.members.removeValue(forKey: member.id)
                     expired.append((name, member.id, member.sessionTimeoutMs))
