@@ -34,10 +34,14 @@ let package = Package(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
+        // glibc's <malloc.h> (mallopt), for the agent's allocator settings.
+        .systemLibrary(name: "CMalloc"),
+        // CRC-32C with the CPU's instruction (SSE 4.2 / ARMv8 CRC), for SluiceLog's checksum.
+        .target(name: "CCRC32C"),
         // The storage engine: record-batch codec, segments, indexes, recovery, retention. No HTTP.
         .target(
             name: "SluiceLog",
-            dependencies: ["CZlib"]
+            dependencies: ["CZlib", "CCRC32C"]
         ),
         // Metric and log-field names in one place, the JSON LogHandler, correlation context.
         .target(
@@ -119,6 +123,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
+                "CMalloc",
                 "SluiceLog",
                 "SluiceBroker",
                 "SluiceServer",

@@ -51,6 +51,7 @@ extension Broker {
     /// on the partition first: a retry is acknowledged with the offsets it was written at (once those meet
     /// `acks`), a gap or an old epoch is refused, and nothing is written for either.
     public func appendBatch(_ batch: [UInt8], header: RecordBatchHeader, to tp: TopicPartition, acks: Acks) async throws(BrokerError) -> BatchAppend {
+        try refuseInternal(tp.topic, "produce to")
         let state = try state(for: tp.topic, create: false)
         guard tp.partition >= 0, Int(tp.partition) < state.producers.count else {
             throw BrokerError(.notFound, "topic \(tp.topic) has partitions 0...\(state.producers.count - 1); \(tp.partition) does not exist")

@@ -72,9 +72,10 @@ public final class Broker: Sendable {
         /// Idempotent Kafka producers' sequences, per partition.
         let sequences: [ProducerSequences]
 
-        init(topic: Topic, producers: [PartitionProducer], notifiers: [AppendNotifier], dedup: DedupIndex?, dedupLoaded: Task<Void, Never>?) {
+        init(topic: Topic, producers: [PartitionProducer], notifiers: [AppendNotifier], dedup: DedupIndex?, dedupLoaded: Task<Void, Never>?,
+             sequences: [ProducerSequences] = []) {
             self.topic = topic
-            self.sequences = topic.partitions.map { _ in ProducerSequences() }
+            self.sequences = sequences + topic.partitions.dropFirst(sequences.count).map { _ in ProducerSequences() }
             self.producers = producers
             self.notifiers = notifiers
             self.dedup = dedup
@@ -254,7 +255,44 @@ public final class Broker: Sendable {
         return topic
     }
 
+    /// Refuses client writes and changes to topics only Sluice writes (``OffsetsTopic``).
+    func refuseInternal(_ name: String, _ what: String) throws(BrokerError) {
+        guard OffsetsTopic.isInternal(name) else { return }
+        throw BrokerError.badRequest("topic \(name) is internal: Sluice writes it (every committed offset) and clients only read it, so \(what) another topic", attribute: "topic")
+    }
+
+    /// Grows a topic to `count` partitions. Existing partitions keep their producers, waiters and sequences; keys
+    /// hash over the new count from now on (as in Kafka).
+    @discardableResult
+    public func addPartitions(_ name: String, count: Int) throws(BrokerError) -> Topic {
+        try refuseInternal(name, "add partitions to")
+        let result: Result<Topic, BrokerError> = creation.withLock { _ in
+            guard let old = topics.withLock({ $0[name] }) else { return .failure(BrokerError(.notFound, "topic \(name) does not exist")) }
+            do {
+                let topic = try log.addPartitions(name, count: count)
+                let added = topic.partitions.dropFirst(old.producers.count)
+                let notifiers = old.notifiers + added.map { _ in AppendNotifier() }
+                let producers = old.producers + added.map { partition in
+                    PartitionProducer(topic: name, log: partition, settings: settings, buffer: buffer, metrics: metrics,
+                                      notifier: notifiers[Int(partition.partition)])
+                }
+                let state = TopicState(topic: topic, producers: producers, notifiers: notifiers, dedup: old.dedup,
+                                       dedupLoaded: old.dedupLoaded, sequences: old.sequences)
+                topics.withLock { $0[name] = state }
+                metrics.topicCreated(name, partitions: topic.partitions.count)
+                for partition in added { publishPartitionMetrics(partition) }
+                return .success(topic)
+            } catch {
+                return .failure(BrokerError(error))
+            }
+        }
+        let topic = try result.get()
+        logger.info("partitions added", metadata: [LogField.topic: .string(name), "partitions": .stringConvertible(topic.partitions.count)])
+        return topic
+    }
+
     public func deleteTopic(_ name: String) async throws(BrokerError) {
+        try refuseInternal(name, "delete")
         guard let state = topics.withLock({ $0.removeValue(forKey: name) }) else {
             throw BrokerError(.notFound, "topic \(name) does not exist")
         }
@@ -271,6 +309,16 @@ public final class Broker: Sendable {
 
     func state(for name: String, create: Bool) throws(BrokerError) -> TopicState {
         if let state = topics.withLock({ $0[name] }) { return state }
+        if create, OffsetsTopic.isInternal(name) {
+            do {
+                // A view of the offsets file, rewritten from it at start: no fsync of its own.
+                _ = try createTopic(name, partitions: 1, config: ["flush.policy": "os"])
+            } catch where error.kind == .conflict {
+                // Created concurrently.
+            }
+            guard let state = topics.withLock({ $0[name] }) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
+            return state
+        }
         guard create, config.bool("auto.create.topics.enable") else {
             throw BrokerError(.notFound, "topic \(name) does not exist" + (create ? "; create it with POST /v1/topics (auto.create.topics.enable=false)" : ""))
         }
@@ -306,6 +354,7 @@ public final class Broker: Sendable {
     /// partition and offset are returned with `duplicate: true`.
     public func publish(topic name: String, events: [CloudEvent]) async throws(BrokerError) -> [PublishResult] {
         try TopicNameCheck.validate(name)
+        try refuseInternal(name, "publish to")
         let state = try state(for: name, create: true)
         await state.dedupLoaded?.value
         let now = currentTimeMillis()
@@ -400,6 +449,7 @@ public final class Broker: Sendable {
     /// event's offset is committed.
     public func appendDurably(topic name: String, partitions: Int, _ records: [(partition: Int32, record: Record)]) async throws(BrokerError) -> [Int64] {
         try TopicNameCheck.validate(name)
+        try refuseInternal(name, "write to")
         if topics.withLock({ $0[name] }) == nil {
             do {
                 _ = try createTopic(name, partitions: partitions)

@@ -35,6 +35,13 @@ public struct CloudEvent: Sendable, Hashable {
 
     static let contextAttributes: Set<String> = ["id", "source", "type", "specversion", "time", "subject", "dataschema", "datacontenttype", "data", "data_base64"]
 
+    /// Whether a record's `content-type` marks a structured-mode CloudEvent in JSON (parameters such as
+    /// `charset` aside, any letter case).
+    static func isStructured(contentType: String) -> Bool {
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        return mediaType.lowercased() == "application/cloudevents+json"
+    }
+
     /// Whether the data is JSON, going by the content type (absent means JSON, as in structured mode).
     public var isJSONData: Bool { Self.isJSON(contentType: datacontenttype) }
 
@@ -69,8 +76,11 @@ public struct CloudEvent: Sendable, Hashable {
         return Record(timestamp: timestamp, key: partitionKey.map { Array($0.utf8) }, value: data, headers: headers)
     }
 
-    /// Rebuilds the event from a record written by ``record(timestamp:)`` (or by any producer using the
-    /// CloudEvents Kafka binding in binary mode). Returns `nil` when the record has no `ce_id`/`ce_source`/`ce_type`.
+    /// Rebuilds the event from a record written by ``record(timestamp:)`` or by any producer using the
+    /// CloudEvents Kafka binding: binary mode (`ce_*` headers) or structured mode (`content-type:
+    /// application/cloudevents+json`, the whole event as the value; the record key is its `partitionkey` unless
+    /// the event names one). Returns `nil` for a plain record: no `ce_id`/`ce_source`/`ce_type` headers and no
+    /// structured value that parses as an event.
     public init?(record: Record) {
         var attributes: [String: String] = [:]
         var contentType: String?
@@ -83,7 +93,15 @@ public struct CloudEvent: Sendable, Hashable {
             }
         }
         guard let id = attributes.removeValue(forKey: "id"), let source = attributes.removeValue(forKey: "source"),
-              let type = attributes.removeValue(forKey: "type") else { return nil }
+              let type = attributes.removeValue(forKey: "type") else {
+            guard let contentType, Self.isStructured(contentType: contentType), let value = record.value,
+                  var event = try? CloudEvent.parse(json: value) else { return nil }
+            if event.extensions["partitionkey"] == nil, let key = record.key {
+                event.extensions["partitionkey"] = String(decoding: key, as: UTF8.self)
+            }
+            self = event
+            return
+        }
         self.init(id: id, source: source, type: type, data: record.value, datacontenttype: contentType)
         specversion = attributes.removeValue(forKey: "specversion") ?? "1.0"
         time = attributes.removeValue(forKey: "time")

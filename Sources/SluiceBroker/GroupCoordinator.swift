@@ -84,12 +84,33 @@ public struct GroupDescription: Sendable {
 /// Rebalances are cooperative: a partition that moves keeps being served to its previous owner until that
 /// member polls again (committing first when it auto-commits); only then does the new owner read it, from
 /// the committed offset.
+/// A consumer group of Kafka clients as the Kafka listener reports it, so that groups share one namespace and
+/// one set of metrics with HTTP groups.
+public struct KafkaGroupSummary: Sendable {
+    public var members: Int
+    public var state: GroupState
+    public var generation: Int
+    public var topics: Set<String>
+    /// The membership to record in `__consumer_offsets`, once the group is stable or empty (nil while it rebalances).
+    public var metadata: GroupMetadataRecord?
+
+    public init(members: Int, state: GroupState, generation: Int, topics: Set<String>, metadata: GroupMetadataRecord? = nil) {
+        self.members = members
+        self.state = state
+        self.generation = generation
+        self.topics = topics
+        self.metadata = metadata
+    }
+}
+
 public final class GroupCoordinator: Sendable {
     public let broker: Broker
     public let store: OffsetStore
     public let lag: LagMonitor
     let logger: Logger
     private let groups = Mutex<[String: Group]>([:])
+    /// Groups whose members are Kafka clients (their coordinator is the Kafka listener), as it reports them.
+    private let kafkaGroups = Mutex<[String: KafkaGroupSummary]>([:])
 
     struct Member {
         var id: String
@@ -129,6 +150,7 @@ public final class GroupCoordinator: Sendable {
             logger.warning("cut a torn entry off the committed-offsets file after a crash; every complete commit is kept",
                            metadata: ["file.path": .string(store.path), "bytes": .stringConvertible(store.truncatedBytes)])
         }
+        if !store.all.isEmpty { recordAllOffsets() }
     }
 
     var config: SluiceConfig { broker.config }
@@ -167,6 +189,9 @@ public final class GroupCoordinator: Sendable {
         let reset = options.offsetReset ?? config.string("auto.offset.reset")
         guard ["earliest", "latest", "none"].contains(reset) else {
             throw BrokerError.badRequest("auto_offset_reset=\(reset) must be earliest, latest or none", attribute: "auto_offset_reset")
+        }
+        if let kafka = kafkaGroups.withLock({ $0[name] }), kafka.members > 0 {
+            throw BrokerError(.conflict, "group \(name) has \(kafka.members) Kafka client member(s); a group's members are all HTTP or all Kafka clients, so use another group name")
         }
         try admitGroup(name)
         let defaultStrategy = AssignmentStrategy(rawValue: config.string("partition.assignment.strategy")) ?? .range
@@ -409,6 +434,9 @@ public final class GroupCoordinator: Sendable {
             } else if let group, !group.members.isEmpty {
                 throw BrokerError(.conflict, "group \(name) has \(group.members.count) active member(s); commit as a member (member_id) or wait until the group is empty")
             }
+            if let kafka = kafkaGroups.withLock({ $0[name] }), kafka.members > 0 {
+                throw BrokerError(.conflict, "group \(name) has \(kafka.members) Kafka client member(s); they commit through the Kafka protocol")
+            }
         }
         try await durable(commits)
         return commits
@@ -432,6 +460,7 @@ public final class GroupCoordinator: Sendable {
         } catch {
             throw BrokerError(error)
         }
+        recordOffsets(commits.keys)
     }
 
     // MARK: - Groups
@@ -439,21 +468,49 @@ public final class GroupCoordinator: Sendable {
     /// Names of groups with members or committed offsets.
     public var groupNames: [String] {
         let live = groups.withLock { Set($0.filter { !$0.value.members.isEmpty }.keys) }
-        return live.union(store.groupNames).sorted()
+        let kafka = kafkaGroups.withLock { Set($0.filter { $0.value.members > 0 }.keys) }
+        return live.union(kafka).union(store.groupNames).sorted()
     }
 
-    /// Members and state of every group with members (for metrics).
+    /// Members and state of every group with members (for metrics), HTTP and Kafka groups alike.
     public func memberCounts() -> [String: (members: Int, state: GroupState, topics: Set<String>)] {
-        groups.withLock { groups in
+        var counts: [String: (members: Int, state: GroupState, topics: Set<String>)] = groups.withLock { groups in
             groups.mapValues { ($0.members.count, $0.state, Set($0.members.values.flatMap(\.topics))) }
         }
+        for (name, kafka) in kafkaGroups.withLock({ $0 }) where (counts[name]?.members ?? 0) == 0 {
+            counts[name] = (kafka.members, kafka.state, kafka.topics)
+        }
+        return counts
+    }
+
+    /// Members of the HTTP group `name` (the Kafka listener refuses Kafka members for a group that has any).
+    public func httpMemberCount(_ name: String) -> Int { groups.withLock { $0[name]?.members.count ?? 0 } }
+
+    /// Records what the Kafka listener's group `name` looks like now (nil: forget it).
+    public func reportKafkaGroup(_ name: String, _ summary: KafkaGroupSummary?) {
+        let previous = kafkaGroups.withLock { groups in
+            defer { groups[name] = summary }
+            return groups[name]?.metadata
+        }
+        // Recorded once per generation, and again when the group empties.
+        if let metadata = summary?.metadata, previous?.generation != metadata.generation || previous?.members.isEmpty != metadata.members.isEmpty {
+            recordGroupMetadata(name, metadata)
+        }
+    }
+
+    /// Commits offsets for a Kafka group (the listener has checked membership and generation). Returns once durable.
+    public func commitKafkaOffsets(group name: String, _ commits: [GroupPartition: CommittedOffset]) async throws(BrokerError) {
+        try Self.validateGroupName(name)
+        if store.offsets(group: name).isEmpty { try admitGroup(name) }
+        try await durable(commits)
     }
 
     public func describe(group name: String) throws(BrokerError) -> GroupDescription {
         try Self.validateGroupName(name)
         let live = groups.withLock { $0[name] }
+        let kafka = kafkaGroups.withLock { $0[name] }
         let offsets = store.offsets(group: name)
-        if (live == nil || live!.members.isEmpty) && offsets.isEmpty { throw unknownGroup(name) }
+        if (live == nil || live!.members.isEmpty) && (kafka?.members ?? 0) == 0 && offsets.isEmpty { throw unknownGroup(name) }
         let members = (live?.members.values ?? [:].values).sorted { $0.id < $1.id }.map { member in
             MemberDescription(id: member.id, clientId: member.clientId, topics: member.topics.sorted(), assignment: live!.owned(by: member.id),
                               joinedMillis: member.joinedMillis, lastSeenMillis: member.lastSeenMillis,
@@ -461,6 +518,10 @@ public final class GroupCoordinator: Sendable {
         }
         let now = currentTimeMillis()
         let partitions = offsets.sorted { $0.key < $1.key }.compactMap { lag.compute($0.key, $0.value, now: now) }
+        if let kafka, kafka.members > 0, live?.members.isEmpty ?? true {
+            return GroupDescription(name: name, state: kafka.state, strategy: nil, generation: kafka.generation, members: [],
+                                    partitions: partitions, status: partitions.map(\.status).max() ?? .ok)
+        }
         return GroupDescription(name: name, state: live?.state ?? .empty, strategy: live?.strategy, generation: live?.generation ?? 0,
                                 members: members, partitions: partitions, status: partitions.map(\.status).max() ?? .ok)
     }
@@ -472,7 +533,15 @@ public final class GroupCoordinator: Sendable {
         if let live, !live.members.isEmpty {
             throw BrokerError(.conflict, "group \(name) has \(live.members.count) active member(s); they must leave (DELETE …/members/{id}) before the group can be deleted")
         }
-        guard live != nil || !store.offsets(group: name).isEmpty else { throw unknownGroup(name) }
+        if let kafka = kafkaGroups.withLock({ $0[name] }), kafka.members > 0 {
+            throw BrokerError(.conflict, "group \(name) has \(kafka.members) Kafka client member(s); stop them (they leave the group) before it can be deleted")
+        }
+        let committed = store.offsets(group: name).keys
+        guard live != nil || !committed.isEmpty else { throw unknownGroup(name) }
+        defer {
+            recordOffsets(committed)
+            recordGroupMetadata(name, nil)
+        }
         do {
             try await store.deleteGroup(name)
         } catch {
@@ -485,7 +554,9 @@ public final class GroupCoordinator: Sendable {
 
     /// Drops every group's offsets of a deleted topic.
     public func topicDeleted(_ topic: String) async {
+        let committed = store.all.keys.filter { $0.topic == topic }
         try? await store.deleteTopic(topic)
+        recordOffsets(committed)
         expireMembers()
     }
 

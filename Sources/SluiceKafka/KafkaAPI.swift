@@ -8,10 +8,23 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case fetch = 1
     case listOffsets = 2
     case metadata = 3
+    case offsetCommit = 8
+    case offsetFetch = 9
+    case findCoordinator = 10
+    case joinGroup = 11
+    case heartbeat = 12
+    case leaveGroup = 13
+    case syncGroup = 14
+    case describeGroups = 15
+    case listGroups = 16
     case saslHandshake = 17
     case apiVersions = 18
+    case createTopics = 19
+    case deleteTopics = 20
     case initProducerId = 22
+    case describeConfigs = 32
     case saslAuthenticate = 36
+    case createPartitions = 37
 
     public var versions: ClosedRange<Int16> {
         switch self {
@@ -19,10 +32,23 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .fetch: 4...11
         case .listOffsets: 0...5
         case .metadata: 0...8
+        case .offsetCommit: 0...7
+        case .offsetFetch: 0...5
+        case .findCoordinator: 0...2
+        case .joinGroup: 0...5
+        case .heartbeat: 0...3
+        case .leaveGroup: 0...2
+        case .syncGroup: 0...3
+        case .describeGroups: 0...4
+        case .listGroups: 0...2
         case .saslHandshake: 1...1
         case .apiVersions: 0...2
+        case .createTopics: 0...4
+        case .deleteTopics: 0...3
         case .initProducerId: 0...1
+        case .describeConfigs: 0...3
         case .saslAuthenticate: 0...1
+        case .createPartitions: 0...1
         }
     }
 
@@ -33,10 +59,23 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .fetch: "Fetch"
         case .listOffsets: "ListOffsets"
         case .metadata: "Metadata"
+        case .offsetCommit: "OffsetCommit"
+        case .offsetFetch: "OffsetFetch"
+        case .findCoordinator: "FindCoordinator"
+        case .joinGroup: "JoinGroup"
+        case .heartbeat: "Heartbeat"
+        case .leaveGroup: "LeaveGroup"
+        case .syncGroup: "SyncGroup"
+        case .describeGroups: "DescribeGroups"
+        case .listGroups: "ListGroups"
         case .saslHandshake: "SaslHandshake"
         case .apiVersions: "ApiVersions"
+        case .createTopics: "CreateTopics"
+        case .deleteTopics: "DeleteTopics"
         case .initProducerId: "InitProducerId"
+        case .describeConfigs: "DescribeConfigs"
         case .saslAuthenticate: "SaslAuthenticate"
+        case .createPartitions: "CreatePartitions"
         }
     }
 
@@ -82,6 +121,7 @@ public enum KafkaError: Int16, Sendable, CustomStringConvertible {
     case unsupportedCompressionType = 76
     case memberIdRequired = 79
     case groupMaxSizeReached = 81
+    case fencedInstanceId = 82
     case invalidRecord = 87
 
     /// Kafka's name for the code, used in the `error` label and in logs.
@@ -120,6 +160,7 @@ public enum KafkaError: Int16, Sendable, CustomStringConvertible {
         case .groupIdNotFound: "GROUP_ID_NOT_FOUND"
         case .unsupportedCompressionType: "UNSUPPORTED_COMPRESSION_TYPE"
         case .memberIdRequired: "MEMBER_ID_REQUIRED"
+        case .fencedInstanceId: "FENCED_INSTANCE_ID"
         case .groupMaxSizeReached: "GROUP_MAX_SIZE_REACHED"
         case .invalidRecord: "INVALID_RECORD"
         }

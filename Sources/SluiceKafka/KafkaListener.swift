@@ -37,19 +37,32 @@ public struct KafkaListener: Service {
         }
     }
 
+    /// What requests are answered from, once the log is recovered.
+    public struct Backend: Sendable {
+        public var broker: Broker
+        public var groups: GroupCoordinator
+
+        public init(broker: Broker, groups: GroupCoordinator) {
+            self.broker = broker
+            self.groups = groups
+        }
+    }
+
     let configuration: Configuration
-    let broker: @Sendable () -> Broker?
+    let backend: @Sendable () -> Backend?
+    /// The Kafka group coordinator, made once the backend is there (shared by every connection).
+    private let kafkaGroups = SharedGroups()
     let metrics: SluiceMetrics
     let logger: Logger
     let onBound: @Sendable (String) -> Void
 
     /// - Parameters:
-    ///   - broker: the broker once it is recovered; until then requests wait for it.
+    ///   - backend: the broker and group coordinator once the log is recovered; until then requests wait.
     ///   - onBound: called with the bound `host:port` once the listener accepts connections.
-    public init(configuration: Configuration, broker: @escaping @Sendable () -> Broker?, metrics: SluiceMetrics, logger: Logger,
+    public init(configuration: Configuration, backend: @escaping @Sendable () -> Backend?, metrics: SluiceMetrics, logger: Logger,
                 onBound: @escaping @Sendable (String) -> Void = { _ in }) {
         self.configuration = configuration
-        self.broker = broker
+        self.backend = backend
         self.metrics = metrics
         self.logger = logger
         self.onBound = onBound
@@ -71,6 +84,12 @@ public struct KafkaListener: Service {
         let advertised = configuration.advertised ?? HostPort(bound) ?? configuration.address
         let connections = ConnectionRegistry()
         onBound(bound)
+        // Session timeouts and join rounds of Kafka groups, until shutdown.
+        let groupTimers = Task {
+            guard let (_, groups) = await waitForBackend() else { return }
+            await groups.run()
+        }
+        defer { groupTimers.cancel() }
         try await withGracefulShutdownHandler {
             try await server.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
@@ -106,8 +125,8 @@ public struct KafkaListener: Service {
                     guard connections.begin(id) else { return }
                     metrics.counter(MetricName.kafkaReceivedBytes).increment(by: Int64(frame.readableBytes + 4))
                     if handler == nil {
-                        guard let broker = await waitForBroker() else { return }
-                        handler = KafkaRequestHandler(broker: broker, advertised: advertised, token: configuration.token, logger: logger)
+                        guard let (broker, groups) = await waitForBackend() else { return }
+                        handler = KafkaRequestHandler(broker: broker, groups: groups, advertised: advertised, token: configuration.token, logger: logger)
                     }
                     let reply = await handler!.handle(frame, session: &session)
                     if let clientId = session.clientId { metadata[LogField.clientId] = .string(clientId) }
@@ -143,10 +162,12 @@ public struct KafkaListener: Service {
         try await outbound.write(frame)
     }
 
-    /// The broker, waiting (up to a minute) while the log is still being recovered.
-    private func waitForBroker() async -> Broker? {
+    /// The broker and the Kafka groups, waiting (up to a minute) while the log is still being recovered.
+    private func waitForBackend() async -> (Broker, KafkaGroups)? {
         for _ in 0..<6000 {
-            if let broker = broker() { return broker }
+            if let backend = backend() {
+                return (backend.broker, kafkaGroups.get(orMake: { KafkaGroups(coordinator: backend.groups, logger: logger) }))
+            }
             try? await Task.sleep(for: .milliseconds(10))
             if Task.isCancelled { return nil }
         }
@@ -234,6 +255,20 @@ final class ConnectionRegistry: Sendable {
         state.withLock { state in
             state.shuttingDown = true
             return state.open.values.filter { !$0.busy }.map(\.channel)
+        }
+    }
+}
+
+/// The listener's one ``KafkaGroups``, made on first use.
+final class SharedGroups: Sendable {
+    private let value = Mutex<KafkaGroups?>(nil)
+
+    func get(orMake make: () -> KafkaGroups) -> KafkaGroups {
+        value.withLock { value in
+            if let value { return value }
+            let made = make()
+            value = made
+            return made
         }
     }
 }

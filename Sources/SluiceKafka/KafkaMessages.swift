@@ -222,6 +222,12 @@ public struct FetchResponse: Sendable {
     public var topics: [Topic]
 
     public func encode(version: Int16, into w: inout KafkaWriter) {
+        // One allocation for the whole response: the batches dominate it, and growing the buffer by doubling
+        // would copy a megabyte-sized fetch several times over.
+        let payload = topics.reduce(0) { sum, topic in
+            sum + topic.name.utf8.count + 8 + topic.partitions.reduce(0) { $0 + 48 + $1.records.reduce(0) { $0 + $1.count } }
+        }
+        w.buffer.reserveCapacity(w.buffer.writerIndex + 16 + payload)
         w.int32(0)  // throttle_time_ms
         if version >= 7 {
             w.int16(KafkaError.none.rawValue)

@@ -34,14 +34,16 @@ public struct KafkaSession: Sendable {
 /// before handling the next, which keeps replies in request order.
 public struct KafkaRequestHandler: Sendable {
     public let broker: Broker
+    public let groups: KafkaGroups
     public let advertised: HostPort
     public let token: String?
     public let logger: Logger
     static let nodeId: Int32 = 0
     static let clusterId = "sluice"
 
-    public init(broker: Broker, advertised: HostPort, token: String?, logger: Logger) {
+    public init(broker: Broker, groups: KafkaGroups, advertised: HostPort, token: String?, logger: Logger) {
         self.broker = broker
+        self.groups = groups
         self.advertised = advertised
         self.token = token
         self.logger = logger
@@ -99,6 +101,63 @@ public struct KafkaRequestHandler: Sendable {
                 error = await fetch(request, version: header.apiVersion, into: &w)
             case .listOffsets:
                 error = try listOffsets(ListOffsetsRequest.decode(version: header.apiVersion, &reader), version: header.apiVersion, into: &w)
+            case .findCoordinator:
+                let (_, keyType) = try FindCoordinator.decode(version: header.apiVersion, &reader)
+                // One broker coordinates every group; transaction coordinators do not exist yet.
+                error = keyType == 0 ? .none : .coordinatorNotAvailable
+                FindCoordinator.encodeResponse(version: header.apiVersion, error: error,
+                                               message: error == .none ? nil : "transactions are not supported yet",
+                                               nodeId: error == .none ? Self.nodeId : -1, host: error == .none ? advertised.host : "",
+                                               port: error == .none ? Int32(advertised.port) : -1, into: &w)
+            case .joinGroup:
+                let request = try JoinGroupRequest.decode(version: header.apiVersion, &reader)
+                let response = await groups.join(request, version: header.apiVersion, clientId: session.clientId ?? "", clientHost: session.clientAddress)
+                response.encode(version: header.apiVersion, into: &w)
+                error = response.error
+            case .syncGroup:
+                let (code, assignment) = await groups.sync(try SyncGroupRequest.decode(version: header.apiVersion, &reader))
+                SyncGroupRequest.encodeResponse(version: header.apiVersion, error: code, assignment: assignment, into: &w)
+                error = code
+            case .heartbeat:
+                error = groups.heartbeat(try HeartbeatRequest.decode(version: header.apiVersion, &reader))
+                encodeErrorOnly(version: header.apiVersion, error: error, into: &w)
+            case .leaveGroup:
+                let (group, member) = try LeaveGroup.decode(&reader)
+                error = groups.leave(group: group, member: member)
+                encodeErrorOnly(version: header.apiVersion, error: error, into: &w)
+            case .offsetCommit:
+                let results = await groups.commit(try OffsetCommitRequest.decode(version: header.apiVersion, &reader))
+                OffsetCommitRequest.encodeResponse(version: header.apiVersion, topics: results, into: &w)
+                error = results.flatMap(\.partitions).map(\.error).first { $0 != .none } ?? .none
+            case .offsetFetch:
+                let topics = groups.fetchOffsets(try OffsetFetchRequest.decode(version: header.apiVersion, &reader))
+                OffsetFetchRequest.encodeResponse(version: header.apiVersion, topics: topics, error: .none, into: &w)
+                error = .none
+            case .listGroups:
+                ListGroups.encodeResponse(version: header.apiVersion, groups: groups.list(), into: &w)
+                error = .none
+            case .describeGroups:
+                let described = groups.describe(try DescribeGroups.decode(version: header.apiVersion, &reader))
+                DescribeGroups.encodeResponse(version: header.apiVersion, groups: described, into: &w)
+                error = described.map(\.error).first { $0 != .none } ?? .none
+            case .createTopics:
+                let results = createTopics(try CreateTopicsRequest.decode(version: header.apiVersion, &reader), session: session)
+                CreateTopicsRequest.encodeResponse(version: header.apiVersion, results: results, into: &w)
+                error = results.map(\.error).first { $0 != .none } ?? .none
+            case .deleteTopics:
+                let results = await deleteTopics(try DeleteTopics.decode(&reader).names, session: session)
+                DeleteTopics.encodeResponse(version: header.apiVersion, results: results, into: &w)
+                error = results.map(\.error).first { $0 != .none } ?? .none
+            case .createPartitions:
+                let results = createPartitions(try CreatePartitionsRequest.decode(&reader), session: session)
+                CreatePartitionsRequest.encodeResponse(results: results, into: &w)
+                error = results.map(\.error).first { $0 != .none } ?? .none
+            case .describeConfigs:
+                let request = try DescribeConfigsRequest.decode(version: header.apiVersion, &reader)
+                let resources = describeConfigs(request)
+                DescribeConfigs.encodeResponse(version: header.apiVersion, resources: resources, includeSynonyms: request.includeSynonyms,
+                                               includeDocumentation: request.includeDocumentation, into: &w)
+                error = resources.map(\.error).first { $0 != .none } ?? .none
             case .initProducerId:
                 error = initProducerId(try InitProducerIdRequest.decode(&reader), session: session, into: &w)
             case .saslHandshake:
@@ -207,6 +266,9 @@ public struct KafkaRequestHandler: Sendable {
             .init(index: tp.partition, error: error, baseOffset: -1, logStartOffset: -1, message: message)
         }
         if transactional { return refuse(.invalidRecord, "transactional producers are not supported yet") }
+        if OffsetsTopic.isInternal(tp.topic) {
+            return refuse(.invalidTopic, "topic \(tp.topic) is internal: Sluice writes it (every committed offset) and clients only read it")
+        }
         let log: PartitionLog
         do {
             log = try broker.partitionLog(tp, autoCreate: true)

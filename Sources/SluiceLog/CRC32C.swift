@@ -1,5 +1,11 @@
-/// CRC-32C (Castagnoli), the checksum of Kafka record batch v2, computed by slicing-by-8.
+internal import CCRC32C
+
+/// CRC-32C (Castagnoli), the checksum of Kafka record batch v2: with the CPU's CRC instruction where it has one
+/// (x86-64 SSE 4.2, ARMv8 CRC; ~8 bytes a cycle), by slicing-by-8 otherwise (the same checksum, ~5× slower).
 public enum CRC32C {
+    /// Whether ``update(_:_:)`` uses the CPU's instruction (`sluice bench` reports it).
+    public static let hardware = sluice_crc32c_hardware_available() == 1
+
     private static let table: [UInt32] = {
         let polynomial: UInt32 = 0x82F6_3B78
         var table = [UInt32](repeating: 0, count: 8 * 256)
@@ -29,6 +35,12 @@ public enum CRC32C {
 
     /// Continues a checksum `crc` over more bytes.
     public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard hardware, let base = bytes.baseAddress else { return softwareUpdate(crc, bytes) }
+        return sluice_crc32c_hardware_update(crc, base, bytes.count)
+    }
+
+    /// ``update(_:_:)`` by table lookups, whatever the CPU.
+    static func softwareUpdate(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var c = ~crc
         var index = 0
         let count = bytes.count

@@ -42,23 +42,23 @@ enum FileIO {
     /// Reads up to `count` bytes at `offset`; fewer only at end of file.
     static func pread(_ fd: Int32, count: Int, at offset: Int64, path: String) throws -> [UInt8] {
         if count == 0 { return [] }
-        var result = [UInt8](repeating: 0, count: count)
-        var total = 0
         var failure: Int32 = 0
-        result.withUnsafeMutableBytes { buffer in
+        // Uninitialised storage: the read fills it, and only the bytes read become the array.
+        let result = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var total = 0
             while total < count {
                 let n = Glibc.pread(fd, buffer.baseAddress! + total, count - total, off_t(offset) + off_t(total))
                 if n < 0 {
                     if errno == EINTR { continue }
                     failure = errno
-                    return
+                    break
                 }
-                if n == 0 { return }
+                if n == 0 { break }
                 total += n
             }
+            initialized = total
         }
         if failure != 0 { throw LogError.io("read", path: path, errno: failure) }
-        if total < count { result.removeLast(count - total) }
         return result
     }
 

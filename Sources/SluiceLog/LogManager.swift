@@ -176,6 +176,39 @@ public final class LogManager: Sendable {
         topics.withLock { $0[name] }
     }
 
+    /// Grows topic `name` to `count` partitions (Kafka's CreatePartitions: partitions are only ever added).
+    /// The new partition directories are made first and `topic.json` is rewritten atomically last, so a crash
+    /// in between leaves the topic as it was (the empty directories are reused next time).
+    @discardableResult
+    public func addPartitions(_ name: String, count: Int) throws -> Topic {
+        try topics.withLock { topics throws -> Topic in
+            guard let topic = topics[name] else { throw LogError(.unknownTopic, "topic \(name) does not exist") }
+            let current = topic.partitions.count
+            guard count > current else {
+                throw LogError(.invalidConfig, "topic \(name) has \(current) partitions; partitions can only be added, so ask for more than \(current)")
+            }
+            guard count <= 10_000 else { throw LogError(.invalidConfig, "topic \(name) can have at most 10000 partitions, not \(count)") }
+            let open = topics.values.reduce(0) { $0 + $1.partitions.count }
+            let limit = DescriptorLimit.current.soft
+            let free = limit - open - DescriptorLimit.logOverhead - reservedDescriptors
+            guard count - current <= free else {
+                throw LogError(.tooManyFiles, "topic \(name) needs \(count - current) more open files (one per partition), but only \(max(free, 0)) of the limit of \(limit) are free: add fewer partitions, or raise the limit (ulimit -n / LimitNOFILE=) and restart")
+            }
+            let directory = topicsDirectory + "/" + name
+            var metadata = try TopicMetadata.read(directory + "/topic.json")
+            var logs = topic.partitions
+            for p in current..<count {
+                logs.append(try PartitionLog.open(topic: name, partition: Int32(p), directory: directory + "/\(p)", config: topic.config, mode: .recover))
+            }
+            try FileIO.fsyncDirectory(directory)
+            metadata.partitions = count
+            try metadata.write(directory + "/topic.json")
+            let grown = Topic(name: name, config: topic.config, partitions: logs)
+            topics[name] = grown
+            return grown
+        }
+    }
+
     /// The topic named `name`, or an `unknownTopic` error.
     public func requireTopic(_ name: String) throws -> Topic {
         guard let topic = topic(name) else { throw LogError(.unknownTopic, "topic \(name) does not exist") }

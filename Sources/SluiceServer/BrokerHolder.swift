@@ -1,5 +1,6 @@
 import SluiceBroker
 import SluiceDelivery
+import SluiceKafka
 import SluiceSaga
 import Synchronization
 
@@ -9,6 +10,7 @@ final class BrokerHolder: Sendable {
     private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine)?>(nil)
 
     var broker: Broker? { state.withLock { $0?.broker } }
+    var kafkaBackend: KafkaListener.Backend? { state.withLock { $0.map { KafkaListener.Backend(broker: $0.broker, groups: $0.groups) } } }
     var sagasLoaded: Bool { state.withLock { $0?.sagas }?.isLoaded ?? false }
 
     func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine) {

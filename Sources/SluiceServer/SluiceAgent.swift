@@ -67,7 +67,7 @@ public enum SluiceAgent {
             .init(service: api),
         ]
         if config.kafkaBindAddress != nil {
-            let kafka = KafkaListener(configuration: try KafkaListener.Configuration(config: config), broker: { holder.broker },
+            let kafka = KafkaListener(configuration: try KafkaListener.Configuration(config: config), backend: { holder.kafkaBackend },
                                       metrics: metrics, logger: logger, onBound: { startup.listenerUp(kafka: $0) })
             // After the API in the list, so it stops before the API and the broker: its connections finish first.
             services.append(.init(service: kafka))

@@ -42,6 +42,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // Every partition keeps a descriptor open: take all the process may have (the limit is logged at recovery).
         DescriptorLimit.raiseToHard()
+        MallocTuning.apply(environment: ProcessInfo.processInfo.environment)
         let (logger, sink) = try bootstrapLogging(config)
         let metrics = SluiceMetrics(logSink: sink)
         do {

@@ -27,6 +27,25 @@ struct CloudEventTests {
         #expect(json["partitionkey"] as? String == "cust-7")
     }
 
+    @Test("a structured-mode record (the whole event as the value) is an event; a plain or broken one is not")
+    func structuredRecords() throws {
+        let value = Array(#"{"specversion":"1.0","id":"s-1","source":"/py","type":"order.paid","data":{"paid":true}}"#.utf8)
+        let header = { (type: String) in [RecordHeader(key: "content-type", value: Array(type.utf8))] }
+        let event = try #require(CloudEvent(record: Record(timestamp: 0, key: Array("cust-9".utf8), value: value,
+                                                           headers: header("Application/CloudEvents+JSON; charset=UTF-8"))))
+        #expect(event.id == "s-1" && event.type == "order.paid" && event.source == "/py")
+        #expect(event.partitionKey == "cust-9")
+        #expect((event.jsonObject()["data"] as? [String: Any])?["paid"] as? Bool == true)
+        // The event's own partitionkey wins over the record key.
+        let keyed = Array(#"{"specversion":"1.0","id":"s-2","source":"/py","type":"t","partitionkey":"own"}"#.utf8)
+        #expect(CloudEvent(record: Record(timestamp: 0, key: Array("k".utf8), value: keyed, headers: header("application/cloudevents+json")))?.partitionKey == "own")
+        // Plain JSON, a structured value missing an attribute, and no content type: plain records.
+        #expect(CloudEvent(record: Record(timestamp: 0, value: value, headers: header("application/json"))) == nil)
+        let broken = Array(#"{"specversion":"1.0","id":"s-3","type":"t"}"#.utf8)
+        #expect(CloudEvent(record: Record(timestamp: 0, value: broken, headers: header("application/cloudevents+json"))) == nil)
+        #expect(CloudEvent(record: Record(timestamp: 0, value: value)) == nil)
+    }
+
     @Test("binary data is kept as bytes and shown as data_base64; text stays text")
     func binaryData() throws {
         let bytes: [UInt8] = [0, 1, 2, 255]

@@ -133,6 +133,60 @@ struct KafkaClientTests {
             #expect(readEvent?["id"] as? String == "k-1" && readEvent?["type"] as? String == "order.paid", "\(read.text)")
             #expect(readEvent?["partitionkey"] as? String == "customer-7")
             #expect((readEvent?["data"] as? [String: Any])?["paid"] as? Bool == true)
+
+            // Structured mode: the whole event as the value, marked by its content type.
+            let structured = #"{"specversion":"1.0","id":"k-2","source":"/kcat","type":"order.shipped","data":{"carrier":"dhl"}}"#
+            let produceStructured = try runProcess(Self.kcat, ["-b", agent.kafka, "-P", "-t", "orders", "-K:",
+                                                               "-H", "content-type=application/cloudevents+json; charset=UTF-8"],
+                                                   stdin: "customer-7:" + structured + "\n")
+            #expect(produceStructured.status == 0, "\(produceStructured.stderr)")
+            let readStructured = try await http("GET", agent.base + "/v1/topics/orders/partitions/0/events?offset=2&limit=1")
+            let structuredEvent = ((readStructured.json["events"] as? [[String: Any]])?.first?["event"]) as? [String: Any]
+            #expect(structuredEvent?["id"] as? String == "k-2" && structuredEvent?["type"] as? String == "order.shipped", "\(readStructured.text)")
+            #expect(structuredEvent?["partitionkey"] as? String == "customer-7")
+            #expect((structuredEvent?["data"] as? [String: Any])?["carrier"] as? String == "dhl")
+        }
+    }
+
+    /// KafkaAdminClient (kafka-python): CreateTopics with configs and each kind of refusal, DescribeConfigs with
+    /// sources and read-only settings, CreatePartitions, DeleteTopics; what it made survives a restart and is
+    /// the same topic over HTTP.
+    @Test func kafkaPythonAdminClientManagesTopics() async throws {
+        try await withTemporaryDirectory { dir in
+            var agent = try await startServed(dir, ["--num-partitions", "3"])
+            defer { agent.stop() }
+            let result = try runProcess("/usr/bin/env", ["python3", Self.clients + "/kafka_python_admin.py", agent.kafka])
+            #expect(result.status == 0, "kafka-python admin failed: \(result.stderr.suffix(3000))")
+            let summary = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+            #expect(summary["create_again"] as? String == "TopicAlreadyExistsError")
+            #expect(summary["create_compacted"] as? String == "InvalidConfigurationError")
+            #expect(summary["create_unknown_config"] as? String == "InvalidConfigurationError")
+            #expect(summary["create_replicated"] as? String == "InvalidReplicationFactorError")
+            #expect(summary["create_bad_name"] as? String == "InvalidTopicError")
+            #expect(summary["shrink"] as? String == "InvalidPartitionsError")
+            #expect(summary["delete_missing"] as? String == "UnknownTopicOrPartitionError")
+            #expect(summary["partitions_after"] as? [String: Int] == ["audit": 4])
+            #expect(summary["topics"] as? [String] == ["audit"], "\(summary)")
+            #expect(((summary["describe_missing"] as? [String: Any])?["topic"] as? [String: Any])?["nope"] as? [String: Any] != nil)
+            let configs = ((summary["configs"] as? [String: Any])?["topic"] as? [String: Any])?["audit"] as? [String: [String: Any]] ?? [:]
+            #expect(configs["retention.ms"]?["value"] as? String == "3600000" && configs["retention.ms"]?["config_source"] as? String == "DYNAMIC_TOPIC_CONFIG", "\(configs)")
+            #expect(configs["segment.bytes"]?["config_source"] as? String == "DEFAULT_CONFIG")
+            #expect(configs["cleanup.policy"]?["value"] as? String == "delete" && configs["cleanup.policy"]?["read_only"] as? Bool == true)
+            for name in ["segment.bytes", "segment.ms", "retention.bytes", "max.message.bytes", "index.interval.bytes", "flush.policy"] {
+                #expect(configs[name] != nil, "DescribeConfigs lacks \(name)")
+            }
+
+            #expect(agent.logText().contains("\"Kafka CreateTopics refused\""))
+
+            // The grown topic and its setting outlive a restart, and the topic is the HTTP API's.
+            agent.stop()
+            agent = try await startServed(dir, [])
+            let topic = try await http("GET", agent.base + "/v1/topics/audit")
+            #expect((topic.json["partitions"] as? [Any])?.count == 4, "\(topic.text)")
+            #expect((topic.json["config"] as? [String: String])?["retention.ms"] == "3600000")
+            let produce = try runProcess(Self.kcat, ["-b", agent.kafka, "-P", "-t", "audit", "-p", "3"], stdin: "into the new partition\n")
+            #expect(produce.status == 0, "\(produce.stderr)")
+            #expect(try Self.consume(agent.kafka, ["-t", "audit", "-p", "3"]).map(\.payload) == ["into the new partition"])
         }
     }
 

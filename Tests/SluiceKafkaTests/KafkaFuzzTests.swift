@@ -24,6 +24,11 @@ import Testing
         return try Broker(config: config, metrics: SluiceMetrics(), logger: quiet)
     }
 
+    static func handler(_ broker: Broker, token: String?) throws -> KafkaRequestHandler {
+        KafkaRequestHandler(broker: broker, groups: KafkaGroups(coordinator: try GroupCoordinator(broker: broker), logger: quiet),
+                            advertised: HostPort("127.0.0.1:9092")!, token: token, logger: quiet)
+    }
+
     static func frame(api: KafkaAPI, version: Int16, body: [UInt8]) -> ByteBuffer {
         var w = KafkaWriter()
         w.int16(api.rawValue)
@@ -38,7 +43,7 @@ import Testing
     func randomBodies() async throws {
         try await withTemporaryDirectory { dir in
             let broker = try Self.broker(dir)
-            let handler = KafkaRequestHandler(broker: broker, advertised: HostPort("127.0.0.1:9092")!, token: nil, logger: Self.quiet)
+            let handler = try Self.handler(broker, token: nil)
             let apis = Gen.element(of: KafkaAPI.allCases.flatMap { api in api.versions.map { (api, $0) } })
             // Small lengths so that array counts and string lengths in the random bytes are often plausible.
             let input = zip(apis, Gen.uint8(in: 0...255).array(of: 0...96), Gen.uint8(in: 0...3).array(of: 0...24))
@@ -61,7 +66,7 @@ import Testing
     func damagedRequests() async throws {
         try await withTemporaryDirectory { dir in
             let broker = try Self.broker(dir)
-            let handler = KafkaRequestHandler(broker: broker, advertised: HostPort("127.0.0.1:9092")!, token: "secret", logger: Self.quiet)
+            let handler = try Self.handler(broker, token: "secret")
             let batch = try RecordBatch.encode([Record(timestamp: 1_700_000_000_000, key: Array("k".utf8), value: Array("v".utf8))])
             var produce = KafkaWriter()
             produce.nullableString(nil); produce.int16(1); produce.int32(1000)
@@ -73,14 +78,46 @@ import Testing
             metadata.array(["t"]) { w, t in w.string(t) }; metadata.bool(true)
             var sasl = KafkaWriter()
             sasl.bytes(Array("\u{0}user\u{0}secret".utf8))
+            // Group requests outside a rebalance (a JoinGroup would wait out the initial rebalance delay each time).
+            var commit = KafkaWriter()
+            commit.string("g"); commit.int32(-1); commit.string(""); commit.int64(-1)
+            commit.array(["t"]) { w, t in w.string(t); w.array([0]) { w, p in w.int32(Int32(p)); w.int64(1); w.nullableString("meta") } }
+            var offsetFetch = KafkaWriter()
+            offsetFetch.string("g"); offsetFetch.array(["t"]) { w, t in w.string(t); w.array([Int32(0)]) { w, p in w.int32(p) } }
+            var heartbeat = KafkaWriter()
+            heartbeat.string("g"); heartbeat.int32(1); heartbeat.string("m-1")
+            var coordinator = KafkaWriter()
+            coordinator.string("g"); coordinator.int8(0)
+            var createTopics = KafkaWriter()
+            createTopics.array(["made"]) { w, t in
+                w.string(t); w.int32(2); w.int16(1); w.array([Int32]()) { w, p in w.int32(p) }
+                w.array([("retention.ms", "1000")]) { w, c in w.string(c.0); w.nullableString(c.1) }
+            }
+            createTopics.int32(1000); createTopics.bool(false)
+            var deleteTopics = KafkaWriter()
+            deleteTopics.array(["gone"]) { w, t in w.string(t) }; deleteTopics.int32(1000)
+            var createPartitions = KafkaWriter()
+            createPartitions.array(["t"]) { w, t in w.string(t); w.int32(3); w.nullableArray(nil as [Int32]?) { w, p in w.int32(p) } }
+            createPartitions.int32(1000); createPartitions.bool(true)
+            var describeConfigs = KafkaWriter()
+            describeConfigs.array(["t"]) { w, t in w.int8(2); w.string(t); w.nullableArray(["retention.ms"]) { w, k in w.string(k) } }
+            describeConfigs.bool(true)
             let valid: [(KafkaAPI, Int16, [UInt8])] = [
                 (.produce, 3, Array(produce.buffer.readableBytesView)),
                 (.fetch, 4, Array(fetch.buffer.readableBytesView)),
                 (.metadata, 4, Array(metadata.buffer.readableBytesView)),
                 (.saslAuthenticate, 0, Array(sasl.buffer.readableBytesView)),
+                (.offsetCommit, 2, Array(commit.buffer.readableBytesView)),
+                (.offsetFetch, 1, Array(offsetFetch.buffer.readableBytesView)),
+                (.heartbeat, 0, Array(heartbeat.buffer.readableBytesView)),
+                (.findCoordinator, 1, Array(coordinator.buffer.readableBytesView)),
+                (.createTopics, 1, Array(createTopics.buffer.readableBytesView)),
+                (.deleteTopics, 0, Array(deleteTopics.buffer.readableBytesView)),
+                (.createPartitions, 0, Array(createPartitions.buffer.readableBytesView)),
+                (.describeConfigs, 1, Array(describeConfigs.buffer.readableBytesView)),
             ]
             let input = zip(Gen.int(in: 0...(valid.count - 1)), Gen.int(in: 0...10_000), Gen.uint8(in: 0...255), Gen.bool)
-            await propertyCheck(count: 1500, input: input) { which, position, byte, cut in
+            await propertyCheck(count: 2500, input: input) { which, position, byte, cut in
                 let (api, version, body) = valid[which]
                 var damaged = body
                 if cut { damaged = Array(body.prefix(position % (body.count + 1))) } else { damaged[position % body.count] = byte }

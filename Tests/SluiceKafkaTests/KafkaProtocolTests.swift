@@ -83,6 +83,25 @@ func int16(_ bytes: [UInt8], at offset: Int) -> Int16 {
 
 @Suite(.serialized)
 struct KafkaProtocolTests {
+    /// The README's API table is the contract ApiVersions answers: the same APIs, keys and version ranges.
+    @Test func readmeListsEveryServedAPIAndRange() throws {
+        let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+        var listed: [Int16: (String, ClosedRange<Int16>)] = [:]
+        for line in readme.split(separator: "\n") where line.hasPrefix("| ") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count >= 2, let open = cells[0].firstIndex(of: "("), cells[0].hasSuffix(")"),
+                  let key = Int16(cells[0][cells[0].index(after: open)..<cells[0].index(before: cells[0].endIndex)]) else { continue }
+            let bounds = cells[1].split(separator: "–").compactMap { Int16($0) }
+            guard let low = bounds.first, let high = bounds.last else { continue }
+            listed[key] = (cells[0][..<open].trimmingCharacters(in: .whitespaces), low...high)
+        }
+        for api in KafkaAPI.allCases {
+            #expect(listed[api.rawValue]?.0 == api.description && listed[api.rawValue]?.1 == api.versions,
+                    "README lists \(String(describing: listed[api.rawValue])) for \(api) (\(api.rawValue)) \(api.versions)")
+        }
+        #expect(listed.count == KafkaAPI.allCases.count, "README lists APIs Sluice does not serve: \(listed.keys.sorted())")
+    }
+
     /// ApiVersions of a version Sluice does not serve gets a v0 body with UNSUPPORTED_VERSION and the full list;
     /// a served version lists every API with the ranges of ``KafkaAPI``.
     @Test func apiVersionsAnswersUnknownVersionsWithV0() async throws {

@@ -190,6 +190,30 @@ struct PartitionLogTests {
         }
     }
 
+    @Test("adding partitions keeps the old ones' data and the topic's settings, also after a reopen; shrinking is refused")
+    func addPartitions() async throws {
+        try await withTemporaryDirectory { dir in
+            var manager = try LogManager.open(dataDirectory: dir)
+            let topic = try manager.createTopic("grow", partitions: 2, config: ["retention.ms": "60000"])
+            try await topic.partitions[1].append(RecordBatch.encode(sampleRecords(3)))
+            let grown = try manager.addPartitions("grow", count: 5)
+            #expect(grown.partitions.count == 5)
+            #expect(grown.partitions[1] === topic.partitions[1], "existing partitions stay open as they are")
+            try await grown.partitions[4].append(RecordBatch.encode(sampleRecords(2)))
+            var error = #expect(throws: LogError.self) { try manager.addPartitions("grow", count: 5) }
+            #expect(error?.message.contains("partitions can only be added") == true)
+            error = #expect(throws: LogError.self) { try manager.addPartitions("absent", count: 5) }
+            #expect(error?.code == .unknownTopic)
+            try await manager.close()
+
+            manager = try LogManager.open(dataDirectory: dir)
+            let reopened = try manager.requireTopic("grow")
+            #expect(reopened.partitions.map(\.logEndOffset) == [0, 3, 0, 0, 2])
+            #expect(reopened.config.retentionMs == 60000)
+            try await manager.close()
+        }
+    }
+
     @Test("bad input: oversized batches, invalid names and configs get clear errors; nothing is written")
     func badInput() async throws {
         try await withTemporaryDirectory { dir in

@@ -19,6 +19,24 @@ struct RecordBatchTests {
         }
     }
 
+    @Test("the CPU's CRC-32C instruction and the table agree on any bytes, at any length and alignment")
+    func crc32cHardwareMatchesTable() {
+        #if arch(x86_64)
+        #expect(CRC32C.hardware, "an x86-64 CPU without SSE 4.2 is not expected on the machines we test on")
+        #endif
+        #expect(bytes("123456789").withUnsafeBytes { CRC32C.softwareUpdate(0, $0) } == 0xE306_9283)
+        var generator = SystemRandomNumberGenerator()
+        for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 4096, 65_537] {
+            let data = (0..<(length + 7)).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+            for start in 0..<8 where start + length <= data.count {
+                data[start..<(start + length)].withUnsafeBytes { raw in
+                    #expect(CRC32C.update(0, raw) == CRC32C.softwareUpdate(0, raw), "length \(length), offset \(start)")
+                    #expect(CRC32C.update(0x1234_5678, raw) == CRC32C.softwareUpdate(0x1234_5678, raw))
+                }
+            }
+        }
+    }
+
     @Test("zigzag varints round-trip at the edges", arguments: [Int64.min, -65, -64, -1, 0, 1, 63, 64, 300, Int64(Int32.max), Int64.max])
     func varints(value: Int64) throws {
         var writer = ByteWriter()
