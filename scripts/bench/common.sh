@@ -1,5 +1,13 @@
 # Helpers the bench scripts share; sourced, not run.
 
+# Installs the Debian packages named in the array `missing` (if any), quietly.
+install_missing() {
+    [ ${#missing[@]} -gt 0 ] || return 0
+    echo "installing ${missing[*]} ..." >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # The median of the numbers on standard input, one per line.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 

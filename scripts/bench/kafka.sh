@@ -17,20 +17,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+source scripts/bench/common.sh
 missing=()
 [ -e /usr/include/librdkafka/rdkafka.h ] || missing+=(librdkafka-dev)
 [ -e /usr/include/nats/nats.h ] || missing+=(libnats-dev)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]} ..." >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing
 [ -x "$BIN" ] || { echo "no release build at $BIN: run ./scripts/serve once, or set BIN" >&2; exit 2; }
 cc -O2 -o "$WORK/kafkaload" scripts/bench/kafkaload.c -lrdkafka
 cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
 python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
-source scripts/bench/common.sh
 
 API=127.0.0.1:17490 METRICS=127.0.0.1:19490 KAFKA=127.0.0.1:19492
 
