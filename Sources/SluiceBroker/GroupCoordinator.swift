@@ -64,7 +64,25 @@ public struct MemberDescription: Sendable {
     public var joinedMillis: Int64
     public var lastSeenMillis: Int64
     public var sessionTimeoutMs: Int64
-    public var autoCommit: Bool
+    /// Known for HTTP members only (a Kafka client commits on its own).
+    public var autoCommit: Bool?
+    /// Kafka members: `group.instance.id` (static membership) and the client's address.
+    public var instanceId: String?
+    public var clientHost: String?
+
+    public init(id: String, clientId: String, topics: [String], assignment: [TopicPartition], joinedMillis: Int64, lastSeenMillis: Int64,
+                sessionTimeoutMs: Int64, autoCommit: Bool?, instanceId: String? = nil, clientHost: String? = nil) {
+        self.id = id
+        self.clientId = clientId
+        self.topics = topics
+        self.assignment = assignment
+        self.joinedMillis = joinedMillis
+        self.lastSeenMillis = lastSeenMillis
+        self.sessionTimeoutMs = sessionTimeoutMs
+        self.autoCommit = autoCommit
+        self.instanceId = instanceId
+        self.clientHost = clientHost
+    }
 }
 
 public struct GroupDescription: Sendable {
@@ -111,6 +129,8 @@ public final class GroupCoordinator: Sendable {
     private let groups = Mutex<[String: Group]>([:])
     /// Groups whose members are Kafka clients (their coordinator is the Kafka listener), as it reports them.
     private let kafkaGroups = Mutex<[String: KafkaGroupSummary]>([:])
+    /// The Kafka listener's live view of a group's members, for `GET /v1/groups/{group}`.
+    private let kafkaMembers = Mutex<(@Sendable (String) -> [MemberDescription])?>(nil)
 
     struct Member {
         var id: String
@@ -486,6 +506,11 @@ public final class GroupCoordinator: Sendable {
     /// Members of the HTTP group `name` (the Kafka listener refuses Kafka members for a group that has any).
     public func httpMemberCount(_ name: String) -> Int { groups.withLock { $0[name]?.members.count ?? 0 } }
 
+    /// Where descriptions of Kafka groups get their members from (the Kafka listener, which owns them).
+    public func describeKafkaMembers(with source: @escaping @Sendable (String) -> [MemberDescription]) {
+        kafkaMembers.withLock { $0 = source }
+    }
+
     /// Records what the Kafka listener's group `name` looks like now (nil: forget it).
     public func reportKafkaGroup(_ name: String, _ summary: KafkaGroupSummary?) {
         let previous = kafkaGroups.withLock { groups in
@@ -519,7 +544,8 @@ public final class GroupCoordinator: Sendable {
         let now = currentTimeMillis()
         let partitions = offsets.sorted { $0.key < $1.key }.compactMap { lag.compute($0.key, $0.value, now: now) }
         if let kafka, kafka.members > 0, live?.members.isEmpty ?? true {
-            return GroupDescription(name: name, state: kafka.state, strategy: nil, generation: kafka.generation, members: [],
+            let members = kafkaMembers.withLock { $0 }?(name) ?? []
+            return GroupDescription(name: name, state: kafka.state, strategy: nil, generation: kafka.generation, members: members,
                                     partitions: partitions, status: partitions.map(\.status).max() ?? .ok)
         }
         return GroupDescription(name: name, state: live?.state ?? .empty, strategy: live?.strategy, generation: live?.generation ?? 0,

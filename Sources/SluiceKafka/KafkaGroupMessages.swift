@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceBroker
 
 // The classic consumer-group protocol's messages (non-flexible versions only). Field order follows Kafka's
 // message definitions (clients/src/main/resources/common/message/*.json).
@@ -290,4 +291,19 @@ func subscribedTopics(_ metadata: [UInt8]) -> [String]? {
     var r = KafkaReader(buffer)
     guard (try? r.int16()) != nil else { return nil }
     return try? r.array(minimumElementSize: 2) { (r: inout KafkaReader) throws(KafkaDecodeError) in try r.string() }
+}
+
+/// The partitions of a `consumer` protocol assignment (ConsumerProtocolAssignment: version, then per topic its
+/// name and partitions, then user data), sorted; nil when the bytes are not one.
+func assignedPartitions(_ assignment: [UInt8]) -> [TopicPartition]? {
+    guard !assignment.isEmpty else { return [] }
+    var buffer = ByteBufferAllocator().buffer(capacity: assignment.count)
+    buffer.writeBytes(assignment)
+    var r = KafkaReader(buffer)
+    guard (try? r.int16()) != nil else { return nil }
+    let topics = try? r.array(minimumElementSize: 6) { (r: inout KafkaReader) throws(KafkaDecodeError) -> [TopicPartition] in
+        let topic = try r.string()
+        return try r.array(minimumElementSize: 4) { (r: inout KafkaReader) throws(KafkaDecodeError) in TopicPartition(topic, try r.int32()) }
+    }
+    return topics?.flatMap { $0 }.sorted()
 }

@@ -36,7 +36,8 @@ public final class KafkaGroups: Sendable {
         var rebalanceTimeoutMs: Int32
         var protocols: [(name: String, metadata: [UInt8])]
         var assignment: [UInt8] = []
-        var lastSeen: UInt64
+        var lastSeen: UInt64  // monotonic nanoseconds
+        var joinedMillis = currentTimeMillis()
         var joinWaiter: CheckedContinuation<JoinGroupResponse, Never>?
         var syncWaiter: CheckedContinuation<(KafkaError, [UInt8]), Never>?
     }
@@ -67,6 +68,7 @@ public final class KafkaGroups: Sendable {
             member.joinWaiter = nil
             member.syncWaiter = nil
             member.id = new
+            member.joinedMillis = currentTimeMillis()
             members[new] = member
             order = order.map { $0 == old ? new : $0 }
             if leader == old { leader = new }
@@ -99,6 +101,7 @@ public final class KafkaGroups: Sendable {
     public init(coordinator: GroupCoordinator, logger: Logger) {
         self.coordinator = coordinator
         self.logger = logger
+        coordinator.describeKafkaMembers { [weak self] name in self?.members(of: name) ?? [] }
     }
 
     var metrics: SluiceMetrics { coordinator.broker.metrics }
@@ -181,7 +184,8 @@ public final class KafkaGroups: Sendable {
                 group.members[memberId] = Member(id: memberId, instanceId: request.groupInstanceId, clientId: clientId, clientHost: clientHost,
                                                  sessionTimeoutMs: request.sessionTimeoutMs, rebalanceTimeoutMs: request.rebalanceTimeoutMs,
                                                  protocols: request.protocols, assignment: group.members[memberId]?.assignment ?? [],
-                                                 lastSeen: now, joinWaiter: waiter)
+                                                 lastSeen: now, joinedMillis: group.members[memberId]?.joinedMillis ?? currentTimeMillis(),
+                                                 joinWaiter: waiter)
                 if isNew { group.order.append(memberId) }
                 if group.state != .preparingRebalance {
                     if group.state == .empty { group.notBefore = now + Self.initialDelayNanos }
@@ -450,6 +454,22 @@ public final class KafkaGroups: Sendable {
     func list() -> [(id: String, protocolType: String)] {
         let kafka = groups.withLock { groups in groups.filter { !$0.value.members.isEmpty }.mapValues(\.protocolType) }
         return coordinator.groupNames.map { ($0, kafka[$0] ?? (coordinator.httpMemberCount($0) > 0 ? "sluice-http" : "consumer")) }
+    }
+
+    /// The members of group `name` as `GET /v1/groups/{group}` shows them, in join order.
+    func members(of name: String) -> [MemberDescription] {
+        let nowNanos = DispatchTime.now().uptimeNanoseconds, nowMillis = currentTimeMillis()
+        return groups.withLock { groups in
+            guard let group = groups[name] else { return [] }
+            return group.order.compactMap { group.members[$0] }.map { member in
+                let subscription = member.protocols.first { $0.name == group.protocolName } ?? member.protocols.first
+                let idle = nowNanos > member.lastSeen ? Int64((nowNanos - member.lastSeen) / 1_000_000) : 0
+                return MemberDescription(id: member.id, clientId: member.clientId, topics: subscription.flatMap { subscribedTopics($0.metadata) }?.sorted() ?? [],
+                                         assignment: assignedPartitions(member.assignment) ?? [], joinedMillis: member.joinedMillis,
+                                         lastSeenMillis: nowMillis - idle, sessionTimeoutMs: Int64(member.sessionTimeoutMs), autoCommit: nil,
+                                         instanceId: member.instanceId, clientHost: member.clientHost)
+            }
+        }
     }
 
     func describe(_ names: [String]) -> [DescribedGroup] {

@@ -53,8 +53,10 @@ extension APIRoutes {
         for member in description.members {
             out.beginObject()
             writePartitions("assignment", member.assignment, into: &out)
-            out.field("auto_commit", bool: member.autoCommit)
+            if let autoCommit = member.autoCommit { out.field("auto_commit", bool: autoCommit) }
+            if let host = member.clientHost { out.field("client_host", string: host) }
             out.field("client_id", string: member.clientId)
+            if let instance = member.instanceId { out.field("instance_id", string: instance) }
             out.field("joined", string: Timestamp.rfc3339Millis(millisecondsSinceEpoch: member.joinedMillis))
             out.field("last_seen", string: Timestamp.rfc3339Millis(millisecondsSinceEpoch: member.lastSeenMillis))
             out.field("member_id", string: member.id)

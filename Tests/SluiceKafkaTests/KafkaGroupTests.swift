@@ -120,6 +120,30 @@ struct KafkaGroupTests {
         }
     }
 
+    /// Static membership: a member with a `group.instance.id` that restarts takes its old place without a
+    /// rebalance; the generation stays, it gets its old partitions back and the other member is never revoked.
+    @Test func confluentStaticMemberRestartsWithoutARebalance() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "4"])
+            defer { agent.stop() }
+            let created = try await http("POST", agent.base + "/v1/topics", body: json(["name": "orders", "partitions": 4]))
+            #expect(created.status == 201, "\(created.text)")
+            let summary = Self.summary(try runProcess("/usr/bin/env", ["python3", Self.clients + "/confluent_static_group.py", agent.kafka, agent.base, "orders", "static"]),
+                                       "confluent-kafka static group")
+            #expect(summary["errors"] as? [String] == [], "\(summary)")
+            let before = summary["before"] as? [String: Any] ?? [:], after = summary["after"] as? [String: Any] ?? [:]
+            let membersBefore = before["members"] as? [String: [Int]] ?? [:], membersAfter = after["members"] as? [String: [Int]] ?? [:]
+            #expect(membersBefore.count == 2 && membersBefore.values.allSatisfy { !$0.isEmpty }, "\(summary)")
+            #expect(before["generation"] as? Int == after["generation"] as? Int, "no rebalance: \(summary)")
+            #expect(membersAfter == membersBefore, "the same partitions per instance: \(summary)")
+            let events = summary["events"] as? [[Any]] ?? []
+            let b = events.filter { $0.first as? String == "b1" }.map { $0[1] as? String ?? "" }
+            #expect(b == ["assign"], "b was assigned once and never revoked: \(summary)")
+            let a2 = events.filter { $0.first as? String == "a2" && $0[1] as? String == "assign" }.last?[2] as? [Int]
+            #expect(a2 == membersBefore["a"], "the new a got the old a's partitions: \(summary)")
+        }
+    }
+
     /// A group has HTTP members or Kafka members, never both, with a clear error either way.
     @Test func aGroupNeverMixesHTTPAndKafkaMembers() async throws {
         try await withTemporaryDirectory { dir in
