@@ -286,10 +286,7 @@ public enum DescribeGroups {
 /// The topics of a `consumer` protocol subscription (ConsumerProtocolSubscription: version, topics, …), for
 /// metrics and descriptions; nil when the bytes are not one.
 func subscribedTopics(_ metadata: [UInt8]) -> [String]? {
-    var buffer = ByteBufferAllocator().buffer(capacity: metadata.count)
-    buffer.writeBytes(metadata)
-    var r = KafkaReader(buffer)
-    guard (try? r.int16()) != nil else { return nil }
+    guard var r = consumerProtocolReader(metadata) else { return nil }
     return try? r.array(minimumElementSize: 2) { (r: inout KafkaReader) throws(KafkaDecodeError) in try r.string() }
 }
 
@@ -297,13 +294,19 @@ func subscribedTopics(_ metadata: [UInt8]) -> [String]? {
 /// name and partitions, then user data), sorted; nil when the bytes are not one.
 func assignedPartitions(_ assignment: [UInt8]) -> [TopicPartition]? {
     guard !assignment.isEmpty else { return [] }
-    var buffer = ByteBufferAllocator().buffer(capacity: assignment.count)
-    buffer.writeBytes(assignment)
-    var r = KafkaReader(buffer)
-    guard (try? r.int16()) != nil else { return nil }
+    guard var r = consumerProtocolReader(assignment) else { return nil }
     let topics = try? r.array(minimumElementSize: 6) { (r: inout KafkaReader) throws(KafkaDecodeError) -> [TopicPartition] in
         let topic = try r.string()
         return try r.array(minimumElementSize: 4) { (r: inout KafkaReader) throws(KafkaDecodeError) in TopicPartition(topic, try r.int32()) }
     }
     return topics?.flatMap { $0 }.sorted()
+}
+
+/// A reader past the version of one of the consumer protocol's embedded structures; nil when there is none.
+private func consumerProtocolReader(_ bytes: [UInt8]) -> KafkaReader? {
+    var buffer = ByteBufferAllocator().buffer(capacity: bytes.count)
+    buffer.writeBytes(bytes)
+    var r = KafkaReader(buffer)
+    guard (try? r.int16()) != nil else { return nil }
+    return r
 }

@@ -37,7 +37,7 @@ public final class KafkaGroups: Sendable {
         var protocols: [(name: String, metadata: [UInt8])]
         var assignment: [UInt8] = []
         var lastSeen: UInt64  // monotonic nanoseconds
-        var joinedMillis = currentTimeMillis()
+        var joinedMillis: Int64
         var joinWaiter: CheckedContinuation<JoinGroupResponse, Never>?
         var syncWaiter: CheckedContinuation<(KafkaError, [UInt8]), Never>?
     }
