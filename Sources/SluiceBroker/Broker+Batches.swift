@@ -3,7 +3,8 @@ public import SluiceLog
 
 /// Stored batches of one partition, as a batch-level reader (the Kafka listener's Fetch) gets them.
 public struct PartitionBatches: Sendable {
-    public var batches: [FetchedBatch]
+    /// The stored batches, as ranges of the segment files.
+    public var ranges: [StoredRange]
     public var logStartOffset: Int64
     public var logEndOffset: Int64
     /// The offset asked for lies outside `logStartOffset...logEndOffset` (nothing was read).
@@ -156,15 +157,15 @@ extension Broker {
                 }
                 let start = source.log.logStartOffset, end = source.log.logEndOffset
                 if read.offset < start || read.offset > end {
-                    results.append(.success(PartitionBatches(batches: [], logStartOffset: start, logEndOffset: end, outOfRange: true)))
+                    results.append(.success(PartitionBatches(ranges: [], logStartOffset: start, logEndOffset: end, outOfRange: true)))
                     continue
                 }
                 do {
                     // The total limit counts too, but the first partition with data always gets its first batch.
                     let room = total == 0 ? read.maxBytes : min(read.maxBytes, maxBytes - total)
-                    let batches = room > 0 || total == 0 ? try source.log.read(from: read.offset, maxBytes: max(room, 1)) : []
-                    total += batches.reduce(0) { $0 + $1.bytes.count }
-                    results.append(.success(PartitionBatches(batches: batches, logStartOffset: source.log.logStartOffset,
+                    let ranges = room > 0 || total == 0 ? try source.log.readRanges(from: read.offset, maxBytes: max(room, 1)) : []
+                    total += ranges.reduce(0) { $0 + $1.length }
+                    results.append(.success(PartitionBatches(ranges: ranges, logStartOffset: source.log.logStartOffset,
                                                              logEndOffset: source.log.logEndOffset)))
                 } catch {
                     results.append(.failure(BrokerError(error)))

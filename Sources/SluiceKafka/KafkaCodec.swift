@@ -1,4 +1,5 @@
 public import NIOCore
+public import SluiceLog
 
 /// A request or response that does not follow the protocol: what was wrong, for the log and the client.
 public struct KafkaDecodeError: Error, Sendable, CustomStringConvertible {
@@ -95,10 +96,47 @@ public struct KafkaReader {
 
 /// Writes the protocol's primitive types into a response.
 public struct KafkaWriter {
+    /// What is being written now, after ``parts``.
     public var buffer: ByteBuffer
+    /// What was written before `buffer`: buffers and ranges of log files, in order.
+    public private(set) var parts: [KafkaResponse.Part] = []
+    private var partsSize = 0
 
     public init(capacity: Int = 256) {
         buffer = ByteBufferAllocator().buffer(capacity: capacity)
+    }
+
+    /// Bytes written so far.
+    public var size: Int { partsSize + buffer.readableBytes }
+
+    /// A range of a log file, sent from the file itself (sendfile) rather than copied into the response.
+    public mutating func fileRange(_ range: StoredRange) {
+        if buffer.readableBytes > 0 {
+            parts.append(.bytes(buffer))
+            partsSize += buffer.readableBytes
+            buffer = ByteBufferAllocator().buffer(capacity: 256)
+        }
+        parts.append(.file(range))
+        partsSize += range.length
+    }
+
+    /// A writer for a response frame: a size, filled in by ``finishFrame()``, then the correlation id.
+    public static func frame(correlationId: Int32) -> KafkaWriter {
+        var w = KafkaWriter()
+        w.int32(0)
+        w.int32(correlationId)
+        return w
+    }
+
+    /// The frame begun by ``frame(correlationId:)``, with its size set.
+    public func finishFrame() -> KafkaResponse {
+        var all = parts
+        if buffer.readableBytes > 0 || all.isEmpty { all.append(.bytes(buffer)) }
+        if case .bytes(var first) = all[0] {
+            first.setInteger(Int32(size - 4), at: first.readerIndex, endianness: .big)
+            all[0] = .bytes(first)
+        }
+        return KafkaResponse(parts: all, size: size)
     }
 
     public mutating func int8(_ value: Int8) { buffer.writeInteger(value, endianness: .big) }
@@ -142,6 +180,18 @@ public struct KafkaWriter {
         guard let items else { return int32(-1) }
         array(items, element)
     }
+}
+
+/// A response frame ready to send, size prefix included: buffers and ranges of log files.
+public struct KafkaResponse: Sendable {
+    public enum Part: Sendable {
+        case bytes(ByteBuffer)
+        /// Stored batches, sent from the segment file as they are.
+        case file(StoredRange)
+    }
+    public var parts: [Part]
+    /// Bytes in all, size prefix included.
+    public var size: Int
 }
 
 /// The header every request starts with (request header v1: no tagged fields).

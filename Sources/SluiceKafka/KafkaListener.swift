@@ -77,7 +77,8 @@ public struct KafkaListener: Service {
             .bind(host: configuration.address.host, port: configuration.address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxBytes: maxBytes)))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    try channel.pipeline.syncOperations.addHandler(KafkaResponseEncoder())
+                    return try NIOAsyncChannel<ByteBuffer, KafkaResponse>(wrappingChannelSynchronously: channel)
                 }
             }
         let bound = Self.describe(server.channel.localAddress) ?? configuration.address.description
@@ -104,7 +105,7 @@ public struct KafkaListener: Service {
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, advertised: HostPort, connections: ConnectionRegistry) async {
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, KafkaResponse>, advertised: HostPort, connections: ConnectionRegistry) async {
         let peer = Self.describe(connection.channel.remoteAddress) ?? "unknown"
         guard let id = connections.register(connection.channel) else {
             try? await connection.channel.close()
@@ -154,12 +155,9 @@ public struct KafkaListener: Service {
         logger.debug("Kafka connection closed", metadata: metadata)
     }
 
-    private func write(_ body: ByteBuffer, to outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
-        var frame = ByteBufferAllocator().buffer(capacity: body.readableBytes + 4)
-        frame.writeInteger(Int32(body.readableBytes), endianness: .big)
-        frame.writeImmutableBuffer(body)
-        metrics.counter(MetricName.kafkaSentBytes).increment(by: Int64(frame.readableBytes))
-        try await outbound.write(frame)
+    private func write(_ response: KafkaResponse, to outbound: NIOAsyncChannelOutboundWriter<KafkaResponse>) async throws {
+        metrics.counter(MetricName.kafkaSentBytes).increment(by: Int64(response.size))
+        try await outbound.write(response)
     }
 
     /// The broker and the Kafka groups, waiting (up to a minute) while the log is still being recovered.
@@ -207,6 +205,38 @@ struct KafkaFrameDecoder: ByteToMessageDecoder {
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         return .needMoreData
+    }
+}
+
+/// Writes a response's parts in order: buffers as they are, ranges of log files as `FileRegion`s, which the
+/// socket sends with `sendfile` (the stored batches are never copied into the process).
+final class KafkaResponseEncoder: ChannelOutboundHandler, Sendable {
+    typealias OutboundIn = KafkaResponse
+    typealias OutboundOut = IOData
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let response = unwrapOutboundIn(data)
+        for (index, part) in response.parts.enumerated() {
+            let last = index == response.parts.count - 1
+            switch part {
+            case .bytes(let buffer):
+                context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: last ? promise : nil)
+            case .file(let range):
+                // The handle borrows the range's descriptor; the range owns it and keeps it open until the write
+                // is done, when the handle gives it back.
+                let file = range.file
+                let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.descriptor)
+                let written = context.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenComplete { _ in
+                    _ = try? handle.takeDescriptorOwnership()
+                    withExtendedLifetime(file) {}
+                }
+                if last, let promise { written.futureResult.cascade(to: promise) }
+                let start = Int(range.position)
+                context.write(wrapOutboundOut(.fileRegion(FileRegion(fileHandle: handle, readerIndex: start, endIndex: start + range.length))),
+                              promise: written)
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 public import NIOCore
+public import SluiceLog
 
 // Requests and responses of the APIs in ``KafkaAPI``, field by field as apache/kafka's message definitions
 // (clients/src/main/resources/common/message/*.json) give them for each version. Decoding reads a request body
@@ -212,8 +213,8 @@ public struct FetchResponse: Sendable {
         public var error: KafkaError
         public var highWatermark: Int64
         public var logStartOffset: Int64
-        /// Stored record batches, as they are on disk.
-        public var records: [[UInt8]]
+        /// Stored record batches, as ranges of the segment files.
+        public var records: [StoredRange]
     }
     public struct Topic: Sendable {
         public var name: String
@@ -222,12 +223,6 @@ public struct FetchResponse: Sendable {
     public var topics: [Topic]
 
     public func encode(version: Int16, into w: inout KafkaWriter) {
-        // One allocation for the whole response: the batches dominate it, and growing the buffer by doubling
-        // would copy a megabyte-sized fetch several times over.
-        let payload = topics.reduce(0) { sum, topic in
-            sum + topic.name.utf8.count + 8 + topic.partitions.reduce(0) { $0 + 48 + $1.records.reduce(0) { $0 + $1.count } }
-        }
-        w.buffer.reserveCapacity(w.buffer.writerIndex + 16 + payload)
         w.int32(0)  // throttle_time_ms
         if version >= 7 {
             w.int16(KafkaError.none.rawValue)
@@ -243,9 +238,8 @@ public struct FetchResponse: Sendable {
                 if version >= 5 { w.int64(p.logStartOffset) }
                 w.nullableArray(p.error == .none ? [Int64]() : nil) { _, _ in }  // aborted_transactions
                 if version >= 11 { w.int32(-1) }  // preferred_read_replica
-                let size = p.records.reduce(0) { $0 + $1.count }
-                w.int32(size)
-                for batch in p.records { w.buffer.writeBytes(batch) }
+                w.int32(p.records.reduce(0) { $0 + $1.length })
+                for range in p.records { w.fileRange(range) }
             }
         }
     }

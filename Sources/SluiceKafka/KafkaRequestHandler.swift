@@ -7,14 +7,14 @@ import SluiceTelemetry
 
 /// What a connection should do with a request's outcome.
 public enum KafkaReply {
-    /// Write this response frame (without the 4-byte size prefix).
-    case respond(ByteBuffer)
+    /// Write this response frame.
+    case respond(KafkaResponse)
     /// Write nothing (Produce with acks=0).
     case none
     /// Close the connection (a request that cannot be answered in the protocol), logging why.
     case close(String)
     /// Write this response, then close the connection (a failed authentication), logging why.
-    case respondThenClose(ByteBuffer, String)
+    case respondThenClose(KafkaResponse, String)
 }
 
 /// Per-connection state the handler keeps between requests.
@@ -64,15 +64,14 @@ public struct KafkaRequestHandler: Sendable {
             count(apiName: "unknown", version: header.apiVersion, error: "UNSUPPORTED_API")
             return .close("API key \(header.apiKey) is not served by Sluice; ApiVersions lists the APIs it serves")
         }
-        var w = KafkaWriter()
-        w.int32(header.correlationId)
+        var w = KafkaWriter.frame(correlationId: header.correlationId)
         guard api.versions.contains(header.apiVersion) else {
             if api == .apiVersions {
                 // Kafka's rule: answer an ApiVersions version the broker does not know with a v0 body, so the
                 // client can pick a version from the list.
                 ApiVersions.encodeResponse(version: 0, error: .unsupportedVersion, into: &w)
                 finish(api, header.apiVersion, error: .unsupportedVersion, since: started)
-                return .respond(w.buffer)
+                return .respond(w.finishFrame())
             }
             count(apiName: api.description, version: header.apiVersion, error: KafkaError.unsupportedVersion.description)
             return .close("\(api) v\(header.apiVersion) is not served; Sluice serves v\(api.versions.lowerBound)–v\(api.versions.upperBound)")
@@ -95,7 +94,7 @@ public struct KafkaRequestHandler: Sendable {
                 finish(api, header.apiVersion, error: worst, since: started)
                 if request.acks == 0 { return .none }
                 response.encode(version: header.apiVersion, into: &w)
-                return .respond(w.buffer)
+                return .respond(w.finishFrame())
             case .fetch:
                 let request = try FetchRequest.decode(version: header.apiVersion, &reader)
                 error = await fetch(request, version: header.apiVersion, into: &w)
@@ -171,11 +170,11 @@ public struct KafkaRequestHandler: Sendable {
                 if error != .none {
                     finish(api, header.apiVersion, error: error, since: started)
                     // Kafka answers, then closes the connection of a failed authentication.
-                    return .respondThenClose(w.buffer, "SASL authentication failed (\(error))")
+                    return .respondThenClose(w.finishFrame(), "SASL authentication failed (\(error))")
                 }
             }
             finish(api, header.apiVersion, error: error, since: started)
-            return .respond(w.buffer)
+            return .respond(w.finishFrame())
         } catch {
             count(apiName: api.description, version: header.apiVersion, error: KafkaError.invalidRequest.description)
             return .close("\(api) v\(header.apiVersion) request is malformed: \(error)")
@@ -371,7 +370,7 @@ public struct KafkaRequestHandler: Sendable {
                     let error: KafkaError = read.outOfRange ? .offsetOutOfRange : .none
                     if error != .none { worst = error }
                     partitions.append(.init(index: partition.index, error: error, highWatermark: read.logEndOffset,
-                                            logStartOffset: read.logStartOffset, records: read.batches.map(\.bytes)))
+                                            logStartOffset: read.logStartOffset, records: read.ranges))
                 case .failure(let failure):
                     let error: KafkaError = failure.kind == .notFound ? .unknownTopicOrPartition : .kafkaStorageError
                     worst = error

@@ -21,6 +21,13 @@ enum FileIO {
         _ = Glibc.close(fd)
     }
 
+    /// A second descriptor of the same open file, with its own lifetime.
+    static func duplicate(_ fd: Int32, path: String) throws -> Int32 {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        if copy < 0 { throw LogError.io("dup", path: path, errno: errno) }
+        return copy
+    }
+
     /// Writes all of `bytes` at `offset`.
     static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
         if let injected = FileFaults.failure(.write, path) {

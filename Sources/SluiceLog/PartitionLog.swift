@@ -25,6 +25,23 @@ public struct FetchedBatch: Sendable, Hashable {
     }
 }
 
+/// Whole stored batches that lie one after another in one segment file, to be sent from the file as they are.
+public struct StoredRange: Sendable {
+    /// A descriptor of the segment file, open as long as the range is kept.
+    public let file: OpenFile
+    public let position: Int64
+    public let length: Int
+}
+
+/// A file descriptor that is closed when the last reference to it goes.
+public final class OpenFile: Sendable {
+    public let descriptor: Int32
+
+    init(descriptor: Int32) { self.descriptor = descriptor }
+
+    deinit { FileIO.close(descriptor) }
+}
+
 /// A point-in-time description of one segment.
 public struct SegmentInfo: Sendable, Hashable {
     public var baseOffset: Int64
@@ -375,11 +392,46 @@ public final class PartitionLog: Sendable {
 
     // MARK: - Read
 
-    /// Reads the batches from the one containing `offset` onwards, up to about `maxBytes` (at least one batch).
+    /// Reads the batches from the one containing `offset` onwards, up to about `maxBytes` (at least one batch),
+    /// checking each one's CRC.
     ///
     /// - Returns: an empty array at the log end offset.
     /// - Throws: `offsetOutOfRange` outside `logStartOffset...logEndOffset`; `corruptBatch` where the log is damaged.
     public func read(from offset: Int64, maxBytes: Int = 1 << 20) throws -> [FetchedBatch] {
+        var out: [FetchedBatch] = []
+        try scan(from: offset, maxBytes: maxBytes, batchAt: Segment.readBatch) { header, bytes, _ in
+            out.append(FetchedBatch(header: header, bytes: bytes))
+        } segmentEnd: { _, _ in }
+        return out
+    }
+
+    /// The same batches as ``read(from:maxBytes:)``, as ranges of the segment files to send as they are stored
+    /// (Kafka's Fetch): only the batch headers are read, and the CRCs are left to the client, as Kafka does.
+    ///
+    /// Each range holds its own descriptor of the file, so retention can delete the segment meanwhile.
+    public func readRanges(from offset: Int64, maxBytes: Int = 1 << 20) throws -> [StoredRange] {
+        var out: [StoredRange] = []
+        var range: (start: Int64, end: Int64)?
+        try scan(from: offset, maxBytes: maxBytes, batchAt: { fd, path, position, limit in
+            (try Segment.readHeader(fd: fd, path: path, at: position, limit: limit), ())
+        }) { header, _, position in
+            range = (range?.start ?? position, position + Int64(header.totalSize))
+        } segmentEnd: { fd, path in
+            guard let taken = range else { return }
+            range = nil
+            out.append(StoredRange(file: OpenFile(descriptor: try FileIO.duplicate(fd, path: path)), position: taken.start,
+                                   length: Int(taken.end - taken.start)))
+        }
+        return out
+    }
+
+    /// Walks the batches from the one containing `offset` onwards, up to about `maxBytes` (at least one batch):
+    /// `take` gets each one after `offset`'s with its position, and `segmentEnd` is called before each segment's
+    /// descriptor is let go (a sealed one is opened for this read and closed after it).
+    private func scan<Payload>(from offset: Int64, maxBytes: Int,
+                               batchAt: (_ fd: Int32, _ path: String, _ position: Int64, _ limit: Int64) throws -> (RecordBatchHeader, Payload),
+                               take: (RecordBatchHeader, Payload, _ position: Int64) -> Void,
+                               segmentEnd: (_ fd: Int32, _ path: String) throws -> Void) throws {
         // Segment fields (sizes, next offsets, index entries) change under the state lock: read them there.
         let (segments, limits, nextOffsets, start, end, first, firstPosition) = state.withLock { state in
             let first = state.segments.lastIndex(where: { $0.baseOffset <= offset }) ?? 0
@@ -389,40 +441,48 @@ public final class PartitionLog: Sendable {
         guard offset >= start, offset <= end else {
             throw LogError(.offsetOutOfRange, "offset \(offset) is outside \(topic)/\(partition)'s range \(start)...\(end)")
         }
-        if offset == end { return [] }
+        if offset == end { return }
         var index = first
-        var out: [FetchedBatch] = []
+        var taken = 0
         var total = 0
         var position = firstPosition
         while index < segments.count {
             let segment = segments[index]
             let limit = limits[index]
-            // One descriptor for the whole segment: a sealed one is opened for this read and closed after it.
             let full = try segment.file.withDescriptor { fd throws -> Bool in
+                var full = false
                 while position < limit {
-                    let batch: (header: RecordBatchHeader, bytes: [UInt8])
+                    let header: RecordBatchHeader, payload: Payload
                     do {
-                        batch = try Segment.readBatch(fd: fd, path: segment.logPath, at: position, limit: limit)
+                        (header, payload) = try batchAt(fd, segment.logPath, position, limit)
                     } catch {
-                        if !out.isEmpty { return true }
-                        throw LogError(.corruptBatch, "\(topic)/\(partition) cannot be read at offset \(offset): \(error.logMessage); run `sluice fsck`")
+                        guard taken > 0 else {
+                            throw LogError(.corruptBatch, "\(topic)/\(partition) cannot be read at offset \(offset): \(error.logMessage); run `sluice fsck`")
+                        }
+                        full = true
+                        break
                     }
-                    position += Int64(batch.bytes.count)
-                    if batch.header.nextOffset <= offset { continue }
-                    if !out.isEmpty && total + batch.bytes.count > maxBytes { return true }
-                    out.append(FetchedBatch(header: batch.header, bytes: batch.bytes))
-                    total += batch.bytes.count
+                    if header.nextOffset > offset {
+                        if taken > 0 && total + header.totalSize > maxBytes {
+                            full = true
+                            break
+                        }
+                        take(header, payload, position)
+                        taken += 1
+                        total += header.totalSize
+                    }
+                    position += Int64(header.totalSize)
                 }
-                return false
+                try segmentEnd(fd, segment.logPath)
+                return full
             }
-            if full { return out }
-            if let damage = segment.damage, out.isEmpty, nextOffsets[index] > offset {
+            if full { return }
+            if let damage = segment.damage, taken == 0, nextOffsets[index] > offset {
                 throw LogError(.corruptBatch, "\(topic)/\(partition) cannot be read at offset \(offset): \(damage)")
             }
             index += 1
             position = 0
         }
-        return out
     }
 
     /// Reads records from `offset` onwards, at most `maxRecords` of them.

@@ -260,6 +260,18 @@ final class Segment: @unchecked Sendable {
     }
 
     static func readBatch(fd: Int32, path: String, at position: Int64, limit: Int64) throws -> (header: RecordBatchHeader, bytes: [UInt8]) {
+        let header = try readHeader(fd: fd, path: path, at: position, limit: limit)
+        let bytes = try FileIO.pread(fd, count: header.totalSize, at: position, path: path)
+        guard bytes.count == header.totalSize else {
+            throw LogError(.invalidBatch, "the batch at position \(position) of \(path) is cut short")
+        }
+        try bytes.withUnsafeBytes { raw throws in _ = try RecordBatch.validate(raw) }
+        return (header, bytes)
+    }
+
+    /// The header of the batch at `position`, checked (magic, sizes) and known to end by `limit`; its records
+    /// and CRC are not read.
+    static func readHeader(fd: Int32, path: String, at position: Int64, limit: Int64) throws -> RecordBatchHeader {
         let available = limit - position
         guard available >= Int64(RecordBatchHeader.size) else {
             throw LogError(.invalidBatch, "only \(available) bytes remain at position \(position) of \(path), fewer than a batch header")
@@ -269,11 +281,6 @@ final class Segment: @unchecked Sendable {
         guard Int64(header.totalSize) <= available else {
             throw LogError(.invalidBatch, "the batch at position \(position) of \(path) claims \(header.totalSize) bytes but only \(available) remain")
         }
-        let bytes = try FileIO.pread(fd, count: header.totalSize, at: position, path: path)
-        guard bytes.count == header.totalSize else {
-            throw LogError(.invalidBatch, "the batch at position \(position) of \(path) is cut short")
-        }
-        try bytes.withUnsafeBytes { raw throws in _ = try RecordBatch.validate(raw) }
-        return (header, bytes)
+        return header
     }
 }

@@ -54,7 +54,7 @@ import Testing
                 let body = small.isEmpty ? noise : small + noise
                 let reply = await handler.handle(Self.frame(api: api, version: version, body: body), session: &session)
                 switch reply {
-                case .respond(let buffer), .respondThenClose(let buffer, _): #expect(buffer.readableBytes >= 4)
+                case .respond(let response), .respondThenClose(let response, _): #expect(response.size >= 8)
                 case .none, .close: break
                 }
             }

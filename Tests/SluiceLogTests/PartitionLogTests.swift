@@ -54,6 +54,43 @@ struct PartitionLogTests {
         }
     }
 
+    @Test("readRanges gives the bytes read gives, as file ranges that stay readable after retention deletes their segment")
+    func rangesMatchReads() async throws {
+        try await withTemporaryDirectory { dir in
+            let (manager, log) = try openPartition(dir, config: ["segment.bytes": "1000", "retention.bytes": "1", "retention.ms": "-1"])
+            for round in 0..<40 {
+                try await log.append(try RecordBatch.encode(sampleRecords(1 + round % 4, prefix: "g\(round)")))
+            }
+            #expect(log.segments.count >= 4)
+            func contents(_ ranges: [StoredRange]) -> [UInt8] {
+                ranges.flatMap { range in
+                    [UInt8](unsafeUninitializedCapacity: range.length) { buffer, count in
+                        count = pread(range.file.descriptor, buffer.baseAddress!, range.length, off_t(range.position))
+                    }
+                }
+            }
+            for offset in stride(from: Int64(0), to: log.logEndOffset, by: 7) {
+                for maxBytes in [1, 700, 3000, 1 << 20] {
+                    let batches = try log.read(from: offset, maxBytes: maxBytes)
+                    let ranges = try log.readRanges(from: offset, maxBytes: maxBytes)
+                    #expect(contents(ranges) == batches.flatMap(\.bytes), "offset \(offset), maxBytes \(maxBytes)")
+                    #expect(ranges.count <= log.segments.count, "one range per segment at most")
+                }
+            }
+            #expect(try log.readRanges(from: log.logEndOffset).isEmpty)
+            let error = #expect(throws: LogError.self) { try log.readRanges(from: log.logEndOffset + 1) }
+            #expect(error?.code == .offsetOutOfRange)
+
+            let everything = try log.readRanges(from: 0)
+            let expected = try log.read(from: 0).flatMap(\.bytes)
+            let first = log.segments[0].path
+            #expect(try log.enforceRetention() > 0)
+            #expect(!FileManager.default.fileExists(atPath: first))
+            #expect(contents(everything) == expected, "the ranges' descriptors keep the deleted files readable")
+            try await manager.close()
+        }
+    }
+
     @Test("offset(forTimestamp:) finds the first offset at or after a time, exactly, even with out-of-order timestamps")
     func timeLookup() async throws {
         try await withTemporaryDirectory { dir in

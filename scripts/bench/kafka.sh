@@ -2,7 +2,9 @@
 # The Kafka listener benchmark for BENCHMARKS.md: produce and consume throughput with a librdkafka client
 # (scripts/bench/kafkaload.c) on loopback, ~1 KiB events, acks 1 and all, uncompressed and gzip; beside, in the
 # same run, the HTTP batch path (peerload, batches of 100) and the in-process ceiling on the very batches the
-# client produced (`sluice bench batches`: the log's append and whole-batch reads, no network).
+# client produced (`sluice bench batches`: the log's append and whole-batch reads, no network). Fetch is measured
+# twice: with librdkafka, which parses every record, and with rawfetch.c, which only walks batch headers (the
+# rate the agent can send at).
 # Usage: scripts/bench/kafka.sh [RUNS] [RECORDS]   (defaults 3 and 200000; BIN= the release binary)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +28,7 @@ install_missing
 [ -x "$BIN" ] || { echo "no release build at $BIN: run ./scripts/serve once, or set BIN" >&2; exit 2; }
 cc -O2 -o "$WORK/kafkaload" scripts/bench/kafkaload.c -lrdkafka
 cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
+cc -O2 -o "$WORK/rawfetch" scripts/bench/rawfetch.c
 python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
 
 API=127.0.0.1:17490 METRICS=127.0.0.1:19490 KAFKA=127.0.0.1:19492
@@ -45,11 +48,11 @@ mb_per_second() { awk -v n="$1" -v us="$2" 'BEGIN{printf "%.1f", n/(us/1e6)/1e6}
 
 echo "## Kafka listener: librdkafka $(awk '/define RD_KAFKA_VERSION /{printf "0x%s", substr($3,3)}' /usr/include/librdkafka/rdkafka.h) client on loopback, $RECORDS records of ~1.1 KiB per run, medians of $RUNS runs"
 echo
-echo "| acks | codec | Kafka produce records/s | MB/s | in-process append records/s (same batches) | produce ÷ append | HTTP batch-of-100 events/s | Kafka ÷ HTTP | Kafka fetch records/s | in-process batch read records/s | fetch ÷ read |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| acks | codec | Kafka produce records/s | MB/s | in-process append records/s (same batches) | produce ÷ append | HTTP batch-of-100 events/s | Kafka ÷ HTTP | Kafka fetch records/s (librdkafka) | raw Fetch records/s | in-process batch read records/s | raw Fetch ÷ read |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for acks in 1 all; do
   for codec in none gzip; do
-    produced=(); mbs=(); appended=(); fetched=(); scanned=(); httpeps=()
+    produced=(); mbs=(); appended=(); fetched=(); raw=(); scanned=(); httpeps=()
     for run in $(seq 1 "$RUNS"); do
       dir="$WORK/k-$acks-$codec-$run"
       start_agent "$dir"
@@ -60,6 +63,9 @@ for acks in 1 all; do
       [ "$(sluice_stored_events "$API")" = "$RECORDS" ] || { echo "the topic does not hold $RECORDS records" >&2; exit 1; }
       out=$("$WORK/kafkaload" consume "$KAFKA" bench "$RECORDS")
       fetched+=("$(per_second "$(field records "$out")" "$(field duration_us "$out")")")
+      out=$("$WORK/rawfetch" "${KAFKA%:*}" "${KAFKA##*:}" bench 3 "$RECORDS")
+      [ "$(field records "$out")" = "$RECORDS" ] || { echo "rawfetch read $out" >&2; exit 1; }
+      raw+=("$(per_second "$(field records "$out")" "$(field duration_us "$out")")")
       stop_agent
       out=$("$BIN" bench batches --data-dir "$dir" --topic bench --runs 1 --dir "$WORK/replay")
       appended+=("$(per_second "$(field records "$out")" "$(field append_us "$out")")")
@@ -76,8 +82,8 @@ for acks in 1 all; do
       httpeps+=("$(awk -v s="$stored" 'BEGIN{printf "%.0f", s/5}')")
     done
     p=$(printf '%s\n' "${produced[@]}" | median); a=$(printf '%s\n' "${appended[@]}" | median)
-    f=$(printf '%s\n' "${fetched[@]}" | median); s=$(printf '%s\n' "${scanned[@]}" | median)
+    f=$(printf '%s\n' "${fetched[@]}" | median); r=$(printf '%s\n' "${raw[@]}" | median); s=$(printf '%s\n' "${scanned[@]}" | median)
     h=$(printf '%s\n' "${httpeps[@]}" | median)
-    echo "| $acks | $codec | $p | $(printf '%s\n' "${mbs[@]}" | median) | $a | $(awk -v x="$p" -v y="$a" 'BEGIN{printf "%.0f%%", 100*x/y}') | $h | $(awk -v x="$p" -v y="$h" 'BEGIN{printf "%.1f×", x/y}') | $f | $s | $(awk -v x="$f" -v y="$s" 'BEGIN{printf "%.0f%%", 100*x/y}') |"
+    echo "| $acks | $codec | $p | $(printf '%s\n' "${mbs[@]}" | median) | $a | $(awk -v x="$p" -v y="$a" 'BEGIN{printf "%.0f%%", 100*x/y}') | $h | $(awk -v x="$p" -v y="$h" 'BEGIN{printf "%.1f×", x/y}') | $f | $r | $s | $(awk -v x="$r" -v y="$s" 'BEGIN{printf "%.0f%%", 100*x/y}') |"
   done
 done

@@ -1,0 +1,130 @@
+// A Kafka Fetch client that does no per-record work, to measure what the server can send: it asks for every
+// partition of a topic from offset 0 (Fetch v4, one request in flight), walks the record-batch headers of each
+// response to count records and find the next offset, and stops when COUNT records have arrived.
+// librdkafka (kafkaload consume) parses every record as well, so it measures the client as much as the server.
+//
+//   rawfetch HOST PORT TOPIC PARTITIONS COUNT     prints records=… batches=… bytes=… duration_us=…
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000LL + t.tv_nsec / 1000;
+}
+
+static void die(const char *what) { perror(what); exit(1); }
+
+static void put16(unsigned char **p, int16_t v) { uint16_t n = htons((uint16_t)v); memcpy(*p, &n, 2); *p += 2; }
+static void put32(unsigned char **p, int32_t v) { uint32_t n = htonl((uint32_t)v); memcpy(*p, &n, 4); *p += 4; }
+static void put64(unsigned char **p, int64_t v) { put32(p, (int32_t)(v >> 32)); put32(p, (int32_t)v); }
+static int32_t get32(const unsigned char *p) { uint32_t n; memcpy(&n, p, 4); return (int32_t)ntohl(n); }
+static int16_t get16(const unsigned char *p) { uint16_t n; memcpy(&n, p, 2); return (int16_t)ntohs(n); }
+static int64_t get64(const unsigned char *p) { return ((int64_t)get32(p) << 32) | (uint32_t)get32(p + 4); }
+
+static void read_fully(int fd, unsigned char *buffer, size_t count) {
+    while (count > 0) {
+        ssize_t n = recv(fd, buffer, count, 0);
+        if (n <= 0) die("recv");
+        buffer += n;
+        count -= (size_t)n;
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 6) {
+        fprintf(stderr, "usage: rawfetch HOST PORT TOPIC PARTITIONS COUNT\n");
+        return 2;
+    }
+    const char *topic = argv[3];
+    int partitions = atoi(argv[4]);
+    long long count = atoll(argv[5]);
+    int64_t offsets[64] = {0};
+    if (partitions < 1 || partitions > 64) { fprintf(stderr, "rawfetch: 1 to 64 partitions\n"); return 2; }
+
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
+    if (inet_pton(AF_INET, argv[1], &address.sin_addr) != 1) { fprintf(stderr, "rawfetch: not an IPv4 address\n"); return 2; }
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) die("connect");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+    size_t capacity = 64 << 20;
+    unsigned char *response = malloc(capacity);
+    unsigned char request[4096];
+    long long records = 0, batches = 0, bytes = 0, start = 0;
+    int32_t correlation = 0;
+    start = now_us();  // after connecting: the first request's read is part of the rate
+    while (records < count) {
+        unsigned char *p = request + 4;
+        put16(&p, 1);  // Fetch
+        put16(&p, 4);
+        put32(&p, ++correlation);
+        put16(&p, 8);
+        memcpy(p, "rawfetch", 8); p += 8;
+        put32(&p, -1);       // replica_id
+        put32(&p, 500);      // max_wait_ms
+        put32(&p, 1);        // min_bytes
+        put32(&p, 52428800); // max_bytes
+        *p++ = 0;            // isolation_level
+        put32(&p, 1);
+        put16(&p, (int16_t)strlen(topic));
+        memcpy(p, topic, strlen(topic)); p += strlen(topic);
+        put32(&p, partitions);
+        for (int i = 0; i < partitions; i++) {
+            put32(&p, i);
+            put64(&p, offsets[i]);
+            put32(&p, 4194304);  // partition_max_bytes
+        }
+        unsigned char *q = request;
+        put32(&q, (int32_t)(p - request - 4));
+        if (send(fd, request, (size_t)(p - request), 0) != p - request) die("send");
+
+        unsigned char head[4];
+        read_fully(fd, head, 4);
+        size_t size = (size_t)get32(head);
+        if (size > capacity) { fprintf(stderr, "rawfetch: a %zu-byte response\n", size); return 1; }
+        read_fully(fd, response, size);
+        bytes += (long long)size + 4;
+
+        const unsigned char *r = response + 4 + 4;  // correlation id, throttle_time_ms
+        int32_t topics = get32(r); r += 4;
+        for (int t = 0; t < topics; t++) {
+            r += 2 + get16(r);
+            int32_t parts = get32(r); r += 4;
+            for (int k = 0; k < parts; k++) {
+                int32_t index = get32(r);
+                int16_t error = get16(r + 4);
+                if (error != 0) { fprintf(stderr, "rawfetch: partition %d error %d\n", index, error); return 1; }
+                r += 4 + 2 + 8 + 8;
+                int32_t aborted = get32(r); r += 4;
+                if (aborted > 0) r += 16 * aborted;
+                int32_t length = get32(r); r += 4;
+                const unsigned char *batch = r, *end = r + (length > 0 ? length : 0);
+                while (end - batch >= 61) {
+                    int32_t batch_length = get32(batch + 8);
+                    if (end - batch < 12 + batch_length) break;  // a partial batch at the end
+                    int64_t base = get64(batch);
+                    int64_t next = base + get32(batch + 23) + 1;
+                    if (next > offsets[index]) {
+                        records += get32(batch + 57);
+                        batches++;
+                        offsets[index] = next;
+                    }
+                    batch += 12 + batch_length;
+                }
+                r = end;
+            }
+        }
+    }
+    printf("records=%lld batches=%lld bytes=%lld duration_us=%lld\n", records, batches, bytes, now_us() - start);
+    return 0;
+}
