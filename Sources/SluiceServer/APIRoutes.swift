@@ -24,6 +24,7 @@ struct APIRoutes: Sendable {
         router.post(RouterPath(HTTPPath.topics)) { request, context in try await createTopic(request, context) }
         router.get(RouterPath(HTTPPath.topics)) { _, _ in try listTopics() }
         router.get(RouterPath(HTTPPath.topic)) { _, context in try describeTopic(context) }
+        router.patch(RouterPath(HTTPPath.topic)) { request, context in try await growTopic(request, context) }
         router.delete(RouterPath(HTTPPath.topic)) { _, context in try await deleteTopic(context) }
         router.post(RouterPath(HTTPPath.topicEvents)) { request, context in try await publish(request, context, topic: nil) }
         router.post(RouterPath(HTTPPath.routedEvents)) { request, context in try await publish(request, context, topic: .routed) }
@@ -100,6 +101,31 @@ struct APIRoutes: Sendable {
             return entry
         }
         return ["name": topic.name, "partitions": partitions, "config": topic.config.properties]
+    }
+
+    /// Grows a topic to `partitions` partitions (Kafka's CreatePartitions). Asking for the current count changes
+    /// nothing, so the request can be repeated; fewer is refused, because partitions can only be added.
+    func growTopic(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("topic")
+        let body = try await request.body.collect(upTo: 64 * 1024)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+            throw BrokerError.badRequest("the body must be a JSON object such as {\"partitions\": 12}", attribute: nil)
+        }
+        if let unknown = object.keys.sorted().first(where: { $0 != "partitions" }) {
+            throw BrokerError.badRequest("'\(unknown)' cannot be changed here; only 'partitions' can (topic settings are fixed at creation)", attribute: unknown)
+        }
+        guard let value = object["partitions"] as? NSNumber, String(cString: value.objCType) != "c", let count = value as? Int,
+              Double(count) == value.doubleValue, (1...10_000).contains(count) else {
+            throw BrokerError.badRequest("'partitions' (an integer from 1 to 10000, the new total) is required", attribute: "partitions")
+        }
+        let broker = try self.broker
+        guard let topic = broker.topic(name) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
+        let current = topic.partitions.count
+        if count == current && !OffsetsTopic.isInternal(name) { return jsonResponse(describe(topic)) }
+        guard count > current else {
+            throw BrokerError.badRequest("topic \(name) has \(current) partitions and partitions can only be added: ask for more than \(current)", attribute: "partitions")
+        }
+        return jsonResponse(describe(try broker.addPartitions(name, count: count)))
     }
 
     func deleteTopic(_ context: BasicRequestContext) async throws -> Response {

@@ -31,6 +31,60 @@ struct APITests {
         }
     }
 
+    @Test("PATCH /v1/topics/{topic} adds partitions: data stays, a group's member gets the new ones, the same count is a no-op, fewer and bad bodies are refused")
+    func addPartitions() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startAgent(dir, ["--linger-ms", "0"])
+            defer { Task { await agent.stop() } }
+            var r = try await http("POST", agent.base + "/v1/topics", body: json(["name": "grow", "partitions": 2]))
+            #expect(r.status == 201)
+            let client = GroupClient(base: agent.base)
+            try await client.publish("grow", count: 20, prefix: "before")
+            let member = try await client.join("g", client: "a", topics: ["grow"])["member_id"] as! String
+            #expect(partitions(try await client.poll("g", member).json) == ["grow/0", "grow/1"])
+
+            r = try await http("PATCH", agent.base + "/v1/topics/grow", body: json(["partitions": 5]))
+            #expect(r.status == 200, "\(r.text)")
+            let grown = try #require(r.json["partitions"] as? [[String: Any]])
+            #expect(grown.map { $0["partition"] as? Int } == [0, 1, 2, 3, 4])
+            #expect(grown.prefix(2).reduce(0) { $0 + ($1["log_end_offset"] as? Int ?? 0) } == 20, "the old partitions keep their events")
+            // Keys hash over five partitions now, and the group rebalances onto them.
+            try await client.publish("grow", count: 40, prefix: "after")
+            r = try await http("GET", agent.base + "/v1/topics/grow")
+            let after = try #require(r.json["partitions"] as? [[String: Any]])
+            #expect(after.dropFirst(2).allSatisfy { ($0["log_end_offset"] as? Int ?? 0) > 0 }, "\(after)")
+            var assigned: Set<String> = []
+            for _ in 0..<40 where assigned.count < 5 {
+                assigned = partitions(try await client.poll("g", member).json)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(assigned == ["grow/0", "grow/1", "grow/2", "grow/3", "grow/4"])
+
+            r = try await http("PATCH", agent.base + "/v1/topics/grow", body: json(["partitions": 5]))
+            #expect(r.status == 200 && (r.json["partitions"] as? [Any])?.count == 5, "the current count changes nothing")
+            for (body, detail, attribute) in [
+                (#"{"partitions": 3}"#, "partitions can only be added: ask for more than 5", "partitions"),
+                (#"{"partitions": 0}"#, "an integer from 1 to 10000", "partitions"),
+                (#"{"partitions": 7.5}"#, "an integer from 1 to 10000", "partitions"),
+                (#"{"partitions": true}"#, "an integer from 1 to 10000", "partitions"),
+                (#"{}"#, "an integer from 1 to 10000", "partitions"),
+                (#"{"partitions": 6, "config": {}}"#, "'config' cannot be changed here", "config"),
+                (#"[6]"#, "must be a JSON object", nil),
+            ] as [(String, String, String?)] {
+                r = try await http("PATCH", agent.base + "/v1/topics/grow", body: Data(body.utf8))
+                #expect(r.status == 400, "\(body)")
+                #expect(r.header("Content-Type") == "application/problem+json")
+                #expect((r.json["detail"] as? String)?.contains(detail) == true, "\(body): \(r.json["detail"] ?? "-")")
+                #expect(r.json["attribute"] as? String == attribute, "\(body)")
+            }
+            r = try await http("PATCH", agent.base + "/v1/topics/none", body: json(["partitions": 3]))
+            #expect(r.status == 404 && (r.json["detail"] as? String)?.contains("topic none does not exist") == true)
+            r = try await http("GET", agent.base + "/v1/topics/grow")
+            #expect((r.json["partitions"] as? [Any])?.count == 5, "refused requests changed nothing")
+            await agent.stop()
+        }
+    }
+
     @Test("structured, batched and binary events are stored and read back with offsets, keys and data intact")
     func contentModes() async throws {
         try await withTemporaryDirectory { dir in

@@ -61,6 +61,7 @@ for acks in 1 all; do
       produced+=("$(per_second "$(field records "$out")" "$(field duration_us "$out")")")
       mbs+=("$(mb_per_second "$(field bytes "$out")" "$(field duration_us "$out")")")
       [ "$(sluice_stored_events "$API")" = "$RECORDS" ] || { echo "the topic does not hold $RECORDS records" >&2; exit 1; }
+      sync  # the produced pages are written back now, not by the kernel in the middle of the fetches
       out=$("$WORK/kafkaload" consume "$KAFKA" bench "$RECORDS")
       fetched+=("$(per_second "$(field records "$out")" "$(field duration_us "$out")")")
       out=$("$WORK/rawfetch" "${KAFKA%:*}" "${KAFKA##*:}" bench 3 "$RECORDS")
