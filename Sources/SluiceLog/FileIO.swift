@@ -30,14 +30,38 @@ enum FileIO {
 
     /// Writes all of `bytes` at `offset`.
     static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        try pwriteAll(fd, [bytes], at: offset, path: path)
+    }
+
+    /// Writes `parts` one after another at `offset`, all of them (one `pwritev` when the kernel takes it all).
+    static func pwriteAll(_ fd: Int32, _ parts: [UnsafeRawBufferPointer], at offset: Int64, path: String) throws {
+        let total = parts.reduce(0) { $0 + $1.count }
         if let injected = FileFaults.failure(.write, path) {
             // As a full disk does: part of the bytes reach the file, then the call fails.
-            _ = pwrite(fd, bytes.baseAddress!, bytes.count / 2, off_t(offset))
+            var left = total / 2
+            var position = offset
+            for part in parts where left > 0 && part.count > 0 {
+                let count = min(left, part.count)
+                _ = pwrite(fd, part.baseAddress!, count, off_t(position))
+                position += Int64(count)
+                left -= count
+            }
             throw LogError.io("write (injected)", path: path, errno: injected)
         }
         var written = 0
-        while written < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
+        while written < total {
+            // What is left: the parts from the one the last write stopped in.
+            var skip = written
+            var vectors: [iovec] = []
+            for part in parts {
+                if skip >= part.count {
+                    skip -= part.count
+                    continue
+                }
+                vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: part.baseAddress! + skip), iov_len: part.count - skip))
+                skip = 0
+            }
+            let n = pwritev(fd, vectors, Int32(vectors.count), off_t(offset) + off_t(written))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw LogError.io("write", path: path, errno: errno)

@@ -167,7 +167,6 @@ public final class PartitionLog: Sendable {
         guard batch.count <= config.maxMessageBytes else {
             throw LogError(.batchTooLarge, "the record batch is \(batch.count) bytes; topic \(topic) accepts at most \(config.maxMessageBytes) (max.message.bytes)")
         }
-        var batch = batch
         let header = try batch.withUnsafeBytes { raw throws in try RecordBatch.validate(raw) }
         guard header.codec != nil else {
             throw LogError(.invalidBatch, "compression codec \(header.compressionCodecRaw) is not supported; use none (0) or gzip (1)")
@@ -186,11 +185,16 @@ public final class PartitionLog: Sendable {
                 rolled = true
             }
             let baseOffset = state.nextOffset
-            RecordBatch.setBaseOffset(baseOffset, in: &batch)
             let before = segment.mark
             do {
+                // The batch as stored is the batch as sent with its base offset set: written as that offset and
+                // then the rest, so the caller's bytes are neither changed nor copied.
                 try segment.file.withDescriptor { fd in
-                    try batch.withUnsafeBytes { raw throws in try FileIO.pwriteAll(fd, raw, at: before.size, path: segment.logPath) }
+                    try withUnsafeBytes(of: baseOffset.bigEndian) { offsetBytes in
+                        try batch.withUnsafeBytes { raw throws in
+                            try FileIO.pwriteAll(fd, [offsetBytes, UnsafeRawBufferPointer(rebasing: raw[8...])], at: before.size, path: segment.logPath)
+                        }
+                    }
                 }
             } catch {
                 // All or nothing: cut off whatever part of the batch reached the file, or stop writing if that
