@@ -29,6 +29,37 @@ struct KafkaClientTests {
         return try result.stdout.split(separator: "\n").map { try JSONDecoder().decode(KcatMessage.self, from: Data($0.utf8)) }
     }
 
+    /// A Fetch answer is sent as several ranges of segment files (sendfile) between the protocol's own bytes:
+    /// here many small segments per partition, so that one response carries ranges of several files each.
+    @Test func kcatReadsEveryRecordAcrossManySegments() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, [])
+            defer { agent.stop() }
+            let created = try await http("POST", agent.base + "/v1/topics",
+                                         body: json(["name": "segmented", "partitions": 2, "config": ["segment.bytes": "8192"]]))
+            #expect(created.status == 201, "\(created.text)")
+            let padding = String(repeating: "x", count: 480)
+            let lines = (0..<300).map { "k\($0 % 11):\($0) \(padding)" }.joined(separator: "\n") + "\n"
+            let produce = try runProcess(Self.kcat, ["-b", agent.kafka, "-P", "-t", "segmented", "-K:",
+                                                     "-X", "batch.num.messages=7", "-X", "linger.ms=0"], stdin: lines)
+            #expect(produce.status == 0, "kcat produce failed: \(produce.stderr)")
+            let described = try await http("GET", agent.base + "/v1/topics/segmented")
+            let segments = (described.json["partitions"] as? [[String: Any]] ?? []).map { $0["segments"] as? Int ?? 0 }
+            #expect(segments.allSatisfy { $0 >= 5 }, "segments per partition: \(segments)")
+
+            let messages = try Self.consume(agent.kafka, ["-t", "segmented"])
+            #expect(messages.count == 300)
+            #expect(messages.compactMap(\.payload).sorted() == (0..<300).map { "\($0) \(padding)" }.sorted())
+            for partition in 0..<2 {
+                let offsets = messages.filter { $0.partition == partition }.map(\.offset)
+                #expect(offsets == Array(0..<Int64(offsets.count)), "partition \(partition) offsets \(offsets)")
+            }
+            // From an offset in the middle of a later segment.
+            let tail = try Self.consume(agent.kafka, ["-t", "segmented", "-p", "0", "-o", "100", "-c", "5"])
+            #expect(tail.map(\.offset) == [100, 101, 102, 103, 104])
+        }
+    }
+
     @Test func kcatProducesConsumesAndListsMetadata() async throws {
         try await withTemporaryDirectory { dir in
             let agent = try await startServed(dir, ["--num-partitions", "2"])
