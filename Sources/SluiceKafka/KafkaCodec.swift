@@ -99,7 +99,7 @@ public struct KafkaWriter {
     /// What is being written now, after ``parts``.
     public var buffer: ByteBuffer
     /// What was written before `buffer`: buffers and ranges of log files, in order.
-    public private(set) var parts: [KafkaResponse.Part] = []
+    private var parts: [KafkaResponse.Part] = []
     private var partsSize = 0
 
     public init(capacity: Int = 256) {

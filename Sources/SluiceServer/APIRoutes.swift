@@ -55,13 +55,7 @@ struct APIRoutes: Sendable {
         guard let name = object["name"] as? String else {
             throw BrokerError.badRequest("'name' (a string) is required", attribute: "name")
         }
-        var partitions: Int?
-        if let value = object["partitions"] {
-            guard let number = value as? Int, number >= 1, String(cString: (value as! NSNumber).objCType) != "c" else {
-                throw BrokerError.badRequest("'partitions' must be an integer from 1 to 10000", attribute: "partitions")
-            }
-            partitions = number
-        }
+        let partitions = try object["partitions"].map(Self.partitionCount)
         var overrides: [String: String] = [:]
         if let value = object["config"] {
             guard let map = value as? [String: Any] else {
@@ -103,6 +97,15 @@ struct APIRoutes: Sendable {
         return ["name": topic.name, "partitions": partitions, "config": topic.config.properties]
     }
 
+    /// A `partitions` field of a JSON body: an integer (not a boolean, not a fraction) from 1 to 10000.
+    static func partitionCount(_ value: Any) throws -> Int {
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c", let count = number as? Int,
+              (1...10_000).contains(count) else {
+            throw BrokerError.badRequest("'partitions' must be an integer from 1 to 10000", attribute: "partitions")
+        }
+        return count
+    }
+
     /// Grows a topic to `partitions` partitions (Kafka's CreatePartitions). Asking for the current count changes
     /// nothing, so the request can be repeated; fewer is refused, because partitions can only be added.
     func growTopic(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -114,10 +117,10 @@ struct APIRoutes: Sendable {
         if let unknown = object.keys.sorted().first(where: { $0 != "partitions" }) {
             throw BrokerError.badRequest("'\(unknown)' cannot be changed here; only 'partitions' can (topic settings are fixed at creation)", attribute: unknown)
         }
-        guard let value = object["partitions"] as? NSNumber, String(cString: value.objCType) != "c", let count = value as? Int,
-              Double(count) == value.doubleValue, (1...10_000).contains(count) else {
+        guard let requested = object["partitions"] else {
             throw BrokerError.badRequest("'partitions' (an integer from 1 to 10000, the new total) is required", attribute: "partitions")
         }
+        let count = try Self.partitionCount(requested)
         let broker = try self.broker
         guard let topic = broker.topic(name) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
         let current = topic.partitions.count
