@@ -11,7 +11,7 @@ public struct PartitionBatches: Sendable {
     public var outOfRange = false
 }
 
-/// The outcome of ``Broker/appendBatch(_:header:to:acks:)``.
+/// The outcome of ``Broker/appendBatch(_:to:acks:)``.
 public enum BatchAppend: Sendable, Equatable {
     case written(AppendInfo)
     /// An idempotent producer's retry of a batch already in the log at these offsets.
@@ -45,13 +45,14 @@ public struct BatchRead: Sendable {
 /// mapping, no re-encoding, no deduplication by event id.
 extension Broker {
     /// Appends one record batch as it was sent, assigning its base offset, and returns once `acks` is met:
-    /// `.none` and `.leader` after the append, `.all` after the fsync (group commit). The batch must already be
-    /// valid (``RecordBatch/validate(_:)``, `header` parsed from it); the log checks it again.
+    /// `.none` and `.leader` after the append, `.all` after the fsync (group commit). The batch was checked where
+    /// it arrived (``CheckedBatch``), so its CRC is not computed again here.
     ///
     /// A batch of an idempotent producer (producer id ≥ 0) is checked against that producer's last five batches
     /// on the partition first: a retry is acknowledged with the offsets it was written at (once those meet
     /// `acks`), a gap or an old epoch is refused, and nothing is written for either.
-    public func appendBatch(_ batch: [UInt8], header: RecordBatchHeader, to tp: TopicPartition, acks: Acks) async throws(BrokerError) -> BatchAppend {
+    public func appendBatch(_ batch: CheckedBatch, to tp: TopicPartition, acks: Acks) async throws(BrokerError) -> BatchAppend {
+        let header = batch.header
         try refuseInternal(tp.topic, "produce to")
         let state = try state(for: tp.topic, create: false)
         guard tp.partition >= 0, Int(tp.partition) < state.producers.count else {
@@ -92,9 +93,9 @@ extension Broker {
         switch outcome {
         case .written(let info):
             let records = Int(info.lastOffset - info.baseOffset + 1)
-            throughput.record(topic: tp.topic, bytes: batch.count, nowMillis: info.appendTime)
+            throughput.record(topic: tp.topic, bytes: batch.bytes.count, nowMillis: info.appendTime)
             metrics.eventPublished(topic: tp.topic, eventType: Self.kafkaRecordType, status: "written", count: records)
-            metrics.batchWritten(topic: tp.topic, records: records, uncompressedBytes: batch.count, storedBytes: batch.count)
+            metrics.batchWritten(topic: tp.topic, records: records, uncompressedBytes: batch.bytes.count, storedBytes: batch.bytes.count)
             metrics.partitionChanged(topic: tp.topic, partition: tp.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1,
                                      sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
             state.notifiers[Int(tp.partition)].notify()
@@ -115,7 +116,7 @@ extension Broker {
         return outcome
     }
 
-    private func append(_ batch: [UInt8], to log: PartitionLog) throws(BrokerError) -> AppendInfo {
+    private func append(_ batch: CheckedBatch, to log: PartitionLog) throws(BrokerError) -> AppendInfo {
         do {
             return try log.appendWithoutFlush(batch)
         } catch {

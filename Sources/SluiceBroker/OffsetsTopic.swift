@@ -139,8 +139,7 @@ extension Broker {
         do {
             let state = try state(for: OffsetsTopic.name, create: true)
             let log = state.topic.partitions[0]
-            let batch = try RecordBatch.encode(records)
-            let info = try log.appendWithoutFlush(batch)
+            let info = try log.appendWithoutFlush(try RecordBatch.encodeChecked(records))
             metrics.partitionChanged(topic: OffsetsTopic.name, partition: 0, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1,
                                      sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
             state.notifiers[0].notify()

@@ -39,7 +39,7 @@ final class PartitionProducer: Sendable {
     struct Sealed: Sendable {
         var entries: [Entry]
         var bytes: Int
-        var encoded: Task<Result<[UInt8], BrokerError>, Never>
+        var encoded: Task<Result<CheckedBatch, BrokerError>, Never>
     }
 
     struct State {
@@ -104,9 +104,9 @@ final class PartitionProducer: Sendable {
             state.open.removeFirst(take)
             state.openBytes -= bytes
             let compression = settings.compression
-            let encoded = Task<Result<[UInt8], BrokerError>, Never> {
+            let encoded = Task<Result<CheckedBatch, BrokerError>, Never> {
                 do {
-                    return .success(try RecordBatch.encode(entries.map(\.record), compression: compression))
+                    return .success(try RecordBatch.encodeChecked(entries.map(\.record), compression: compression))
                 } catch {
                     return .failure(BrokerError(error))
                 }
@@ -168,10 +168,10 @@ final class PartitionProducer: Sendable {
             switch await next.encoded.value {
             case .failure(let error):
                 outcome = .failure(error)
-            case .success(let bytes):
-                stored = bytes.count
+            case .success(let batch):
+                stored = batch.bytes.count
                 do {
-                    outcome = .success(try log.appendWithoutFlush(bytes))
+                    outcome = .success(try log.appendWithoutFlush(batch))
                 } catch {
                     outcome = .failure(BrokerError(error))
                 }

@@ -288,11 +288,6 @@ public struct KafkaRequestHandler: Sendable {
         guard header.totalSize == bytes.count else {
             return refuse(.invalidRecord, "a produce request carries exactly one record batch; batchLength says \(header.totalSize) bytes but \(bytes.count) were sent")
         }
-        do {
-            _ = try bytes.withUnsafeBytes { raw throws in try RecordBatch.validate(raw) }
-        } catch {
-            return refuse(.corruptMessage, (error as? LogError)?.message ?? "\(error)")
-        }
         if header.isControl { return refuse(.invalidRecord, "control batches are written by the broker, not produced") }
         if header.isTransactional { return refuse(.invalidRecord, "transactional batches are not supported yet") }
         if header.codec == nil {
@@ -301,8 +296,16 @@ public struct KafkaRequestHandler: Sendable {
         guard Int64(header.lastOffsetDelta) + 1 == Int64(header.recordCount), header.recordCount > 0 else {
             return refuse(.invalidRecord, "lastOffsetDelta \(header.lastOffsetDelta) does not match the record count \(header.recordCount)")
         }
+        // The CRC-32C last, once: the log appends the checked batch without computing it again.
+        let batch: CheckedBatch
         do {
-            switch try await broker.appendBatch(bytes, header: header, to: tp, acks: acks) {
+            batch = try CheckedBatch(bytes)
+        } catch {
+            let failure = error as? LogError
+            return refuse(failure?.code == .corruptBatch ? .corruptMessage : .invalidRecord, failure?.message ?? "\(error)")
+        }
+        do {
+            switch try await broker.appendBatch(batch, to: tp, acks: acks) {
             case .written(let info):
                 return .init(index: tp.partition, error: .none, baseOffset: info.baseOffset, logStartOffset: log.logStartOffset, message: nil)
             case .duplicate(let baseOffset, _):

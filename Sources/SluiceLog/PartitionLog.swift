@@ -154,6 +154,12 @@ public final class PartitionLog: Sendable {
     ///   for malformed input, `closed` after ``close()``, or `io` when the disk fails.
     @discardableResult
     public func append(_ batch: [UInt8], now: Int64 = currentTimeMillis()) async throws -> AppendInfo {
+        try await append(CheckedBatch(batch), now: now)
+    }
+
+    /// Appends a batch checked where it arrived or was made; see ``append(_:now:)-([UInt8],_)``.
+    @discardableResult
+    public func append(_ batch: CheckedBatch, now: Int64 = currentTimeMillis()) async throws -> AppendInfo {
         let info = try appendWithoutFlush(batch, now: now)
         if case .sync = config.flushPolicy {
             try await waitUntilDurable(info.lastOffset + 1)
@@ -164,15 +170,14 @@ public final class PartitionLog: Sendable {
     /// Appends and returns as soon as the batch is written to the page cache, whatever the flush policy.
     /// Pair it with ``waitUntilDurable(_:)`` to acknowledge after fsync selectively.
     public func appendWithoutFlush(_ batch: [UInt8], now: Int64 = currentTimeMillis()) throws -> AppendInfo {
+        try appendWithoutFlush(CheckedBatch(batch), now: now)
+    }
+
+    /// Appends a checked batch to the page cache: its CRC is not computed again.
+    public func appendWithoutFlush(_ checked: CheckedBatch, now: Int64 = currentTimeMillis()) throws -> AppendInfo {
+        let batch = checked.bytes, header = checked.header
         guard batch.count <= config.maxMessageBytes else {
             throw LogError(.batchTooLarge, "the record batch is \(batch.count) bytes; topic \(topic) accepts at most \(config.maxMessageBytes) (max.message.bytes)")
-        }
-        let header = try batch.withUnsafeBytes { raw throws in try RecordBatch.validate(raw) }
-        guard header.codec != nil else {
-            throw LogError(.invalidBatch, "compression codec \(header.compressionCodecRaw) is not supported; use none (0) or gzip (1)")
-        }
-        guard Int64(header.lastOffsetDelta) + 1 == Int64(header.recordCount) else {
-            throw LogError(.invalidBatch, "lastOffsetDelta \(header.lastOffsetDelta) does not match recordCount \(header.recordCount)")
         }
 
         let (info, rolled) = try state.withLock { state throws -> (AppendInfo, Bool) in

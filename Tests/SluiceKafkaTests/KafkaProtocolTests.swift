@@ -167,6 +167,56 @@ struct KafkaProtocolTests {
         }
     }
 
+    /// The listener checks a produced batch once (the log appends it without computing the CRC again), so the
+    /// listener's own checks are what stand between a damaged batch and the disk: each gets its error code and
+    /// none is stored.
+    @Test func damagedBatchesGetTheirErrorCodeAndNothingIsStored() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "1"])
+            defer { agent.stop() }
+            let good = try RecordBatch.encode((0..<5).map { Record(timestamp: 1_700_000_000_000, key: nil, value: Array("event \($0)".utf8)) })
+            func withCRC(_ batch: [UInt8]) -> [UInt8] {
+                var batch = batch
+                let crc = batch.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[21...])) }
+                withUnsafeBytes(of: crc.bigEndian) { for i in 0..<4 { batch[17 + i] = $0[i] } }
+                return batch
+            }
+            var flippedValue = good
+            flippedValue[good.count - 3] ^= 0x01
+            var flippedCRC = good
+            flippedCRC[17] ^= 0x80
+            var codec = good
+            codec[22] = 5
+            var delta = good
+            delta[26] = 9  // lastOffsetDelta 4 → 9 for 5 records
+            var trailing = good
+            trailing.append(0)
+            let cases: [(String, [UInt8], Int16)] = [
+                ("a flipped value byte", flippedValue, 2), ("a flipped CRC", flippedCRC, 2),
+                ("codec 5, CRC valid", withCRC(codec), 76), ("lastOffsetDelta 9 for 5 records, CRC valid", withCRC(delta), 87),
+                ("a byte after the batch", trailing, 87), ("the batch as encoded", good, 0),
+            ]
+            let connection = try RawKafkaConnection(agent.kafka)
+            for (index, (what, batch, expected)) in cases.enumerated() {
+                connection.send(kafkaFrame(api: 0, version: 3, correlation: Int32(index)) { w in
+                    w.nullableString(nil)
+                    w.int16(1)
+                    w.int32(5000)
+                    w.array(["checked"]) { w, topic in
+                        w.string(topic)
+                        w.array([0]) { w, partition in w.int32(Int32(partition)); w.bytes(batch) }
+                    }
+                })
+                let answer = try #require(connection.response(), "no answer to \(what)")
+                #expect(answer.0 == Int32(index))
+                // topics [name "checked", partitions [index, error_code, …]]
+                #expect(int16(answer.1, at: 4 + 2 + 7 + 4 + 4) == expected, "\(what)")
+            }
+            let read = try await http("GET", agent.base + "/v1/topics/checked/partitions/0/events?offset=0")
+            #expect(read.json["log_end_offset"] as? Int == 5, "only the good batch is stored: \(read.text)")
+        }
+    }
+
     /// Frames Sluice cannot answer close the connection — never a crash, never a hang — and the agent goes on.
     @Test func badFramesCloseTheConnection() async throws {
         try await withTemporaryDirectory { dir in

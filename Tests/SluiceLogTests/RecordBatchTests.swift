@@ -132,6 +132,27 @@ struct RecordBatchTests {
         #expect(error?.message.contains("CRC-32C mismatch") == true)
     }
 
+    @Test("a checked batch is what validation says, and encodeChecked gives the same bytes and header")
+    func checkedBatch() throws {
+        let records = sampleRecords(7)
+        for compression in [Compression.none, .gzip(level: 6)] {
+            let encoded = try RecordBatch.encode(records, compression: compression)
+            let checked = try RecordBatch.encodeChecked(records, compression: compression)
+            #expect(checked.bytes == encoded)
+            #expect(checked.header == (try CheckedBatch(encoded).header))
+            #expect(checked.header == (try encoded.withUnsafeBytes { try RecordBatch.validate($0) }))
+            var damaged = encoded
+            damaged[damaged.count - 1] ^= 0x04
+            #expect((#expect(throws: LogError.self) { try CheckedBatch(damaged) })?.code == .corruptBatch)
+        }
+        var delta = try RecordBatch.encode(records)
+        delta[26] = 3
+        let crc = delta.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[21...])) }
+        withUnsafeBytes(of: crc.bigEndian) { for i in 0..<4 { delta[17 + i] = $0[i] } }
+        let error = #expect(throws: LogError.self) { try CheckedBatch(delta) }
+        #expect(error?.message.contains("lastOffsetDelta 3 does not match recordCount 7") == true)
+    }
+
     @Test("malformed batches get errors that say what is wrong")
     func malformed() throws {
         let batch = try RecordBatch.encode(sampleRecords(3))
