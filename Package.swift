@@ -34,6 +34,10 @@ let package = Package(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
+        // Kafka's other codecs from the system libraries (Debian: libsnappy-dev, liblz4-dev, libzstd-dev).
+        .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"]), .brew(["snappy"])]),
+        .systemLibrary(name: "CLZ4", providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]),
+        .systemLibrary(name: "CZstd", providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]),
         // glibc's <malloc.h> (mallopt), for the agent's allocator settings.
         .systemLibrary(name: "CMalloc"),
         // CRC-32C with the CPU's instruction (SSE 4.2 / ARMv8 CRC), for SluiceLog's checksum.
@@ -41,7 +45,7 @@ let package = Package(
         // The storage engine: record-batch codec, segments, indexes, recovery, retention. No HTTP.
         .target(
             name: "SluiceLog",
-            dependencies: ["CZlib", "CCRC32C"]
+            dependencies: ["CZlib", "CSnappy", "CLZ4", "CZstd", "CCRC32C"]
         ),
         // Metric and log-field names in one place, the JSON LogHandler, correlation context.
         .target(

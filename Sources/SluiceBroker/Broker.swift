@@ -163,7 +163,7 @@ public final class Broker: Sendable {
     public static let numericGauges: [(metric: String, property: String, millisecondsToSeconds: Bool, help: String)] = [
         ("sluice_producer_linger_seconds", "linger.ms", true, "linger.ms in seconds."),
         ("sluice_producer_batch_size_bytes", "batch.size", false, "batch.size in bytes."),
-        ("sluice_producer_compression_level", "compression.level", false, "gzip compression level."),
+        ("sluice_producer_compression_level", "compression.level", false, "compression.level of the codec (gzip, lz4, zstd)."),
         ("sluice_producer_buffer_memory_bytes", "buffer.memory", false, "buffer.memory in bytes."),
         ("sluice_producer_max_in_flight", "max.in.flight.requests.per.connection", false, "max.in.flight.requests.per.connection."),
         ("sluice_producer_max_request_size_bytes", "max.request.size", false, "max.request.size in bytes."),

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SluiceLog
 
 /// One tunable setting. Its flag (`--linger-ms`), `-X` name (`linger.ms`), environment variable
 /// (`SLUICE_LINGER_MS`) and YAML key (`linger.ms`) all derive from ``name``: the list in
@@ -84,10 +85,10 @@ extension ConfigProperty {
               help: "How long a partition's batch waits for more events before it is written."),
         .init(name: "batch.size", group: .producer, kind: .integer(1...67_108_864), defaultValue: "16384",
               help: "Bytes of events that fill a partition's batch; a full batch is written at once."),
-        .init(name: "compression.type", group: .producer, kind: .choice(["none", "gzip"]), defaultValue: "gzip",
-              help: "How record batches are compressed."),
-        .init(name: "compression.level", group: .producer, kind: .integer(1...9), defaultValue: "1",
-              help: "gzip level: 1 fastest … 9 smallest."),
+        .init(name: "compression.type", group: .producer, kind: .choice(CompressionCodec.allCases.map(\.description)), defaultValue: "gzip",
+              help: "How record batches are compressed: none, gzip, snappy, lz4 or zstd."),
+        .init(name: "compression.level", group: .producer, kind: .integer(1...22), defaultValue: "1",
+              help: "The codec's level, 1 fastest: gzip 1–9, lz4 1–12, zstd 1–22; snappy and none have no levels."),
         .init(name: "buffer.memory", group: .producer, kind: .integer(1024...Int64(Int32.max)), defaultValue: "33554432",
               help: "Bytes of accepted events not yet written; beyond it publishes get 429 with Retry-After."),
         .init(name: "max.in.flight.requests.per.connection", group: .producer, kind: .integer(1...100), defaultValue: "5",

@@ -84,7 +84,7 @@ public struct SluiceConfig: Sendable {
     public var acks: Acks { Acks(rawValue: string("acks"))! }
     public var enableIdempotence: Bool { bool("enable.idempotence") }
     public var compression: Compression {
-        string("compression.type") == "gzip" ? .gzip(level: Int32(integer("compression.level"))) : .none
+        Compression(codec: CompressionCodec(name: string("compression.type"))!, level: Int32(integer("compression.level")))
     }
     public var dataDirectory: String { string("data.dir") }
     /// `api.address` as given (a name stays a name); ``apiBindAddress`` is what is bound.
@@ -245,6 +245,13 @@ public struct SluiceConfig: Sendable {
         }
         if enableIdempotence && integer("max.in.flight.requests.per.connection") > 5 {
             throw ConfigError("\(at("enable.idempotence")) allows at most 5 in flight, but \(at("max.in.flight.requests.per.connection"))")
+        }
+        if let levels = compression.codec.levels {
+            guard levels.contains(compression.level) else {
+                throw ConfigError("\(at("compression.level")) is not a level of \(at("compression.type")): use \(levels.lowerBound)–\(levels.upperBound)")
+            }
+        } else if source("compression.level") != .defaultValue {
+            throw ConfigError("\(at("compression.type")) has no levels, but \(at("compression.level")) is set; remove compression.level or choose gzip, lz4 or zstd")
         }
         if integer("heartbeat.interval.ms") >= integer("session.timeout.ms") {
             throw ConfigError("\(at("heartbeat.interval.ms")) must be below \(at("session.timeout.ms"))")

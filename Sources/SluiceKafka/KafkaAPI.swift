@@ -52,6 +52,13 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
+    /// The range ApiVersions lists: the served ``versions``, except that Produce is listed from v0, as Kafka 4.0
+    /// lists it (KAFKA-18659). librdkafka before 2.10 compresses with gzip, snappy or lz4 only when the broker
+    /// lists Produce v0, and sends such batches uncompressed otherwise; a request below v3 is still refused.
+    public var advertisedVersions: ClosedRange<Int16> {
+        self == .produce ? 0...versions.upperBound : versions
+    }
+
     /// The name used in the `api` label of `sluice_kafka_requests_total` and in logs.
     public var description: String {
         switch self {

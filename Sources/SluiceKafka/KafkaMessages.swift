@@ -13,8 +13,8 @@ public enum ApiVersions {
         w.int16(error.rawValue)
         w.array(KafkaAPI.allCases.sorted { $0.rawValue < $1.rawValue }) { w, api in
             w.int16(api.rawValue)
-            w.int16(api.versions.lowerBound)
-            w.int16(api.versions.upperBound)
+            w.int16(api.advertisedVersions.lowerBound)
+            w.int16(api.advertisedVersions.upperBound)
         }
         if version >= 1 { w.int32(0) }  // throttle_time_ms
     }

@@ -291,7 +291,7 @@ public struct KafkaRequestHandler: Sendable {
         if header.isControl { return refuse(.invalidRecord, "control batches are written by the broker, not produced") }
         if header.isTransactional { return refuse(.invalidRecord, "transactional batches are not supported yet") }
         if header.codec == nil {
-            return refuse(.unsupportedCompressionType, "compression codec \(header.compressionCodecRaw) is not supported; Sluice reads none (0) and gzip (1)")
+            return refuse(.unsupportedCompressionType, CompressionCodec.unknown(header.compressionCodecRaw))
         }
         guard Int64(header.lastOffsetDelta) + 1 == Int64(header.recordCount), header.recordCount > 0 else {
             return refuse(.invalidRecord, "lastOffsetDelta \(header.lastOffsetDelta) does not match the record count \(header.recordCount)")

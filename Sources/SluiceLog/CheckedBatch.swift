@@ -15,7 +15,7 @@ public struct CheckedBatch: Sendable {
     public init(_ bytes: [UInt8]) throws {
         let header = try bytes.withUnsafeBytes { raw throws in try RecordBatch.validate(raw) }
         guard header.codec != nil else {
-            throw LogError(.invalidBatch, "compression codec \(header.compressionCodecRaw) is not supported; use none (0) or gzip (1)")
+            throw LogError(.invalidBatch, CompressionCodec.unknown(header.compressionCodecRaw))
         }
         guard Int64(header.lastOffsetDelta) + 1 == Int64(header.recordCount) else {
             throw LogError(.invalidBatch, "lastOffsetDelta \(header.lastOffsetDelta) does not match recordCount \(header.recordCount)")

@@ -38,34 +38,17 @@ public enum Gzip {
         stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
         stream.avail_in = uInt(input.count)
 
-        var output = [UInt8](repeating: 0, count: min(max(input.count * 4, 4096), limit))
-        var produced = 0
-        while true {
-            if produced == output.count {
-                guard output.count < limit else {
-                    throw DecodeError("the gzip records section inflates to more than \(limit) bytes")
-                }
-                output.append(contentsOf: repeatElement(0, count: min(output.count, limit - output.count)))
-            }
-            let status: Int32 = output.withUnsafeMutableBytes { out in
-                stream.next_out = out.baseAddress!.advanced(by: produced).assumingMemoryBound(to: Bytef.self)
-                stream.avail_out = uInt(out.count - produced)
-                let status = inflate(&stream, Z_NO_FLUSH)
-                produced = out.count - Int(stream.avail_out)
-                return status
-            }
+        return try decompressBounded(expected: input.count * 4, limit: limit, codec: "gzip") { free in
+            stream.next_out = free.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            stream.avail_out = uInt(free.count)
+            let status = inflate(&stream, Z_NO_FLUSH)
+            let written = free.count - Int(stream.avail_out)
             switch status {
-            case Z_STREAM_END:
-                output.removeLast(output.count - produced)
-                return output
-            case Z_OK:
-                continue
-            case Z_BUF_ERROR where stream.avail_in == 0:
-                throw DecodeError("the gzip records section ends before its trailer")
-            case Z_BUF_ERROR:
-                continue
-            default:
-                throw DecodeError("the gzip records section is not valid gzip (zlib status \(status))")
+            case Z_STREAM_END: return (written, true)
+            case Z_OK: return (written, false)
+            case Z_BUF_ERROR where stream.avail_in == 0: throw DecodeError("the gzip records section ends before its trailer")
+            case Z_BUF_ERROR: return (written, false)
+            default: throw DecodeError("the gzip records section is not valid gzip (zlib status \(status))")
             }
         }
     }

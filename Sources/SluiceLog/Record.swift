@@ -30,35 +30,76 @@ public struct Record: Sendable, Hashable {
     }
 }
 
-/// The compression codec of a record batch (attributes bits 0–2).
+/// The compression codec of a record batch (attributes bits 0–2), by Kafka's numbers and names.
 public enum CompressionCodec: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case none = 0
     case gzip = 1
+    case snappy = 2
+    case lz4 = 3
+    case zstd = 4
 
     public init?(name: String) {
-        switch name {
-        case "none": self = .none
-        case "gzip": self = .gzip
-        default: return nil
+        guard let codec = Self.allCases.first(where: { $0.description == name }) else { return nil }
+        self = codec
+    }
+
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .gzip: "gzip"
+        case .snappy: "snappy"
+        case .lz4: "lz4"
+        case .zstd: "zstd"
         }
     }
 
-    public var description: String { self == .none ? "none" : "gzip" }
+    /// The levels the codec takes (gzip 1–9 as zlib, lz4 1–12 as Kafka's `compression.lz4.level`, zstd 1–22 as
+    /// `compression.zstd.level`); nil for a codec without levels.
+    public var levels: ClosedRange<Int32>? {
+        switch self {
+        case .none, .snappy: nil
+        case .gzip: 1...9
+        case .lz4: 1...12
+        case .zstd: 1...22
+        }
+    }
+
+    /// Kafka's default level for the codec: gzip 6 (zlib's), lz4 9, zstd 3; 0 for a codec without levels.
+    public var defaultLevel: Int32 {
+        switch self {
+        case .none, .snappy: 0
+        case .gzip: 6
+        case .lz4: 9
+        case .zstd: 3
+        }
+    }
+
+    /// The names of every codec, for messages: "none, gzip, snappy, lz4, zstd".
+    public static var names: String { allCases.map(\.description).joined(separator: ", ") }
+
+    /// What to say about attributes bits that name no codec.
+    public static func unknown(_ raw: Int16) -> String {
+        "compression codec \(raw) does not exist; Kafka's are " + allCases.map { "\($0) (\($0.rawValue))" }.joined(separator: ", ")
+    }
 }
 
 /// How a batch's records section is compressed.
 public struct Compression: Sendable, Hashable {
     public var codec: CompressionCodec
-    /// zlib level 1...9 for gzip; ignored for `none`. Default 6, zlib's default.
+    /// The codec's level (``CompressionCodec/levels``); ignored by `none` and `snappy`.
     public var level: Int32
 
-    public init(codec: CompressionCodec, level: Int32 = 6) {
+    /// The codec at `level`, or at its ``CompressionCodec/defaultLevel``.
+    public init(codec: CompressionCodec, level: Int32? = nil) {
         self.codec = codec
-        self.level = level
+        self.level = level ?? codec.defaultLevel
     }
 
     public static let none = Compression(codec: .none)
-    public static func gzip(level: Int32 = 6) -> Compression { Compression(codec: .gzip, level: level) }
+    public static let snappy = Compression(codec: .snappy)
+    public static func gzip(level: Int32? = nil) -> Compression { Compression(codec: .gzip, level: level) }
+    public static func lz4(level: Int32? = nil) -> Compression { Compression(codec: .lz4, level: level) }
+    public static func zstd(level: Int32? = nil) -> Compression { Compression(codec: .zstd, level: level) }
 }
 
 /// Idempotent-producer fields of a batch. `-1` everywhere means "no producer id".

@@ -101,9 +101,9 @@ public enum RecordBatch {
 
         var attributes: Int16 = 0
         var section = body.bytes
-        if compression.codec == .gzip {
-            attributes |= CompressionCodec.gzip.rawValue
-            section = try body.bytes.withUnsafeBytes { raw throws in try Gzip.compress(raw, level: compression.level) }
+        if compression.codec != .none {
+            attributes |= compression.codec.rawValue
+            section = try body.bytes.withUnsafeBytes { raw throws in try compression.compress(raw) }
         }
 
         var out = ByteWriter(capacity: RecordBatchHeader.size + section.count)
@@ -184,17 +184,13 @@ public enum RecordBatch {
     ) throws -> (header: RecordBatchHeader, records: [Record]) {
         let header = try validate(bytes)
         guard let codec = header.codec else {
-            throw LogError(.invalidBatch, "compression codec \(header.compressionCodecRaw) in the batch at offset \(header.baseOffset) is not supported; Sluice reads none (0) and gzip (1)")
+            throw LogError(.invalidBatch, "the batch at offset \(header.baseOffset): \(CompressionCodec.unknown(header.compressionCodecRaw))")
         }
         let section = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchHeader.size...])
         do {
-            switch codec {
-            case .none:
-                return (header, try decodeRecords(section, header: header))
-            case .gzip:
-                let plain = try Gzip.decompress(section, limit: decompressedLimit)
-                return (header, try plain.withUnsafeBytes { raw throws in try decodeRecords(raw, header: header) })
-            }
+            if codec == .none { return (header, try decodeRecords(section, header: header)) }
+            let plain = try codec.decompress(section, limit: decompressedLimit)
+            return (header, try plain.withUnsafeBytes { raw throws in try decodeRecords(raw, header: header) })
         } catch {
             throw LogError(.invalidBatch, "batch at offset \(header.baseOffset): \(error)")
         }

@@ -14,7 +14,7 @@ struct BenchCommand: AsyncParsableCommand {
     )
 }
 
-/// `sluice bench log`: append, compression, scan and fsync throughput, with zlib alone and plain file writes as ceilings.
+/// `sluice bench log`: append, compression, scan and fsync throughput, with each codec library alone and plain file writes as ceilings.
 struct LogBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
@@ -22,7 +22,7 @@ struct LogBench: AsyncParsableCommand {
         discussion: """
             Events are realistic ~1 KiB CloudEvents-style JSON with varied field values (seeded, so runs are \
             comparable). Every figure is the median of --runs runs. Ceilings measured in the same run on the same \
-            bytes: zlib alone compressing each batch's records section, and plain sequential write(2) of it.
+            bytes: the codec library alone compressing each batch's records section, and plain sequential write(2) of it.
             """
     )
 
@@ -54,29 +54,32 @@ struct LogBench: AsyncParsableCommand {
         let meanSize = events.reduce(0) { $0 + $1.count } / events.count
         writeLine("# sluice bench log — \(runs) runs per case, medians; \(payloadMib) MiB payload per case; events average \(meanSize) bytes")
         writeLine("")
-        writeLine("| batch | codec | append MB/s | records/s | ratio | zlib alone MB/s | append ÷ zlib | plain write MB/s | scan MB/s |")
+        writeLine("| batch | codec | append MB/s | records/s | ratio | codec alone MB/s | append ÷ codec | plain write MB/s | scan MB/s |")
         writeLine("|---|---|---|---|---|---|---|---|---|")
-        let codecs: [(String, Compression)] = [("none", .none), ("gzip-1", .gzip(level: 1)), ("gzip-6", .gzip(level: 6))]
+        let codecs: [(String, Compression)] = [
+            ("none", .none), ("gzip-1", .gzip(level: 1)), ("gzip-6", .gzip(level: 6)), ("snappy", .snappy),
+            ("lz4-1", .lz4(level: 1)), ("lz4-9", .lz4(level: 9)), ("zstd-1", .zstd(level: 1)), ("zstd-3", .zstd(level: 3)),
+        ]
         for batchKiB in [16, 64, 256] {
             let batches = Self.makeBatches(events: events, batchBytes: batchKiB << 10, totalBytes: payloadMib << 20)
             let payload = batches.reduce(0) { $0 + $1.payload }
             let records = batches.reduce(0) { $0 + $1.records.count }
             for (name, compression) in codecs {
-                var append: [Double] = [], zlib: [Double] = [], plain: [Double] = [], scan: [Double] = []
+                var append: [Double] = [], alone: [Double] = [], plain: [Double] = [], scan: [Double] = []
                 var ratio = 0.0
                 for _ in 0..<runs {
                     let result = try await measureAppend(batches: batches, compression: compression)
                     append.append(result.appendSeconds)
                     scan.append(result.scanSeconds)
                     ratio = result.ratio
-                    if compression.codec == .gzip { zlib.append(try Self.measureZlib(batches: batches, level: compression.level)) }
+                    if compression.codec != .none { alone.append(try Self.measureCodec(batches: batches, compression: compression)) }
                     plain.append(try measurePlainWrite(batches: batches))
                 }
                 let mb = Double(payload) / 1e6
                 let appendRate = mb / median(append)
-                let zlibRate = zlib.isEmpty ? nil : mb / median(zlib)
+                let aloneRate = alone.isEmpty ? nil : mb / median(alone)
                 writeLine("| \(batchKiB) KiB | \(name) | \(f1(appendRate)) | \(f0(Double(records) / median(append))) | \(f2(ratio)) | "
-                    + "\(zlibRate.map(f1) ?? "–") | \(zlibRate.map { f0(100 * appendRate / $0) + "%" } ?? "–") | "
+                    + "\(aloneRate.map(f1) ?? "–") | \(aloneRate.map { f0(100 * appendRate / $0) + "%" } ?? "–") | "
                     + "\(f1(mb / median(plain))) | \(f1(mb / median(scan))) |")
             }
         }
@@ -100,7 +103,7 @@ struct LogBench: AsyncParsableCommand {
 
     struct Batch {
         var records: [Record]
-        var section: [UInt8]  // the uncompressed records section, what zlib compresses
+        var section: [UInt8]  // the uncompressed records section, what the codec compresses
         var payload: Int
     }
 
@@ -154,11 +157,12 @@ struct LogBench: AsyncParsableCommand {
         return (appendSeconds, scanSeconds, Double(sections) / Double(stored))
     }
 
-    static func measureZlib(batches: [Batch], level: Int32) throws -> Double {
+    /// The codec library alone compressing the same records sections: the ceiling of the append.
+    static func measureCodec(batches: [Batch], compression: Compression) throws -> Double {
         let start = DispatchTime.now()
         var sink = 0
         for batch in batches {
-            sink &+= try batch.section.withUnsafeBytes { try Gzip.compress($0, level: level) }.count
+            sink &+= try batch.section.withUnsafeBytes { try compression.compress($0) }.count
         }
         precondition(sink > 0)
         return seconds(since: start)

@@ -19,19 +19,24 @@ struct ProduceCommand: AsyncParsableCommand {
     var partitions: Int = 1
     @Option(name: .long, help: "Records per batch.")
     var batchRecords: Int = 100
-    @Option(name: .long, help: "Compression: none or gzip.")
+    @Option(name: .long, help: "Compression: none, gzip, snappy, lz4 or zstd.")
     var compression: String = "none"
-    @Option(name: .long, help: "gzip level, 1 (fastest) to 9 (smallest).")
-    var compressionLevel: Int32 = 6
+    @Option(name: .long, help: "The codec's level, 1 fastest: gzip 1–9 (default 6), lz4 1–12 (default 9), zstd 1–22 (default 3), as Kafka's.")
+    var compressionLevel: Int32?
     @Option(name: .long, help: "Split each line into key and value at the first occurrence of this string.")
     var keySeparator: String?
 
     func validate() throws {
         if let problem = DumpCommand.nameError(topic).nilIfEmpty { throw ValidationError(problem) }
-        guard CompressionCodec(name: compression) != nil else {
-            throw ValidationError("--compression must be none or gzip, got '\(compression)'")
+        guard let codec = CompressionCodec(name: compression) else {
+            throw ValidationError("--compression must be one of \(CompressionCodec.names), got '\(compression)'")
         }
-        guard (1...9).contains(compressionLevel) else { throw ValidationError("--compression-level must be 1...9, got \(compressionLevel)") }
+        if let compressionLevel {
+            guard let levels = codec.levels else { throw ValidationError("--compression \(codec) has no levels; leave out --compression-level") }
+            guard levels.contains(compressionLevel) else {
+                throw ValidationError("--compression-level for \(codec) must be \(levels.lowerBound)...\(levels.upperBound), got \(compressionLevel)")
+            }
+        }
         guard batchRecords >= 1 else { throw ValidationError("--batch-records must be at least 1, got \(batchRecords)") }
         guard partition >= 0, partition < partitions || partitions < 1 else {
             throw ValidationError("--partition \(partition) is outside 0..<\(partitions) (--partitions)")

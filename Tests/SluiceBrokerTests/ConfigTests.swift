@@ -1,5 +1,6 @@
 import Foundation
 @testable import SluiceBroker
+import SluiceLog
 import Testing
 
 @Suite("Configuration")
@@ -46,7 +47,11 @@ struct ConfigTests {
         (["--linger-ms", "-1"], [:], "linger.ms=-1 (from flag --linger-ms) is invalid"),
         (["-X", "linger.ms"], [:], "-X linger.ms must be name=value"),
         (["-X", "lingerms=5"], [:], "unknown property 'lingerms' (from flag -X lingerms); did you mean linger.ms?"),
-        (["--compression-type", "zstd"], [:], "compression.type=zstd (from flag --compression-type) is invalid: expected one of none, gzip"),
+        (["--compression-type", "brotli"], [:], "compression.type=brotli (from flag --compression-type) is invalid: expected one of none, gzip, snappy, lz4, zstd"),
+        (["--compression-level", "10"], [:], "compression.level=10 (from flag --compression-level) is not a level of compression.type=gzip (from default): use 1–9"),
+        (["--compression-type", "lz4", "--compression-level", "13"], [:], "is not a level of compression.type=lz4 (from flag --compression-type): use 1–12"),
+        (["--compression-type", "zstd", "--compression-level", "23"], [:], "compression.level=23 (from flag --compression-level) is invalid: expected an integer from 1 to 22"),
+        (["--compression-type", "snappy", "--compression-level", "3"], [:], "compression.type=snappy (from flag --compression-type) has no levels, but compression.level=3 (from flag --compression-level) is set"),
         (["--acks", "2"], [:], "acks=2 (from flag --acks) is invalid: expected one of 0, 1, all"),
         (["--enable-idempotence", "maybe"], [:], "expected true or false"),
         (["--acks", "1"], [:], "enable.idempotence=true (from default) needs acks=all, but acks=1 (from flag --acks)"),
@@ -73,6 +78,20 @@ struct ConfigTests {
     func invalid(arguments: [String], environment: [String: String], message: String) {
         let error = #expect(throws: ConfigError.self) { try SluiceConfig.load(arguments: arguments, environment: environment) }
         #expect(error?.message.contains(message) == true, "got: \(error?.message ?? "no error")")
+    }
+
+    @Test("every codec and the ends of its levels are accepted, and snappy and none without a level")
+    func codecs() throws {
+        let cases: [([String], Compression)] = [
+            ([], .gzip(level: 1)), (["--compression-level", "9"], .gzip(level: 9)),
+            (["--compression-type", "snappy"], Compression(codec: .snappy, level: 1)),
+            (["--compression-type", "lz4", "--compression-level", "12"], .lz4(level: 12)),
+            (["--compression-type", "zstd", "--compression-level", "22"], .zstd(level: 22)),
+            (["--compression-type", "zstd"], .zstd(level: 1)), (["--compression-type", "none"], Compression(codec: .none, level: 1)),
+        ]
+        for (arguments, expected) in cases {
+            #expect(try SluiceConfig.load(arguments: arguments, environment: [:]).compression == expected, "\(arguments)")
+        }
     }
 
     @Test("file errors name the file and line")

@@ -123,12 +123,19 @@ struct KafkaProtocolTests {
                 let at = 6 + i * 6
                 served[int16(body, at: at)] = int16(body, at: at + 2)...int16(body, at: at + 4)
             }
-            #expect(served == Dictionary(uniqueKeysWithValues: KafkaAPI.allCases.map { ($0.rawValue, $0.versions) }))
+            #expect(served == Dictionary(uniqueKeysWithValues: KafkaAPI.allCases.map { ($0.rawValue, $0.advertisedVersions) }))
+            // Produce is listed from v0 as Kafka 4.0 lists it, so that librdkafka compresses (KAFKA-18659).
+            #expect(served[KafkaAPI.produce.rawValue] == 0...8)
 
             // The same connection still works: v2 is served.
             connection.send(kafkaFrame(api: 18, version: 2, correlation: 8))
             let (next, nextBody) = try #require(connection.response())
             #expect(next == 8 && int16(nextBody, at: 0) == 0)
+
+            // Listed is not served: Produce v2 (magic 0/1 message sets) closes the connection, as other
+            // versions outside the served range do.
+            connection.send(kafkaFrame(api: 0, version: 2, correlation: 9) { w in w.int16(1); w.int32(1000); w.int32(0) })
+            #expect(connection.response() == nil && connection.closedByPeer())
         }
     }
 

@@ -31,13 +31,32 @@ struct CLITests {
         }
     }
 
+    @Test("produce, dump and fsck with every codec", arguments: ["snappy", "lz4", "zstd"])
+    func everyCodec(_ codec: String) async throws {
+        try await withTemporaryDirectory { dir in
+            let input = (0..<40).map { "k\($0 % 4)|\(codec) value \($0) " + String(repeating: "ab", count: $0 * 30) }.joined(separator: "\n") + "\n"
+            let produced = try sluice("produce", "--data-dir", dir, "--topic", "c", "--key-separator", "|", "--batch-records", "16",
+                                      "--compression", codec, stdin: input)
+            #expect(produced.status == 0, "\(produced.stderr)")
+            let dump = try sluice("dump", "--data-dir", dir, "--topic", "c")
+            let lines = try dump.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            #expect(lines.filter { $0["type"] as? String == "batch" }.map { $0["codec"] as? String } == [codec, codec, codec])
+            #expect(lines.filter { $0["type"] as? String == "record" }.compactMap { $0["value"] as? String }
+                    == (0..<40).map { "\(codec) value \($0) " + String(repeating: "ab", count: $0 * 30) })
+            let fsck = try sluice("fsck", "--data-dir", dir)
+            #expect(fsck.status == 0, "\(fsck.stdout) \(fsck.stderr)")
+        }
+    }
+
     @Test("bad input exits 2 with a message that says what to fix", arguments: [
         (["dump", "--topic", "../etc"], "topic name contains '/'"),
         (["dump", "--topic", "t", "--from-offset=-1"], "--from-offset must not be negative"),
         (["dump", "--topic", "t", "--bogus"], "Unknown option '--bogus'"),
         (["dump", "--topic", "missing"], "topic missing does not exist"),
         (["fsck", "--data-dir", "/nonexistent/sluice"], "does not exist"),
-        (["produce", "--topic", "t", "--compression", "lz4"], "--compression must be none or gzip"),
+        (["produce", "--topic", "t", "--compression", "brotli"], "--compression must be one of none, gzip, snappy, lz4, zstd, got 'brotli'"),
+        (["produce", "--topic", "t", "--compression", "snappy", "--compression-level", "3"], "--compression snappy has no levels"),
+        (["produce", "--topic", "t", "--compression", "zstd", "--compression-level", "23"], "--compression-level for zstd must be 1...22, got 23"),
         (["serve", "--retention-check-interval-ms", "0"], "retention.check.interval.ms=0 (from flag --retention-check-interval-ms) is invalid"),
         (["serve", "-X", "acks=1"], "enable.idempotence=true (from default) needs acks=all"),
         (["serve", "--lingr-ms", "5"], "did you mean --linger-ms?"),

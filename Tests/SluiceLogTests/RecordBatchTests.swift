@@ -169,13 +169,11 @@ struct RecordBatchTests {
         magic[16] = 1
         error = #expect(throws: LogError.self) { try RecordBatch.decode(magic) }
         #expect(error?.message.contains("magic byte is 1") == true)
-        // Unsupported codec, with a valid CRC.
-        var snappy = batch
-        snappy[22] = 2
-        let crc = snappy.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[21...])) }
-        withUnsafeBytes(of: crc.bigEndian) { for i in 0..<4 { snappy[17 + i] = $0[i] } }
-        error = #expect(throws: LogError.self) { try RecordBatch.decode(snappy) }
-        #expect(error?.message.contains("codec 2") == true)
+        // A codec that does not exist, with a valid CRC.
+        var unknown = batch
+        unknown[22] = 6
+        error = #expect(throws: LogError.self) { try RecordBatch.decode(withFreshCRC(unknown)) }
+        #expect(error?.message.contains("codec 6 does not exist") == true)
         // No records.
         error = #expect(throws: LogError.self) { try RecordBatch.encode([]) }
         #expect(error?.code == .invalidBatch)
@@ -189,7 +187,93 @@ struct RecordBatchTests {
         let error = #expect(throws: LogError.self) {
             try batch.withUnsafeBytes { try RecordBatch.decode($0, decompressedLimit: 1 << 20) }
         }
-        #expect(error?.message.contains("inflates to more than") == true)
+        #expect(error?.message.contains("decompresses to more than") == true)
         #expect(try RecordBatch.decode(batch).records[0].value?.count == 4 << 20)
     }
+
+    static let codecs: [Compression] = [.gzip(level: 1), .snappy, .lz4(level: 1), .lz4(level: 9), .zstd(level: 1), .zstd(level: 19)]
+
+    @Test("every codec round-trips batches of any size, snappy across many 32 KiB blocks and lz4 across 64 KiB blocks",
+          arguments: codecs)
+    func codecsRoundTrip(_ compression: Compression) throws {
+        for count in [1, 7, 300, 3000] {
+            let records = sampleRecords(count, prefix: "\(compression.codec)")
+            let batch = try RecordBatch.encode(records, compression: compression)
+            let decoded = try RecordBatch.decode(batch)
+            #expect(decoded.header.codec == compression.codec)
+            #expect(decoded.records.map(\.value) == records.map(\.value))
+            #expect(decoded.records.map(\.headers) == records.map(\.headers))
+            #expect(decoded.records.map(\.key) == records.map(\.key))
+        }
+    }
+
+    @Test("snappy reads a single raw block, as librdkafka writes it, beside the xerial framing")
+    func rawSnappy() throws {
+        let plain = Array(String(repeating: "raw snappy block ", count: 5000).utf8)
+        let raw = try plain.withUnsafeBytes { try Snappy.compress($0, framing: .raw) }
+        let xerial = try plain.withUnsafeBytes { try Snappy.compress($0) }
+        #expect(Array(xerial.prefix(8)) == Snappy.magic)
+        #expect(raw.prefix(8).elementsEqual(Snappy.magic) == false)
+        for stream in [raw, xerial] {
+            #expect(try stream.withUnsafeBytes { try CompressionCodec.snappy.decompress($0, limit: 1 << 20) } == plain)
+        }
+    }
+
+    @Test("a damaged compressed section gives an error for that batch, never a crash", arguments: codecs)
+    func damagedSections(_ compression: Compression) throws {
+        let batch = try RecordBatch.encode(sampleRecords(400), compression: compression)
+        let section = RecordBatchHeader.size
+        // Truncated anywhere: the batch length and CRC are made to match, so only the codec can tell.
+        for cut in [1, 9, (batch.count - section) / 2, batch.count - section - 1] {
+            var short = Array(batch.prefix(batch.count - cut))
+            withUnsafeBytes(of: Int32(short.count - RecordBatchHeader.logOverhead).bigEndian) { for i in 0..<4 { short[8 + i] = $0[i] } }
+            let error = #expect(throws: LogError.self, "\(compression.codec) cut by \(cut)") { try RecordBatch.decode(withFreshCRC(short)) }
+            #expect(error?.message.contains("batch at offset") == true)
+        }
+        // The stream's first bytes (a frame's magic, a gzip header, snappy's framing) damaged, CRC made valid.
+        var head = batch
+        for i in 0..<4 { head[section + i] ^= 0x5A }
+        #expect(throws: LogError.self, "\(compression.codec)") { try RecordBatch.decode(withFreshCRC(head)) }
+        // Flips anywhere with a valid CRC: an error or some records, but never a crash or a hang.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            var flipped = batch
+            flipped[Int.random(in: section..<batch.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+            _ = try? RecordBatch.decode(withFreshCRC(flipped))
+        }
+        // Without a fresh CRC, any flip is the CRC's to catch.
+        var plainFlip = batch
+        plainFlip[batch.count - 2] ^= 0x01
+        #expect((#expect(throws: LogError.self) { try RecordBatch.decode(plainFlip) })?.code == .corruptBatch)
+    }
+
+    @Test("a decompression bomb of any codec stops at the limit", arguments: codecs)
+    func bombs(_ compression: Compression) throws {
+        let zeros = [UInt8](repeating: 0, count: 8 << 20)
+        let stream = try zeros.withUnsafeBytes { try compression.compress($0) }
+        #expect(stream.count < 1 << 20)
+        let error = #expect(throws: DecodeError.self) {
+            try stream.withUnsafeBytes { try compression.codec.decompress($0, limit: 1 << 20) }
+        }
+        #expect(error?.description.contains("more than 1048576 bytes") == true)
+        #expect(try stream.withUnsafeBytes { try compression.codec.decompress($0, limit: 8 << 20) } == zeros)
+    }
+
+    @Test("a snappy block that claims gigabytes is refused before anything is allocated for it")
+    func snappyClaim() throws {
+        // varint 4,294,967,295 and then a few bytes of nothing.
+        let claim: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00, 0x01, 0x02]
+        let error = #expect(throws: DecodeError.self) {
+            try claim.withUnsafeBytes { try CompressionCodec.snappy.decompress($0, limit: 64 << 20) }
+        }
+        #expect(error?.description.contains("a block claims 4294967295") == true)
+    }
+}
+
+/// The batch with its CRC-32C recomputed, so that a test reaches the checks after it.
+func withFreshCRC(_ batch: [UInt8]) -> [UInt8] {
+    var batch = batch
+    let crc = batch.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[RecordBatchHeader.attributesOffset...])) }
+    withUnsafeBytes(of: crc.bigEndian) { for i in 0..<4 { batch[RecordBatchHeader.crcOffset + i] = $0[i] } }
+    return batch
 }
