@@ -19,14 +19,15 @@ struct RecordBatchTests {
         }
     }
 
-    @Test("the CPU's CRC-32C instruction and the table agree on any bytes, at any length and alignment")
+    @Test("the CPU's CRC-32C instruction (three lanes interleaved on long buffers) and the table agree on any bytes, at any length and alignment")
     func crc32cHardwareMatchesTable() {
         #if arch(x86_64)
         #expect(CRC32C.hardware, "an x86-64 CPU without SSE 4.2 is not expected on the machines we test on")
         #endif
         #expect(bytes("123456789").withUnsafeBytes { CRC32C.softwareUpdate(0, $0) } == 0xE306_9283)
         var generator = SystemRandomNumberGenerator()
-        for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 4096, 65_537] {
+        // Around the lane sizes: 3 × 256 and 3 × 8192 bytes, and long buffers that use both and a tail.
+        for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 767, 768, 769, 1000, 4096, 24_575, 24_576, 24_583, 65_537, 1_000_003] {
             let data = (0..<(length + 7)).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
             for start in 0..<8 where start + length <= data.count {
                 data[start..<(start + length)].withUnsafeBytes { raw in

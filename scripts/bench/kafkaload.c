@@ -2,7 +2,8 @@
 //
 //   kafkaload produce BROKER TOPIC EVENTS COUNT ACKS CODEC   COUNT records (values: the lines of EVENTS in turn,
 //                                                             ~1 KiB JSON; keys k0…k63), acks 1 or all, codec
-//                                                             none or gzip; linger.ms=5, batch.size=1 MiB
+//                                                             none or gzip (level 1, the agent's default);
+//                                                             linger.ms=5, batch.size=1 MiB
 //   kafkaload consume BROKER TOPIC COUNT                      reads every partition from the beginning (no group)
 //                                                             until COUNT records have arrived
 //
@@ -58,6 +59,8 @@ static int produce(const char *broker, const char *topic, const char *events, lo
     set(conf, "bootstrap.servers", broker);
     set(conf, "acks", acks);
     set(conf, "compression.codec", codec);
+    // The agent's default level for its own gzip (compression.level=1), so both paths compress alike.
+    if (strcmp(codec, "gzip") == 0) set(conf, "compression.level", "1");
     set(conf, "linger.ms", "5");
     set(conf, "batch.size", "1048576");
     set(conf, "queue.buffering.max.kbytes", "262144");
