@@ -6,14 +6,36 @@ import CZstd
 // framing Kafka clients write. Decompression never produces more than a caller's limit, whatever a frame claims.
 
 extension Compression {
-    /// Compresses a records section with this codec and level (`none` returns the bytes as they are).
-    public func compress(_ input: UnsafeRawBufferPointer) throws -> [UInt8] {
+    /// The most bytes ``compress(_:into:)`` can write for `count` input bytes.
+    public func bound(_ count: Int) -> Int {
         switch codec {
-        case .none: Array(input)
-        case .gzip: try Gzip.compress(input, level: level)
-        case .snappy: try Snappy.compress(input)
-        case .lz4: try LZ4.compress(input, level: level)
-        case .zstd: try Zstd.compress(input, level: level)
+        case .none: count
+        case .gzip: Gzip.bound(count)
+        case .snappy: Snappy.bound(count)
+        case .lz4: LZ4.bound(count)
+        case .zstd: ZSTD_compressBound(count)
+        }
+    }
+
+    /// Compresses a records section with this codec and level straight into `output` (at least
+    /// ``bound(_:)`` bytes), returning how many bytes it wrote; `none` copies.
+    public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
+        precondition(output.count >= bound(input.count), "the output must hold bound(input.count) bytes")
+        switch codec {
+        case .none:
+            if let base = input.baseAddress { output.baseAddress!.copyMemory(from: base, byteCount: input.count) }
+            return input.count
+        case .gzip: return try Gzip.compress(input, level: level, into: output)
+        case .snappy: return try Snappy.compress(input, into: output)
+        case .lz4: return try LZ4.compress(input, level: level, into: output)
+        case .zstd: return try Zstd.compress(input, level: level, into: output)
+        }
+    }
+
+    /// ``compress(_:into:)`` into a new array.
+    public func compress(_ input: UnsafeRawBufferPointer) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: max(bound(input.count), 1)) { buffer, count in
+            count = try compress(input, into: UnsafeMutableRawBufferPointer(buffer))
         }
     }
 }
@@ -71,36 +93,49 @@ public enum Snappy {
     /// (what librdkafka writes).
     public enum Framing: Sendable { case xerial, raw }
 
-    public static func compress(_ input: UnsafeRawBufferPointer, framing: Framing = .xerial) throws -> [UInt8] {
-        if framing == .raw {
-            var block = [UInt8](repeating: 0, count: snappy_max_compressed_length(input.count))
-            let length = try compressBlock(input, into: &block)
-            return Array(block[..<length])
-        }
-        var out = ByteWriter(capacity: headerSize + input.count + input.count / 6 + 64)
-        out.write(bytes: magic)
-        out.write(Int32(1))
-        out.write(Int32(1))
-        var block = [UInt8](repeating: 0, count: snappy_max_compressed_length(blockSize))
+    /// The most bytes the xerial framing of `count` bytes takes.
+    static func bound(_ count: Int) -> Int {
+        let blocks = (count + blockSize - 1) / blockSize
+        return headerSize + blocks * (4 + snappy_max_compressed_length(blockSize))
+    }
+
+    /// snappy in the xerial framing into `output` (at least ``bound(_:)`` bytes); returns the bytes written.
+    static func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
+        output.copyBytes(from: magic)
+        output.storeBytes(of: Int32(1).bigEndian, toByteOffset: 8, as: Int32.self)
+        output.storeBytes(of: Int32(1).bigEndian, toByteOffset: 12, as: Int32.self)
+        var position = headerSize
         var start = 0
         while start < input.count {
             let chunk = UnsafeRawBufferPointer(rebasing: input[start..<min(start + blockSize, input.count)])
-            let length = try compressBlock(chunk, into: &block)
-            out.write(Int32(length))
-            out.write(bytes: block[..<length])
+            let length = try compressBlock(chunk, into: UnsafeMutableRawBufferPointer(rebasing: output[(position + 4)...]))
+            output.storeBytes(of: Int32(length).bigEndian, toByteOffset: position, as: Int32.self)
+            position += 4 + length
             start += chunk.count
         }
-        return out.bytes
+        return position
     }
 
-    private static func compressBlock(_ input: UnsafeRawBufferPointer, into block: inout [UInt8]) throws -> Int {
+    /// snappy in the xerial framing (`.xerial`, what Sluice writes) or as one raw block (`.raw`, as librdkafka writes).
+    public static func compress(_ input: UnsafeRawBufferPointer, framing: Framing = .xerial) throws -> [UInt8] {
+        switch framing {
+        case .xerial:
+            return try [UInt8](unsafeUninitializedCapacity: bound(input.count)) { buffer, count in
+                count = try compress(input, into: UnsafeMutableRawBufferPointer(buffer))
+            }
+        case .raw:
+            return try [UInt8](unsafeUninitializedCapacity: snappy_max_compressed_length(input.count)) { buffer, count in
+                count = try compressBlock(input, into: UnsafeMutableRawBufferPointer(buffer))
+            }
+        }
+    }
+
+    private static func compressBlock(_ input: UnsafeRawBufferPointer, into block: UnsafeMutableRawBufferPointer) throws -> Int {
         var length = block.count
         let nothing: CChar = 0
         let status = withUnsafePointer(to: nothing) { empty in
-            block.withUnsafeMutableBytes { dst in
-                snappy_compress(input.baseAddress?.assumingMemoryBound(to: CChar.self) ?? empty, input.count,
-                                dst.baseAddress!.assumingMemoryBound(to: CChar.self), &length)
-            }
+            snappy_compress(input.baseAddress?.assumingMemoryBound(to: CChar.self) ?? empty, input.count,
+                            block.baseAddress!.assumingMemoryBound(to: CChar.self), &length)
         }
         guard status == SNAPPY_OK else { throw LogError(.io, "snappy_compress failed (status \(status.rawValue))") }
         return length
@@ -154,21 +189,26 @@ public enum Snappy {
 /// most 64 KiB, no checksums beyond the frame header's. Levels 1–12 (Kafka's `compression.lz4.level`; 1 is LZ4's
 /// fast mode, 3 and up its high-compression mode).
 public enum LZ4 {
-    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32) throws -> [UInt8] {
+    private static func preferences(level: Int32) -> LZ4F_preferences_t {
         var preferences = LZ4F_preferences_t()
         preferences.frameInfo.blockSizeID = LZ4F_max64KB
         preferences.frameInfo.blockMode = LZ4F_blockIndependent
         preferences.compressionLevel = level
-        let bound = LZ4F_compressFrameBound(input.count, &preferences)
-        var output = [UInt8](repeating: 0, count: bound)
-        let written = output.withUnsafeMutableBytes { out in
-            LZ4F_compressFrame(out.baseAddress, bound, input.baseAddress, input.count, &preferences)
-        }
+        return preferences
+    }
+
+    static func bound(_ count: Int) -> Int {
+        var preferences = preferences(level: 1)
+        return LZ4F_compressFrameBound(count, &preferences)
+    }
+
+    static func compress(_ input: UnsafeRawBufferPointer, level: Int32, into output: UnsafeMutableRawBufferPointer) throws -> Int {
+        var preferences = preferences(level: level)
+        let written = LZ4F_compressFrame(output.baseAddress, output.count, input.baseAddress, input.count, &preferences)
         guard LZ4F_isError(written) == 0 else {
             throw LogError(.io, "LZ4F_compressFrame failed: \(String(cString: LZ4F_getErrorName(written)))")
         }
-        output.removeLast(output.count - written)
-        return output
+        return written
     }
 
     static func decompress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8] {
@@ -198,15 +238,10 @@ public enum LZ4 {
 /// frame that claims a huge content size allocates nothing for it; the decoder's window is zstd's default maximum
 /// (128 MiB for a frame that asks for it).
 public enum Zstd {
-    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32) throws -> [UInt8] {
-        let bound = ZSTD_compressBound(input.count)
-        var output = [UInt8](repeating: 0, count: bound)
-        let written = output.withUnsafeMutableBytes { out in
-            ZSTD_compress(out.baseAddress, bound, input.baseAddress, input.count, level)
-        }
+    static func compress(_ input: UnsafeRawBufferPointer, level: Int32, into output: UnsafeMutableRawBufferPointer) throws -> Int {
+        let written = ZSTD_compress(output.baseAddress, output.count, input.baseAddress, input.count, level)
         guard ZSTD_isError(written) == 0 else { throw LogError(.io, "ZSTD_compress failed: \(String(cString: ZSTD_getErrorName(written)))") }
-        output.removeLast(output.count - written)
-        return output
+        return written
     }
 
     static func decompress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8] {

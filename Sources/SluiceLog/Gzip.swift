@@ -2,8 +2,13 @@ import CZlib
 
 /// gzip (RFC 1952) compression of a record batch's records section, through the system zlib.
 public enum Gzip {
-    /// Compresses `input` as one gzip member at `level` (1 fastest … 9 smallest).
-    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32) throws -> [UInt8] {
+    /// The most bytes one gzip member of `count` bytes takes: zlib's `compressBound` plus the gzip wrapper's
+    /// 12 bytes more than zlib's, and a margin.
+    static func bound(_ count: Int) -> Int { Int(compressBound(uLong(count))) + 12 + 64 }
+
+    /// Compresses `input` as one gzip member at `level` (1 fastest … 9 smallest) into `output` (at least
+    /// ``bound(_:)`` bytes); returns the bytes written.
+    static func compress(_ input: UnsafeRawBufferPointer, level: Int32, into output: UnsafeMutableRawBufferPointer) throws -> Int {
         var stream = z_stream()
         // windowBits 15 + 16 asks zlib for a gzip header and trailer instead of zlib's.
         let status = deflateInit2_(
@@ -11,20 +16,20 @@ public enum Gzip {
             ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
         guard status == Z_OK else { throw LogError(.invalidConfig, "zlib refused compression level \(level) (status \(status)); use 1...9") }
         defer { deflateEnd(&stream) }
+        stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = uInt(input.count)
+        stream.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
+        stream.avail_out = uInt(output.count)
+        let result = deflate(&stream, Z_FINISH)
+        guard result == Z_STREAM_END else { throw LogError(.io, "zlib deflate failed with status \(result)") }
+        return Int(stream.total_out)
+    }
 
-        let bound = Int(deflateBound(&stream, uLong(input.count)))
-        var output = [UInt8](repeating: 0, count: bound)
-        let produced: Int = output.withUnsafeMutableBytes { out in
-            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-            stream.avail_in = uInt(input.count)
-            stream.next_out = out.baseAddress?.assumingMemoryBound(to: Bytef.self)
-            stream.avail_out = uInt(out.count)
-            let result = deflate(&stream, Z_FINISH)
-            return result == Z_STREAM_END ? Int(stream.total_out) : -Int(result)
+    /// Compresses `input` as one gzip member at `level` (1 fastest … 9 smallest).
+    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: bound(input.count)) { buffer, count in
+            count = try compress(input, level: level, into: UnsafeMutableRawBufferPointer(buffer))
         }
-        guard produced >= 0 else { throw LogError(.io, "zlib deflate failed with status \(-produced)") }
-        output.removeLast(output.count - produced)
-        return output
     }
 
     /// Decompresses a gzip (or zlib) stream, refusing to produce more than `limit` bytes.

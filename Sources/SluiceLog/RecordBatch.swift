@@ -34,6 +34,27 @@ public struct RecordBatchHeader: Sendable, Hashable {
     public var isTransactional: Bool { attributes & 0x10 != 0 }
     public var isControl: Bool { attributes & 0x20 != 0 }
 
+    /// Writes this header, with `batchLength` for a records section of `sectionSize` bytes, over the first 61
+    /// bytes of `batch`, and then the CRC-32C of the whole batch.
+    func write(into batch: inout [UInt8], sectionSize: Int) {
+        batch.withUnsafeMutableBytes { raw in
+            func put<T: FixedWidthInteger>(_ value: T, _ offset: Int) { raw.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self) }
+            put(baseOffset, 0)
+            put(Int32(Self.size - Self.logOverhead + sectionSize), 8)
+            put(partitionLeaderEpoch, 12)
+            put(magic, 16)
+            put(attributes, Self.attributesOffset)
+            put(lastOffsetDelta, 23)
+            put(baseTimestamp, 27)
+            put(maxTimestamp, 35)
+            put(producer.producerId, 43)
+            put(producer.producerEpoch, 51)
+            put(producer.baseSequence, 53)
+            put(recordCount, 57)
+            put(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[Self.attributesOffset...])), Self.crcOffset)
+        }
+    }
+
     /// Parses the header; checks only what the header alone can tell.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> RecordBatchHeader {
         guard bytes.count >= size else {
@@ -94,38 +115,36 @@ public enum RecordBatch {
             for header in record.headers { estimated += 8 + header.key.utf8.count + (header.value?.count ?? 0) }
         }
 
-        var body = ByteWriter(capacity: estimated)
-        for (index, record) in records.enumerated() {
-            encodeRecord(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &body)
+        let header = RecordBatchHeader(
+            baseOffset: baseOffset, batchLength: 0, partitionLeaderEpoch: partitionLeaderEpoch, magic: 2, crc: 0,
+            attributes: compression.codec.rawValue, lastOffsetDelta: Int32(records.count - 1),
+            baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, producer: producer, recordCount: Int32(records.count))
+        // Uncompressed, the records are written right after room for the header; compressed, the codec writes
+        // straight after it. Either way the section is never copied into the batch afterwards.
+        var batch: [UInt8]
+        if compression.codec == .none {
+            var out = ByteWriter(capacity: RecordBatchHeader.size + estimated)
+            out.write(bytes: repeatElement(0, count: RecordBatchHeader.size))
+            for (index, record) in records.enumerated() {
+                encodeRecord(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &out)
+            }
+            batch = out.bytes
+        } else {
+            var body = ByteWriter(capacity: estimated)
+            for (index, record) in records.enumerated() {
+                encodeRecord(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &body)
+            }
+            batch = try body.bytes.withUnsafeBytes { section throws in
+                try [UInt8](unsafeUninitializedCapacity: RecordBatchHeader.size + compression.bound(section.count)) { buffer, count in
+                    let raw = UnsafeMutableRawBufferPointer(buffer)
+                    UnsafeMutableRawBufferPointer(rebasing: raw[..<RecordBatchHeader.size]).initializeMemory(as: UInt8.self, repeating: 0)
+                    count = RecordBatchHeader.size
+                    count += try compression.compress(section, into: UnsafeMutableRawBufferPointer(rebasing: raw[RecordBatchHeader.size...]))
+                }
+            }
         }
-
-        var attributes: Int16 = 0
-        var section = body.bytes
-        if compression.codec != .none {
-            attributes |= compression.codec.rawValue
-            section = try body.bytes.withUnsafeBytes { raw throws in try compression.compress(raw) }
-        }
-
-        var out = ByteWriter(capacity: RecordBatchHeader.size + section.count)
-        out.write(baseOffset)
-        out.write(Int32(RecordBatchHeader.size - RecordBatchHeader.logOverhead + section.count))
-        out.write(partitionLeaderEpoch)
-        out.write(Int8(2))
-        out.write(UInt32(0))  // CRC, filled in below
-        out.write(attributes)
-        out.write(Int32(records.count - 1))
-        out.write(baseTimestamp)
-        out.write(maxTimestamp)
-        out.write(producer.producerId)
-        out.write(producer.producerEpoch)
-        out.write(producer.baseSequence)
-        out.write(Int32(records.count))
-        out.write(bytes: section)
-        let crc = out.bytes.withUnsafeBytes { raw in
-            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[RecordBatchHeader.attributesOffset...]))
-        }
-        out.set(crc, at: RecordBatchHeader.crcOffset)
-        return out.bytes
+        header.write(into: &batch, sectionSize: batch.count - RecordBatchHeader.size)
+        return batch
     }
 
     static func encodeRecord(_ record: Record, offsetDelta: Int64, timestampDelta: Int64, into out: inout ByteWriter) {

@@ -156,10 +156,11 @@ struct LogBench: AsyncParsableCommand {
         var sections = 0
         let start = DispatchTime.now()
         for batch in batches {
-            let bytes = try RecordBatch.encode(batch.records, compression: compression)
-            stored += bytes.count
+            // As the agent's producer path does: encoded, so checked, and appended without a second CRC.
+            let checked = try RecordBatch.encodeChecked(batch.records, compression: compression)
+            stored += checked.bytes.count
             sections += batch.section.count + RecordBatchHeader.size
-            _ = try partition.appendWithoutFlush(bytes)
+            _ = try partition.appendWithoutFlush(checked)
         }
         let appendSeconds = seconds(since: start)
         let scanStart = DispatchTime.now()
