@@ -109,6 +109,7 @@ let package = Package(
         .target(
             name: "SluiceServer",
             dependencies: [
+                "SluiceLog",  // imported directly: without the arrow, incremental builds miss its layout changes
                 "SluiceBroker",
                 "SluiceDelivery",
                 "SluiceSaga",

@@ -103,7 +103,8 @@ final class PartitionProducer: Sendable {
             let entries = Array(state.open.prefix(take))
             state.open.removeFirst(take)
             state.openBytes -= bytes
-            let compression = settings.compression
+            // The topic's compression.type, when it names a codec, over the agent's.
+            let compression = log.config.compression.map { Compression(codec: $0) } ?? settings.compression
             let encoded = Task<Result<CheckedBatch, BrokerError>, Never> {
                 do {
                     return .success(try RecordBatch.encodeChecked(entries.map(\.record), compression: compression))

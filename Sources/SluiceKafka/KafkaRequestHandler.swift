@@ -297,9 +297,13 @@ public struct KafkaRequestHandler: Sendable {
             return refuse(.invalidRecord, "lastOffsetDelta \(header.lastOffsetDelta) does not match the record count \(header.recordCount)")
         }
         // The CRC-32C last, once: the log appends the checked batch without computing it again.
-        let batch: CheckedBatch
+        var batch: CheckedBatch
         do {
             batch = try CheckedBatch(bytes)
+            // A topic whose compression.type names a codec keeps every batch in it, as Kafka's broker does.
+            if let codec = log.config.compression, codec != header.codec {
+                batch = try batch.recompressed(to: Compression(codec: codec))
+            }
         } catch {
             let failure = error as? LogError
             return refuse(failure?.code == .corruptBatch ? .corruptMessage : .invalidRecord, failure?.message ?? "\(error)")

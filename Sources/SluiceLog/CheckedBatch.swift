@@ -24,6 +24,16 @@ public struct CheckedBatch: Sendable {
         self.header = header
     }
 
+    /// The same records, producer fields, timestamps and leader epoch in a batch of `compression`: what a topic
+    /// whose `compression.type` names a codec stores of a batch a producer compressed otherwise (as Kafka's broker
+    /// recompresses). A decompression bomb or damaged records section is an `invalidBatch` error.
+    public func recompressed(to compression: Compression) throws -> CheckedBatch {
+        let records = try RecordBatch.decode(bytes).records
+        return try CheckedBatch(encoded: RecordBatch.encode(
+            records, baseOffset: header.baseOffset, compression: compression, producer: header.producer,
+            partitionLeaderEpoch: header.partitionLeaderEpoch))
+    }
+
     /// A batch ``RecordBatch`` has just encoded, and so computed the CRC of.
     init(encoded bytes: [UInt8]) throws {
         self.bytes = bytes

@@ -36,6 +36,10 @@ public struct TopicConfig: Sendable, Hashable {
     public var indexIntervalBytes: Int
     /// `flush.policy` (`sync` | `interval` | `os`) with `flush.ms` for `interval`. Default `sync`.
     public var flushPolicy: FlushPolicy
+    /// `compression.type`: nil is Kafka's `producer` (batches stay as the producer compressed them: a Kafka
+    /// client's codec, the agent's `compression.type` over HTTP); a codec makes every batch of the topic that
+    /// codec, at its Kafka default level (gzip 6, lz4 9, zstd 3), recompressing Kafka batches of another codec.
+    public var compression: CompressionCodec?
 
     public init(
         segmentBytes: Int64 = 1 << 30,
@@ -44,7 +48,8 @@ public struct TopicConfig: Sendable, Hashable {
         retentionBytes: Int64 = -1,
         maxMessageBytes: Int = 1_048_588,
         indexIntervalBytes: Int = 4096,
-        flushPolicy: FlushPolicy = .sync
+        flushPolicy: FlushPolicy = .sync,
+        compression: CompressionCodec? = nil
     ) {
         self.segmentBytes = segmentBytes
         self.segmentMs = segmentMs
@@ -53,6 +58,7 @@ public struct TopicConfig: Sendable, Hashable {
         self.maxMessageBytes = maxMessageBytes
         self.indexIntervalBytes = indexIntervalBytes
         self.flushPolicy = flushPolicy
+        self.compression = compression
     }
 
     /// Every property this type understands, with what it allows.
@@ -65,6 +71,7 @@ public struct TopicConfig: Sendable, Hashable {
         ("index.interval.bytes", "an integer from 0"),
         ("flush.policy", "one of sync, interval, os"),
         ("flush.ms", "an integer from 1 (with flush.policy=interval)"),
+        ("compression.type", "producer (keep what the producer sent) or one of " + CompressionCodec.names),
     ]
 
     /// Applies Kafka-style properties on top of `self`, naming the property and value in any error.
@@ -92,6 +99,14 @@ public struct TopicConfig: Sendable, Hashable {
                     throw LogError(.invalidConfig, "topic property flush.policy=\(value) is invalid; allowed: \(Self.allowed(name))")
                 }
                 policyName = value
+            case "compression.type":
+                if value == "producer" {
+                    config.compression = nil
+                } else if let codec = CompressionCodec(name: value) {
+                    config.compression = codec
+                } else {
+                    throw LogError(.invalidConfig, "topic property compression.type=\(value) is invalid; allowed: \(Self.allowed(name))")
+                }
             default:
                 let known = Self.properties.map(\.name).joined(separator: ", ")
                 throw LogError(.invalidConfig, "unknown topic property '\(name)'; known properties: \(known)")
@@ -118,7 +133,7 @@ public struct TopicConfig: Sendable, Hashable {
             "segment.bytes": "\(segmentBytes)", "segment.ms": "\(segmentMs)",
             "retention.ms": "\(retentionMs)", "retention.bytes": "\(retentionBytes)",
             "max.message.bytes": "\(maxMessageBytes)", "index.interval.bytes": "\(indexIntervalBytes)",
-            "flush.policy": flushPolicy.description,
+            "flush.policy": flushPolicy.description, "compression.type": compression?.description ?? "producer",
         ]
         if case .interval(let ms) = flushPolicy { out["flush.ms"] = "\(ms)" }
         return out

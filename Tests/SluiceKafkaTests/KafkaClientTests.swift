@@ -101,6 +101,45 @@ struct KafkaClientTests {
         }
     }
 
+    /// Kafka's topic setting: `producer` keeps each batch as it came; a codec makes every batch of the topic that
+    /// codec, from Kafka clients (recompressed) and over HTTP (instead of the agent's compression.type).
+    @Test func topicCompressionTypeDecidesTheStoredCodec() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--compression-type", "gzip", "--linger-ms", "0"])
+            defer { agent.stop() }
+            for (name, setting) in [("kept", "producer"), ("squeezed", "zstd")] {
+                let created = try await http("POST", agent.base + "/v1/topics",
+                                             body: json(["name": name, "partitions": 1, "config": ["compression.type": setting]]))
+                #expect(created.status == 201, "\(created.text)")
+                let lines = (0..<25).map { "k\($0 % 3):\(name) \($0) " + String(repeating: "q", count: 200) }.joined(separator: "\n") + "\n"
+                let produce = try runProcess(Self.kcat, ["-b", agent.kafka, "-P", "-t", name, "-K:", "-z", "lz4"], stdin: lines)
+                #expect(produce.status == 0, "kcat produce failed: \(produce.stderr)")
+                let event: [String: Any] = ["specversion": "1.0", "id": "\(name)-1", "source": "/t", "type": "t", "data": ["n": 1]]
+                let published = try await http("POST", agent.base + "/v1/topics/\(name)/events", headers: ["Content-Type": "application/cloudevents+json"],
+                                               body: json(event))
+                #expect(published.status == 200, "\(published.text)")
+                let messages = try Self.consume(agent.kafka, ["-t", name])
+                #expect(messages.count == 26)
+                #expect(messages.prefix(25).compactMap(\.payload) == (0..<25).map { "\(name) \($0) " + String(repeating: "q", count: 200) })
+            }
+            let described = try await http("GET", agent.base + "/v1/topics/squeezed")
+            #expect((described.json["config"] as? [String: Any])?["compression.type"] as? String == "zstd", "\(described.text)")
+            func storedCodecs(_ topic: String) throws -> [String] {
+                let dump = try runProcess(sluiceBinary, ["dump", "--data-dir", dir + "/data", "--topic", topic, "--partition", "0"])
+                return dump.stdout.split(separator: "\n").compactMap { line in
+                    let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                    return object?["type"] as? String == "batch" ? object?["codec"] as? String : nil
+                }
+            }
+            // kcat's lz4 as sent and the agent's gzip over HTTP; zstd for both in the zstd topic.
+            let kept = try storedCodecs("kept"), squeezed = try storedCodecs("squeezed")
+            #expect(kept.first == "lz4" && kept.last == "gzip", "\(kept)")
+            #expect(!squeezed.isEmpty && Set(squeezed) == ["zstd"], "\(squeezed)")
+            let refused = try await http("POST", agent.base + "/v1/topics", body: json(["name": "bad", "config": ["compression.type": "brotli"]]))
+            #expect(refused.status == 400 && refused.text.contains("compression.type=brotli"), "\(refused.text)")
+        }
+    }
+
     @Test func kcatProducesConsumesAndListsMetadata() async throws {
         try await withTemporaryDirectory { dir in
             let agent = try await startServed(dir, ["--num-partitions", "2"])

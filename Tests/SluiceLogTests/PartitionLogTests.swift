@@ -313,3 +313,21 @@ struct PartitionLogTests {
         }
     }
 }
+
+@Suite("Topic compression.type")
+struct TopicCompressionTypeTests {
+    @Test("producer by default; a codec name; anything else refused with what is allowed")
+    func parse() throws {
+        #expect(TopicConfig().compression == nil)
+        #expect(TopicConfig().properties["compression.type"] == "producer")
+        for codec in CompressionCodec.allCases {
+            let config = try TopicConfig().applying(["compression.type": codec.description])
+            #expect(config.compression == codec)
+            #expect(config.properties["compression.type"] == codec.description)
+            #expect(try TopicConfig().applying(config.properties) == config)
+        }
+        #expect(try TopicConfig().applying(["compression.type": "producer"]).compression == nil)
+        let error = #expect(throws: LogError.self) { try TopicConfig().applying(["compression.type": "brotli"]) }
+        #expect(error?.message.contains("allowed: producer (keep what the producer sent) or one of none, gzip, snappy, lz4, zstd") == true)
+    }
+}
