@@ -19,6 +19,9 @@ public struct SegmentCheck: Sendable, Codable, Hashable {
     /// Index problems, in words; empty when both indexes are consistent with the log.
     public var indexProblems: [String]
     public var problems: [String]
+    /// Batches with a valid CRC whose records cannot be decoded (also in ``problems``): reported, and left as they
+    /// are by `--repair`, since they are what a client sent.
+    public var undecodableBatches = 0
     /// What `--repair` changed.
     public var repairs: [String]
 
@@ -122,6 +125,14 @@ public enum LogChecker {
                 position += Int64(header.totalSize)
                 continue
             }
+            // The CRC holds, so these are the bytes a client sent: records that cannot be decoded (a damaged
+            // compressed section, a codec this build does not read) are reported, never cut off by --repair.
+            do {
+                try bytes.withUnsafeBytes { raw throws in _ = try RecordBatch.decode(raw) }
+            } catch {
+                result.problems.append("batch at byte \(position) (offsets \(header.baseOffset)–\(header.lastOffset)): its records cannot be decoded: \(error.logMessage)")
+                result.undecodableBatches += 1
+            }
             if firstBad == nil {
                 batchPositions[position] = header.baseOffset
                 runningMax = max(runningMax, header.maxTimestamp)
@@ -162,7 +173,8 @@ public enum LogChecker {
             result.indexProblems.append("time index \(segment.timeIndexPath) is damaged (wrong size or out of order)")
         }
 
-        if repair && !result.isClean {
+        let repairable = firstBad != nil || !result.indexProblems.isEmpty || result.problems.count > result.undecodableBatches
+        if repair && repairable {
             if let firstBad {
                 try FileIO.truncate(fd, to: firstBad, path: segment.logPath)
                 result.repairs.append("truncated \(fileSize - firstBad) bytes from byte \(firstBad)")

@@ -119,6 +119,29 @@ struct RecoveryTests {
         }
     }
 
+    @Test("fsck decodes every batch: a valid CRC over records that cannot be decoded is reported, and --repair keeps it")
+    func undecodableBatchIsReportedNotCut() async throws {
+        try await withTemporaryDirectory { dir in
+            let (manager, log) = try openPartition(dir)
+            try await log.append(try RecordBatch.encode(sampleRecords(5), compression: .zstd()))
+            // A producer's batch with a sound header and CRC but a damaged zstd section: the log takes it as sent.
+            var damaged = try RecordBatch.encode(sampleRecords(5, prefix: "bad"), compression: .zstd())
+            for i in 0..<4 { damaged[RecordBatchHeader.size + i] ^= 0xFF }
+            try await log.append(withFreshCRC(damaged))
+            try await log.append(try RecordBatch.encode(sampleRecords(3), compression: .lz4()))
+            try await manager.close()
+            for repair in [false, true] {
+                let report = try LogChecker.check(dataDirectory: dir, repair: repair)
+                let problems = report.flatMap(\.problems)
+                #expect(problems.count == 1 && problems[0].contains("offsets 5–9") && problems[0].contains("cannot be decoded"), "\(problems)")
+                #expect(report.allSatisfy { $0.crcErrors == 0 && $0.truncatedBytes == 0 && $0.repairs.isEmpty })
+            }
+            let (again, reopened) = try openPartition(dir)
+            #expect(reopened.logEndOffset == 13)
+            try await again.close()
+        }
+    }
+
     @Test("a flipped byte inside a sealed segment is reported, never a crash; reads there fail clearly; fsck finds and repairs it")
     func sealedSegmentDamage() async throws {
         try await withTemporaryDirectory { dir in
