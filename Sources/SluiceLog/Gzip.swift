@@ -25,13 +25,6 @@ public enum Gzip {
         return Int(stream.total_out)
     }
 
-    /// Compresses `input` as one gzip member at `level` (1 fastest … 9 smallest).
-    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32) throws -> [UInt8] {
-        try [UInt8](unsafeUninitializedCapacity: bound(input.count)) { buffer, count in
-            count = try compress(input, level: level, into: UnsafeMutableRawBufferPointer(buffer))
-        }
-    }
-
     /// Decompresses a gzip (or zlib) stream, refusing to produce more than `limit` bytes.
     static func decompress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8] {
         var stream = z_stream()

@@ -96,7 +96,8 @@ public enum RecordBatch {
     /// Encodes `records` as one batch with base offset `baseOffset`.
     ///
     /// Records take offsets `baseOffset ..< baseOffset + records.count`. The CRC does not cover the base
-    /// offset, so the log can assign offsets later with ``setBaseOffset(_:in:)`` without re-encoding.
+    /// offset, so the log assigns offsets at append time without re-encoding (it writes the offset in front of
+    /// the rest of the batch; ``setBaseOffset(_:in:)`` does the same in memory).
     public static func encode(
         _ records: [Record],
         baseOffset: Int64 = 0,

@@ -4,40 +4,7 @@
 // librdkafka (kafkaload consume) parses every record as well, so it measures the client as much as the server.
 //
 //   rawfetch HOST PORT TOPIC PARTITIONS COUNT [PASSES]   prints records=… batches=… bytes=… duration_us=… (all passes)
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-static long long now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000000LL + t.tv_nsec / 1000;
-}
-
-static void die(const char *what) { perror(what); exit(1); }
-
-static void put16(unsigned char **p, int16_t v) { uint16_t n = htons((uint16_t)v); memcpy(*p, &n, 2); *p += 2; }
-static void put32(unsigned char **p, int32_t v) { uint32_t n = htonl((uint32_t)v); memcpy(*p, &n, 4); *p += 4; }
-static void put64(unsigned char **p, int64_t v) { put32(p, (int32_t)(v >> 32)); put32(p, (int32_t)v); }
-static int32_t get32(const unsigned char *p) { uint32_t n; memcpy(&n, p, 4); return (int32_t)ntohl(n); }
-static int16_t get16(const unsigned char *p) { uint16_t n; memcpy(&n, p, 2); return (int16_t)ntohs(n); }
-static int64_t get64(const unsigned char *p) { return ((int64_t)get32(p) << 32) | (uint32_t)get32(p + 4); }
-
-static void read_fully(int fd, unsigned char *buffer, size_t count) {
-    while (count > 0) {
-        ssize_t n = recv(fd, buffer, count, 0);
-        if (n <= 0) die("recv");
-        buffer += n;
-        count -= (size_t)n;
-    }
-}
+#include "kafkaraw.h"
 
 int main(int argc, char **argv) {
     if (argc != 6 && argc != 7) {
@@ -51,12 +18,7 @@ int main(int argc, char **argv) {
     int64_t offsets[64] = {0};
     if (partitions < 1 || partitions > 64) { fprintf(stderr, "rawfetch: 1 to 64 partitions\n"); return 2; }
 
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
-    if (inet_pton(AF_INET, argv[1], &address.sin_addr) != 1) { fprintf(stderr, "rawfetch: not an IPv4 address\n"); return 2; }
-    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) die("connect");
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fd = connect_to("rawfetch", argv[1], argv[2]);
 
     size_t capacity = 64 << 20;
     unsigned char *response = malloc(capacity);
@@ -90,7 +52,7 @@ int main(int argc, char **argv) {
             }
             unsigned char *q = request;
             put32(&q, (int32_t)(p - request - 4));
-            if (send(fd, request, (size_t)(p - request), 0) != p - request) die("send");
+            send_fully(fd, request, (size_t)(p - request));
 
             unsigned char head[4];
             read_fully(fd, head, 4);

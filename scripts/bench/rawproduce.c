@@ -8,34 +8,12 @@
 //   rawproduce HOST PORT TOPIC PARTITIONS EVENTS COUNT ACKS CODEC [IN_FLIGHT]
 //       ACKS 1 or all, CODEC none or gzip, IN_FLIGHT 5 (librdkafka's max.in.flight) unless given;
 //       prints records=… batches=… bytes=… errors=… duration_us=…
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
 #include <zlib.h>
 
+#include "kafkaraw.h"
+
 enum { BATCH_BYTES = 1000000, HEADER = 61, MAX_IN_FLIGHT = 64 };
-
-static long long now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000000LL + t.tv_nsec / 1000;
-}
-
-static void die(const char *what) { perror(what); exit(1); }
-
-static void put16(unsigned char **p, int16_t v) { uint16_t n = htons((uint16_t)v); memcpy(*p, &n, 2); *p += 2; }
-static void put32(unsigned char **p, int32_t v) { uint32_t n = htonl((uint32_t)v); memcpy(*p, &n, 4); *p += 4; }
-static void put64(unsigned char **p, int64_t v) { put32(p, (int32_t)(v >> 32)); put32(p, (int32_t)v); }
-static int32_t get32(const unsigned char *p) { uint32_t n; memcpy(&n, p, 4); return (int32_t)ntohl(n); }
-static int16_t get16(const unsigned char *p) { uint16_t n; memcpy(&n, p, 2); return (int16_t)ntohs(n); }
 
 static void put_varint(unsigned char **p, int64_t v) {  // zig-zag, as record fields are
     uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
@@ -48,24 +26,6 @@ static uint32_t crc32c(const unsigned char *p, size_t n) {
     uint32_t crc = 0xFFFFFFFFu;
     while (n--) crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
     return crc ^ 0xFFFFFFFFu;
-}
-
-static void read_fully(int fd, unsigned char *buffer, size_t count) {
-    while (count > 0) {
-        ssize_t n = recv(fd, buffer, count, 0);
-        if (n <= 0) die("recv");
-        buffer += n;
-        count -= (size_t)n;
-    }
-}
-
-static void send_fully(int fd, const unsigned char *buffer, size_t count) {
-    while (count > 0) {
-        ssize_t n = send(fd, buffer, count, 0);
-        if (n <= 0) die("send");
-        buffer += n;
-        count -= (size_t)n;
-    }
 }
 
 typedef struct { unsigned char *bytes; size_t size; int32_t records; } Batch;
@@ -210,12 +170,7 @@ int main(int argc, char **argv) {
         free(batch.bytes);
     }
 
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
-    if (inet_pton(AF_INET, argv[1], &address.sin_addr) != 1) { fprintf(stderr, "rawproduce: not an IPv4 address\n"); return 2; }
-    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) die("connect");
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fd = connect_to("rawproduce", argv[1], argv[2]);
 
     long long errors = 0, start = now_us();
     size_t sent = 0, answered = 0;
