@@ -49,7 +49,9 @@ public enum DeliveryHeader {
     public static let attempt = "X-Sluice-Attempt"
     public static let subscription = "X-Sluice-Subscription"
     public static let recordTimestamp = "X-Sluice-Record-Timestamp"
-    public static let all = [correlationId, traceparent, topic, partition, offset, attempt, subscription, recordTimestamp]
+    /// The id of the subscription's rewind, on events delivered before it and now delivered again.
+    public static let rewind = "X-Sluice-Rewind"
+    public static let all = [correlationId, traceparent, topic, partition, offset, attempt, subscription, recordTimestamp, rewind]
 }
 
 /// Sends one event to the app in CloudEvents binary mode and classifies the answer.
@@ -59,7 +61,7 @@ struct Deliverer: Sendable {
 
     typealias Header = DeliveryHeader
 
-    func attempt(_ fetched: FetchedEvent, attempt: Int) async -> AttemptOutcome {
+    func attempt(_ fetched: FetchedEvent, attempt: Int, rewind: String? = nil) async -> AttemptOutcome {
         var request = HTTPClientRequest(url: subscription.endpoint)
         request.method = .POST
         let event = fetched.event ?? CloudEvent(id: "\(fetched.topic)-\(fetched.partition)-\(fetched.offset)", source: "/sluice/topics/\(fetched.topic)",
@@ -83,6 +85,7 @@ struct Deliverer: Sendable {
         request.headers.add(name: Header.attempt, value: String(attempt))
         request.headers.add(name: Header.subscription, value: subscription.name)
         request.headers.add(name: Header.recordTimestamp, value: String(fetched.timestamp))
+        if let rewind { request.headers.add(name: Header.rewind, value: rewind) }
         request.body = .bytes(ByteBuffer(bytes: event.data ?? []))
 
         let started = ContinuousClock.now

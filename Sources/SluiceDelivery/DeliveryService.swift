@@ -66,9 +66,14 @@ public final class DeliveryService: Sendable {
         var subscriptions: [String: (subscription: Subscription, fromFile: Bool)] = [:]
         var runners: [String: (runner: SubscriptionRunner, task: Task<Void, Never>)] = [:]
         var started = false
+        /// The last rewind of each subscription (kept after it completes, for GET /v1/subscriptions/{name}).
+        var rewinds: [String: SubscriptionRewind] = [:]
+        /// Subscriptions with a rewind being applied (one at a time each).
+        var rewinding: Set<String> = []
     }
 
     var storePath: String { broker.config.dataDirectory + "/subscriptions.json" }
+    var rewindsPath: String { broker.config.dataDirectory + "/subscription-rewinds.json" }
 
     /// The client deliveries use: no connection retries of its own (the subscription's retry policy and breaker
     /// decide), a 2 s connect timeout, and room for many concurrent deliveries to one app.
@@ -115,8 +120,22 @@ public final class DeliveryService: Sendable {
             }
         }
         try Self.checkGroups(subscriptions.values.map(\.0))
+        var rewinds: [String: SubscriptionRewind] = [:]
+        if FileManager.default.fileExists(atPath: rewindsPath) {
+            guard let data = FileManager.default.contents(atPath: rewindsPath),
+                  let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
+                throw SubscriptionError("\(rewindsPath) is not a JSON list of subscription rewinds; fix or remove it (removing it only drops the \(DeliveryHeader.rewind) header of rewinds in progress)")
+            }
+            for object in list {
+                guard let rewind = SubscriptionRewind(jsonObject: object) else {
+                    throw SubscriptionError("\(rewindsPath): an entry is not a rewind (id, subscription, to, requested_by, started_at_ms, partitions); fix or remove it")
+                }
+                if subscriptions[rewind.subscription] != nil { rewinds[rewind.subscription] = rewind }
+            }
+        }
         state.withLock { state in
             for (name, entry) in subscriptions { state.subscriptions[name] = (entry.0, entry.1) }
+            state.rewinds = rewinds
         }
     }
 
@@ -189,7 +208,9 @@ public final class DeliveryService: Sendable {
     private func startRunner(_ name: String) {
         let started = state.withLock { state -> Subscription? in
             guard state.runners[name] == nil, let subscription = state.subscriptions[name]?.subscription else { return nil }
-            let runner = SubscriptionRunner(subscription: subscription, groups: groups, client: client, deadLetters: writer, logger: logger)
+            let rewind = state.rewinds[name].flatMap { $0.completedMillis == nil ? $0 : nil }
+            let runner = SubscriptionRunner(subscription: subscription, groups: groups, client: client, deadLetters: writer, logger: logger,
+                                            rewind: rewind, rewindCompleted: { [weak self] id in self?.rewindCompleted(name, id: id) })
             // Not the correlation of the request that created the subscription: each event brings its own.
             let task = Task { await Correlation.$current.withValue(nil) { await runner.run() } }
             state.runners[name] = (runner, task)
@@ -262,7 +283,85 @@ public final class DeliveryService: Sendable {
             guard subscriptions.removeValue(forKey: name) != nil else { throw BrokerError(.notFound, "subscription \(name) does not exist") }
         }
         await stopRunner(name)
+        if state.withLock({ $0.rewinds.removeValue(forKey: name) }) != nil { saveRewinds() }
         logger.info("subscription deleted", metadata: [LogField.subscription: .string(name)])
+    }
+
+    // MARK: - Rewinds
+
+    /// The subscription's last rewind, with the events still to re-deliver (from its group's committed offsets).
+    public func rewind(of name: String) -> (rewind: SubscriptionRewind, remaining: Int64)? {
+        guard let rewind = state.withLock({ $0.rewinds[name] }), let subscription = subscription(name) else { return nil }
+        var positions: [TopicPartition: Int64] = [:]
+        for entry in rewind.partitions {
+            let key = GroupPartition(group: subscription.group, topic: entry.partition.topic, partition: entry.partition.partition)
+            if let committed = groups.store.offset(key)?.offset { positions[entry.partition] = committed }
+        }
+        return (rewind, rewind.completedMillis == nil ? rewind.remaining(positions: positions) : 0)
+    }
+
+    /// Rewinds a subscription (a projection rebuild): pauses its runner (which commits what it finished and leaves
+    /// the group), moves the group's offsets on every partition of its topics, and resumes. Events delivered before
+    /// the rewind carry ``DeliveryHeader/rewind`` when delivered again. With `dryRun`, only the plan is returned.
+    public func rewind(_ name: String, to target: OffsetResetTarget, dryRun: Bool, requester: String) async throws(BrokerError) -> (SubscriptionRewind, [OffsetResetRow]) {
+        guard let subscription = subscription(name) else {
+            throw BrokerError(.notFound, "subscription \(name) does not exist; create it with PUT /v1/subscriptions/\(name)")
+        }
+        let scope = subscription.topics.map { OffsetResetScope(topic: $0) }
+        if dryRun {
+            let rows = try groups.planReset(group: subscription.group, to: target, scope: scope)
+            return (Self.makeRewind(subscription, target, requester, rows), rows)
+        }
+        let admitted = state.withLock { $0.rewinding.insert(name).inserted }
+        guard admitted else { throw BrokerError(.conflict, "subscription \(name) is being rewound already; wait for that request to finish") }
+        defer { state.withLock { _ = $0.rewinding.remove(name) } }
+        await stopRunner(name)
+        defer { if state.withLock({ $0.started }) { startRunner(name) } }
+        let rows = try await groups.resetOffsets(group: subscription.group, to: target, scope: scope, dryRun: false, requester: requester)
+        let rewind = Self.makeRewind(subscription, target, requester, rows)
+        state.withLock { $0.rewinds[name] = rewind }
+        saveRewinds()
+        broker.metrics.counter(MetricName.rewinds, name).increment()
+        broker.metrics.gauge(MetricName.rewindRemaining, name).set(Double(rewind.total))
+        logger.notice("subscription rewound", metadata: [
+            LogField.subscription: .string(name), LogField.group: .string(subscription.group), LogField.clientAddress: .string(requester),
+            LogField.rewindId: .string(rewind.id), LogField.resetTo: .string(target.description), "events": .stringConvertible(rewind.total),
+        ])
+        return (rewind, rows)
+    }
+
+    static func makeRewind(_ subscription: Subscription, _ target: OffsetResetTarget, _ requester: String, _ rows: [OffsetResetRow]) -> SubscriptionRewind {
+        let partitions = rows.compactMap { row -> SubscriptionRewind.Partition? in
+            // Only partitions that move back re-deliver anything.
+            guard let previous = row.previous, previous > row.offset else { return nil }
+            return SubscriptionRewind.Partition(partition: row.partition, from: row.offset, until: previous)
+        }
+        let now = currentTimeMillis()
+        return SubscriptionRewind(id: "rw-" + UUID().uuidString.lowercased().prefix(8), subscription: subscription.name, target: target.description,
+                                  requestedBy: requester, startedMillis: now, completedMillis: partitions.isEmpty ? now : nil, partitions: partitions)
+    }
+
+    func rewindCompleted(_ name: String, id: String) {
+        let changed = state.withLock { state -> Bool in
+            guard state.rewinds[name]?.id == id, state.rewinds[name]?.completedMillis == nil else { return false }
+            state.rewinds[name]!.completedMillis = currentTimeMillis()
+            return true
+        }
+        if changed { saveRewinds() }
+    }
+
+    /// Writes the rewinds file. A failure is logged, not thrown: the offsets have moved already, and only the
+    /// rewind header of re-deliveries after a restart depends on this file.
+    private func saveRewinds() {
+        let list = state.withLock { $0.rewinds.values.sorted { $0.subscription < $1.subscription }.map(\.jsonObject) }
+        do {
+            let data = try JSONSerialization.data(withJSONObject: list, options: [.sortedKeys, .prettyPrinted])
+            try writeFileAtomically(rewindsPath, Array(data))
+        } catch {
+            logger.error("cannot save subscription rewinds; re-deliveries after a restart will lack the rewind header", metadata: [
+                "file.path": .string(rewindsPath), "error": .string("\(error)"),
+            ])
+        }
     }
 
     /// Applies `edit` to a copy of the subscriptions, saves the runtime ones, and only then makes the copy current;

@@ -99,9 +99,16 @@ actor SubscriptionRunner {
     private let maxBuffered: Int
     private let inFlightGauge: Gauge
     private let oldestPendingGauge: Gauge
+    /// The rewind still being caught up with (nil once every partition is past where it was).
+    private var rewind: SubscriptionRewind?
+    private let rewindGauge: Gauge
+    private let rewindCompleted: @Sendable (String) -> Void
 
-    init(subscription: Subscription, groups: GroupCoordinator, client: HTTPClient, deadLetters: DeadLetterWriter, logger: Logger) {
+    init(subscription: Subscription, groups: GroupCoordinator, client: HTTPClient, deadLetters: DeadLetterWriter, logger: Logger,
+         rewind: SubscriptionRewind? = nil, rewindCompleted: @escaping @Sendable (String) -> Void = { _ in }) {
         self.subscription = subscription
+        self.rewind = rewind
+        self.rewindCompleted = rewindCompleted
         self.groups = groups
         self.deliverer = Deliverer(client: client, subscription: subscription)
         self.deadLetters = deadLetters
@@ -111,6 +118,7 @@ actor SubscriptionRunner {
         self.maxBuffered = max(subscription.concurrency * 8, 256)
         self.inFlightGauge = metrics.gauge(MetricName.deliveryInFlight, subscription.name)
         self.oldestPendingGauge = metrics.gauge(MetricName.deliveryOldestPending, subscription.name)
+        self.rewindGauge = metrics.gauge(MetricName.rewindRemaining, subscription.name)
         // Counters that alerts take increase() of start at 0, so that their first event counts.
         for topic in subscription.topics { _ = metrics.counter(MetricName.poisonEvents, topic) }
         for state in BreakerState.allCases {
@@ -244,9 +252,10 @@ actor SubscriptionRunner {
             let attempt = pending.attempts
             let fetched = pending.fetched
             let deliverer = self.deliverer
+            let replayOf = rewind?.isReplay(TopicPartition(fetched.topic, fetched.partition), fetched.offset) == true ? rewind?.id : nil
             if attempt > 1 { metrics.counter(MetricName.deliveryRetries, subscription.name).increment() }
             Task {
-                let outcome = await deliverer.attempt(fetched, attempt: attempt)
+                let outcome = await deliverer.attempt(fetched, attempt: attempt, rewind: replayOf)
                 await self.completed(key: key, outcome: outcome)
             }
         }
@@ -475,6 +484,17 @@ actor SubscriptionRunner {
         inFlightGauge.set(Double(unfinished))
         let oldest = trackers.values.compactMap(\.oldestTimestamp).min()
         oldestPendingGauge.set(oldest.map { max(0, Double(currentTimeMillis() - $0) / 1000) } ?? 0)
+        if let rewind {
+            let remaining = rewind.remaining(positions: committed.filter { $0.value >= 0 })
+            rewindGauge.set(Double(remaining))
+            if remaining == 0 {
+                self.rewind = nil
+                logger.notice("subscription rewind complete: every event delivered before it was delivered again", metadata: [
+                    LogField.subscription: .string(subscription.name), LogField.rewindId: .string(rewind.id), "events": .stringConvertible(rewind.total),
+                ])
+                rewindCompleted(rewind.id)
+            }
+        }
     }
 
     private func correlation(_ pending: Pending) -> CorrelationContext {

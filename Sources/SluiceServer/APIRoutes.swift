@@ -18,7 +18,7 @@ struct APIRoutes: Sendable {
         get throws { try holder.require() }
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<AgentRequestContext>) {
         router.get(RouterPath(HTTPPath.health)) { _, _ in Self.health() }
         router.get(RouterPath(HTTPPath.ready)) { _, _ in Self.ready(holder) }
         router.post(RouterPath(HTTPPath.topics)) { request, context in try await createTopic(request, context) }
@@ -47,7 +47,7 @@ struct APIRoutes: Sendable {
 
     // MARK: - Topics
 
-    func createTopic(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func createTopic(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let body = try await request.body.collect(upTo: 64 * 1024)
         guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
             throw BrokerError.badRequest("the body must be a JSON object such as {\"name\": \"orders\", \"partitions\": 6, \"config\": {\"retention.ms\": \"86400000\"}}", attribute: nil)
@@ -79,7 +79,7 @@ struct APIRoutes: Sendable {
         return jsonResponse(["topics": topics])
     }
 
-    func describeTopic(_ context: BasicRequestContext) throws -> Response {
+    func describeTopic(_ context: AgentRequestContext) throws -> Response {
         let name = try context.parameters.require("topic")
         guard let topic = try broker.topic(name) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
         return jsonResponse(describe(topic))
@@ -108,7 +108,7 @@ struct APIRoutes: Sendable {
 
     /// Grows a topic to `partitions` partitions (Kafka's CreatePartitions). Asking for the current count changes
     /// nothing, so the request can be repeated; fewer is refused, because partitions can only be added.
-    func growTopic(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func growTopic(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let name = try context.parameters.require("topic")
         let body = try await request.body.collect(upTo: 64 * 1024)
         guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
@@ -131,7 +131,7 @@ struct APIRoutes: Sendable {
         return jsonResponse(describe(try broker.addPartitions(name, count: count)))
     }
 
-    func deleteTopic(_ context: BasicRequestContext) async throws -> Response {
+    func deleteTopic(_ context: AgentRequestContext) async throws -> Response {
         let name = try context.parameters.require("topic")
         try await self.broker.deleteTopic(name)
         await (try? holder.requireGroups())?.topicDeleted(name)
@@ -142,7 +142,7 @@ struct APIRoutes: Sendable {
 
     enum Target { case routed }
 
-    func publish(_ request: Request, _ context: BasicRequestContext, topic target: Target?) async throws -> Response {
+    func publish(_ request: Request, _ context: AgentRequestContext, topic target: Target?) async throws -> Response {
         let started = DispatchTime.now().uptimeNanoseconds
         let broker = try self.broker
         let limit = config.int("max.request.size")
@@ -250,7 +250,7 @@ struct APIRoutes: Sendable {
 
     // MARK: - Read
 
-    func readEvents(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func readEvents(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let topic = try context.parameters.require("topic")
         guard let partition = Int32(try context.parameters.require("partition")) else {
             throw BrokerError.badRequest("partition must be a number", attribute: "partition")

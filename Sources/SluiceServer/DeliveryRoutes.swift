@@ -11,10 +11,11 @@ extension APIRoutes {
         get throws { try holder.requireDelivery() }
     }
 
-    func registerDelivery(on router: Router<BasicRequestContext>) {
+    func registerDelivery(on router: Router<AgentRequestContext>) {
         router.get(RouterPath(HTTPPath.subscriptions)) { _, _ in try await listSubscriptions() }
         router.get(RouterPath(HTTPPath.subscription)) { _, context in try await getSubscription(context) }
         router.put(RouterPath(HTTPPath.subscription)) { request, context in try await putSubscription(request, context) }
+        router.post(RouterPath(HTTPPath.subscriptionRewind)) { request, context in try await rewindSubscription(request, context) }
         router.delete(RouterPath(HTTPPath.subscription)) { _, context in
             try await self.delivery.delete(try context.parameters.require("name"))
             return Response(status: .noContent)
@@ -34,6 +35,9 @@ extension APIRoutes {
     func describe(_ subscription: Subscription, fromFile: Bool, status: (breaker: BreakerState, pending: Int)?) -> [String: Any] {
         var object = subscription.jsonObject
         object["source"] = fromFile ? "config file" : "api"
+        if let (rewind, remaining) = (try? delivery)?.rewind(of: subscription.name) {
+            object["rewind"] = Self.describe(rewind, remaining: remaining)
+        }
         if let status {
             object["circuit_breaker_state"] = status.breaker.rawValue
             object["in_flight"] = status.pending
@@ -50,7 +54,7 @@ extension APIRoutes {
         return jsonResponse(["subscriptions": list])
     }
 
-    func getSubscription(_ context: BasicRequestContext) async throws -> Response {
+    func getSubscription(_ context: AgentRequestContext) async throws -> Response {
         let delivery = try self.delivery
         let name = try context.parameters.require("name")
         guard let entry = delivery.subscriptions.first(where: { $0.subscription.name == name }) else {
@@ -59,7 +63,7 @@ extension APIRoutes {
         return jsonResponse(describe(entry.subscription, fromFile: entry.fromFile, status: await delivery.status(name)))
     }
 
-    func putSubscription(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func putSubscription(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let name = try context.parameters.require("name")
         let object = try await jsonObjectBody(request, example: "{\"topics\": [\"orders\"], \"endpoint\": \"http://127.0.0.1:8080/events\"}")
         if let given = object["name"] as? String, given != name {
@@ -76,6 +80,34 @@ extension APIRoutes {
         return jsonResponse(describe(subscription, fromFile: false, status: nil), status: created ? .created : .ok)
     }
 
+    static func describe(_ rewind: SubscriptionRewind, remaining: Int64) -> [String: Any] {
+        [
+            "id": rewind.id, "to": rewind.target, "requested_by": rewind.requestedBy,
+            "started_at": Timestamp.rfc3339Millis(millisecondsSinceEpoch: rewind.startedMillis),
+            "completed_at": rewind.completedMillis.map { Timestamp.rfc3339Millis(millisecondsSinceEpoch: $0) } ?? NSNull(),
+            "events": rewind.total, "remaining": remaining,
+            "partitions": rewind.partitions.map { ["topic": $0.partition.topic, "partition": Int($0.partition.partition), "from": $0.from, "until": $0.until] },
+        ]
+    }
+
+    func rewindSubscription(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        let object = try await jsonObjectBody(request, example: "{\"to\": \"earliest\"}")
+        let target = try Self.resetTarget(object)
+        let dryRun = try booleanField(object, "dry_run") ?? false
+        let (rewind, rows) = try await delivery.rewind(name, to: target, dryRun: dryRun, requester: context.clientAddress)
+        var out = JSONWriter()
+        out.beginObject()
+        out.field("dry_run", bool: dryRun)
+        writeResetRows(rows, into: &out)
+        if !dryRun { out.field("rewind_id", string: rewind.id) }
+        out.field("subscription", string: name)
+        out.field("to", string: target.description)
+        out.field("events", int: rewind.total)
+        out.endObject()
+        return rawJSONResponse(out.bytes)
+    }
+
     // MARK: - Dead letters
 
     func listDeadLetterTopics() throws -> Response {
@@ -87,14 +119,14 @@ extension APIRoutes {
         return jsonResponse(["dlq_topics": summary])
     }
 
-    func listDeadLetters(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+    func listDeadLetters(_ request: Request, _ context: AgentRequestContext) throws -> Response {
         let topic = try context.parameters.require("dlqTopic")
         let limit = Int(try Self.queryInteger(request, "limit", range: 1...100_000) ?? 100)
         let letters = try delivery.deadLetters(topic, limit: limit)
         return jsonResponse(["dlq_topic": topic, "dead_letters": letters.map { Self.describe($0, full: false) }])
     }
 
-    func showDeadLetter(_ context: BasicRequestContext) throws -> Response {
+    func showDeadLetter(_ context: AgentRequestContext) throws -> Response {
         let topic = try context.parameters.require("dlqTopic")
         guard let partition = Int32(try context.parameters.require("partition")), let offset = Int64(try context.parameters.require("offset")) else {
             throw BrokerError.badRequest("partition and offset must be integers", attribute: "offset")
@@ -143,7 +175,7 @@ extension APIRoutes {
         ]
     }
 
-    func startReplay(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func startReplay(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let topic = try context.parameters.require("dlqTopic")
         let body = try await request.body.collect(upTo: 64 * 1024)
         var object: [String: Any] = [:]

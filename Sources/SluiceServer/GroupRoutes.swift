@@ -10,7 +10,7 @@ extension APIRoutes {
         get throws { try holder.requireGroups() }
     }
 
-    func registerGroups(on router: Router<BasicRequestContext>) {
+    func registerGroups(on router: Router<AgentRequestContext>) {
         router.get(RouterPath(HTTPPath.groups)) { _, _ in try listGroups() }
         router.get(RouterPath(HTTPPath.group)) { _, context in try describeGroup(context) }
         router.delete(RouterPath(HTTPPath.group)) { _, context in
@@ -32,6 +32,89 @@ extension APIRoutes {
         }
         router.post(RouterPath(HTTPPath.memberPoll)) { request, context in try await poll(request, context) }
         router.post(RouterPath(HTTPPath.groupOffsets)) { request, context in try await commit(request, context) }
+        router.post(RouterPath(HTTPPath.groupOffsetsReset)) { request, context in try await resetOffsets(request, context) }
+    }
+
+    func resetOffsets(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
+        let group = try context.parameters.require("group")
+        let object = try await jsonObjectBody(request, example: "{\"to\": \"earliest\", \"topics\": [\"orders\"], \"dry_run\": true}")
+        let target = try Self.resetTarget(object)
+        var scope: [OffsetResetScope]?
+        if let value = object["topics"] {
+            guard let list = value as? [String] else {
+                throw BrokerError.badRequest("'topics' must be an array of topic names, each optionally with partitions: [\"orders\", \"payments:0,2\"]", attribute: "topics")
+            }
+            scope = try list.map { text in
+                guard let entry = OffsetResetScope.parse(text) else {
+                    throw BrokerError.badRequest("'topics' entry '\(text)' is not TOPIC or TOPIC:P1,P2 (partition numbers)", attribute: "topics")
+                }
+                return entry
+            }
+        }
+        let dryRun = try booleanField(object, "dry_run") ?? false
+        let rows = try await groups.resetOffsets(group: group, to: target, scope: scope, dryRun: dryRun, requester: context.clientAddress)
+        var out = JSONWriter()
+        out.beginObject()
+        out.field("dry_run", bool: dryRun)
+        out.field("group", string: group)
+        writeResetRows(rows, into: &out)
+        out.field("to", string: target.description)
+        out.endObject()
+        return rawJSONResponse(out.bytes)
+    }
+
+    func writeResetRows(_ rows: [OffsetResetRow], into out: inout JSONWriter) {
+        out.beginArray("partitions")
+        for row in rows {
+            out.beginObject()
+            out.field("log_end_offset", int: row.logEndOffset)
+            out.field("log_start_offset", int: row.logStartOffset)
+            out.field("new_offset", int: row.offset)
+            out.field("partition", int: Int64(row.partition.partition))
+            if let previous = row.previous { out.field("previous_offset", int: previous) } else { out.fieldNull("previous_offset") }
+            out.field("topic", string: row.partition.topic)
+            out.endObject()
+        }
+        out.endArray()
+    }
+
+    /// The target of a reset or rewind body: exactly one of `to` ("earliest", "latest", an RFC 3339 time or an
+    /// offset), `shift_by` (records, negative = back) or `by_duration` ("1h", "PT30M").
+    static func resetTarget(_ object: [String: Any]) throws -> OffsetResetTarget {
+        let given = ["to", "shift_by", "by_duration"].filter { object[$0] != nil }
+        guard given.count == 1 else {
+            throw BrokerError.badRequest("give exactly one of 'to' (\"earliest\", \"latest\", an RFC 3339 time or an offset), 'shift_by' (an integer) or 'by_duration' (e.g. \"1h\"); got \(given.isEmpty ? "none" : given.joined(separator: ", "))",
+                                         attribute: given.first ?? "to")
+        }
+        func integer(_ value: Any) -> Int64? {
+            guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return nil }
+            return Int64(exactly: number.doubleValue)
+        }
+        if let value = object["to"] {
+            if let text = value as? String {
+                switch text {
+                case "earliest": return .earliest
+                case "latest": return .latest
+                default:
+                    guard let millis = Timestamp.parseRFC3339Millis(text) else {
+                        throw BrokerError.badRequest("'to' is \"\(text)\": use \"earliest\", \"latest\", an RFC 3339 time such as 2026-12-04T10:00:00Z, or an offset number", attribute: "to")
+                    }
+                    return .datetime(millis)
+                }
+            }
+            guard let offset = integer(value) else {
+                throw BrokerError.badRequest("'to' must be \"earliest\", \"latest\", an RFC 3339 time or an integer offset", attribute: "to")
+            }
+            return .offset(offset)
+        }
+        if let value = object["shift_by"] {
+            guard let count = integer(value) else { throw BrokerError.badRequest("'shift_by' must be an integer (negative moves back)", attribute: "shift_by") }
+            return .shiftBy(count)
+        }
+        guard let text = object["by_duration"] as? String, let millis = OffsetResetTarget.parseDuration(text), millis >= 0 else {
+            throw BrokerError.badRequest("'by_duration' must be a duration such as \"1h\", \"90m\", \"1h30m\", \"2d\" or ISO 8601 \"PT1H\"", attribute: "by_duration")
+        }
+        return .byDuration(millis)
     }
 
     func listGroups() throws -> Response {
@@ -44,7 +127,7 @@ extension APIRoutes {
         return jsonResponse(["groups": summaries])
     }
 
-    func describeGroup(_ context: BasicRequestContext) throws -> Response {
+    func describeGroup(_ context: AgentRequestContext) throws -> Response {
         let description = try groups.describe(group: try context.parameters.require("group"))
         var out = JSONWriter()
         out.beginObject()
@@ -93,7 +176,7 @@ extension APIRoutes {
         return rawJSONResponse(out.bytes)
     }
 
-    func join(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func join(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let group = try context.parameters.require("group")
         let object = try await jsonObjectBody(request, example: "{\"topics\": [\"orders\"], \"client_id\": \"billing-1\"}")
         guard let topics = object["topics"] as? [String] else {
@@ -111,12 +194,7 @@ extension APIRoutes {
             options.strategy = strategy
         }
         options.sessionTimeoutMs = try integerField(object, "session_timeout_ms")
-        if let value = object["enable_auto_commit"] {
-            guard let flag = value as? Bool, value is NSNumber, String(cString: (value as! NSNumber).objCType) == "c" else {
-                throw BrokerError.badRequest("'enable_auto_commit' must be true or false", attribute: "enable_auto_commit")
-            }
-            options.autoCommit = flag
-        }
+        if let flag = try booleanField(object, "enable_auto_commit") { options.autoCommit = flag }
         if let value = object["auto_offset_reset"] {
             guard let text = value as? String else { throw BrokerError.badRequest("'auto_offset_reset' must be earliest, latest or none", attribute: "auto_offset_reset") }
             options.offsetReset = text
@@ -129,7 +207,7 @@ extension APIRoutes {
         return rawJSONResponse(out.bytes, status: .created)
     }
 
-    func poll(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func poll(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let group = try context.parameters.require("group")
         let member = try context.parameters.require("member")
         let maxRecords = Int(try Self.queryInteger(request, "max", range: 1...Int64(config.int("max.poll.records"))) ?? config.integer("max.poll.records"))
@@ -154,7 +232,7 @@ extension APIRoutes {
         return rawJSONResponse(out.bytes)
     }
 
-    func commit(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func commit(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let group = try context.parameters.require("group")
         let example = "{\"member_id\": \"…\", \"offsets\": [{\"topic\": \"orders\", \"partition\": 0, \"offset\": 42}]}"
         let object = try await jsonObjectBody(request, example: example)
@@ -226,6 +304,15 @@ extension APIRoutes {
             throw BrokerError.badRequest("the body must be a JSON object such as \(example)", attribute: nil)
         }
         return object
+    }
+
+    /// A JSON true or false (not a number), or nil when absent.
+    func booleanField(_ object: [String: Any], _ name: String) throws -> Bool? {
+        guard let value = object[name] else { return nil }
+        guard let flag = value as? Bool, (value as? NSNumber).map({ String(cString: $0.objCType) == "c" }) == true else {
+            throw BrokerError.badRequest("'\(name)' must be true or false", attribute: name)
+        }
+        return flag
     }
 
     /// An integer field (not a boolean or fraction), or nil when absent.

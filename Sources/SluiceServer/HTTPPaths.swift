@@ -15,8 +15,12 @@ public enum HTTPPath {
     public static let memberHeartbeat = "/v1/groups/{group}/members/{member}/heartbeat"
     public static let memberPoll = "/v1/groups/{group}/members/{member}/poll"
     public static let groupOffsets = "/v1/groups/{group}/offsets"
+    /// POST: move an inactive group's committed offsets (Kafka's `--reset-offsets`), or plan it with `dry_run`.
+    public static let groupOffsetsReset = "/v1/groups/{group}/offsets/reset"
     public static let subscriptions = "/v1/subscriptions"
     public static let subscription = "/v1/subscriptions/{name}"
+    /// POST: re-deliver from an earlier point (a projection rebuild).
+    public static let subscriptionRewind = "/v1/subscriptions/{name}/rewind"
     public static let deadLetterTopics = "/v1/dlq"
     public static let deadLetterTopic = "/v1/dlq/{dlqTopic}"
     public static let deadLetter = "/v1/dlq/{dlqTopic}/partitions/{partition}/offsets/{offset}"
@@ -28,8 +32,8 @@ public enum HTTPPath {
 
     /// Every path above.
     public static let all = [health, ready, metrics, topics, topic, topicEvents, partitionEvents, routedEvents,
-                             groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets,
-                             subscriptions, subscription, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, sagas, saga]
+                             groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets, groupOffsetsReset,
+                             subscriptions, subscription, subscriptionRewind, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, sagas, saga]
 }
 
 /// Header names Sluice reads or writes.

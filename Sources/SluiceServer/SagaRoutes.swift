@@ -17,7 +17,7 @@ extension APIRoutes {
         }
     }
 
-    func registerSagas(on router: Router<BasicRequestContext>) {
+    func registerSagas(on router: Router<AgentRequestContext>) {
         router.get(RouterPath(HTTPPath.sagas)) { request, _ in try listSagas(request) }
         router.get(RouterPath(HTTPPath.saga)) { _, context in
             let id = try context.parameters.require("name")
@@ -54,7 +54,7 @@ extension APIRoutes {
         return jsonResponse(["sagas": list.map(\.summaryObject), "types": engine.catalog.typeNames])
     }
 
-    func startSaga(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func startSaga(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let type = try context.parameters.require("name")
         let engine = try sagas
         let body = try await request.body.collect(upTo: 1 << 20)

@@ -37,7 +37,7 @@ public enum SluiceAgent {
         let holder = BrokerHolder()
         let startup = Startup(config: config, logger: logger, onReady: onReady)
 
-        let apiRouter = Router(context: BasicRequestContext.self)
+        let apiRouter = Router(context: AgentRequestContext.self)
         apiRouter.middlewares.add(APIMiddleware(token: config.apiToken, metrics: metrics, logger: logger))
         APIRoutes(holder: holder, config: config, logger: logger).register(on: apiRouter)
         let api = Application(

@@ -29,11 +29,14 @@ public enum LogField {
     public static let clientId = "client.id"
     public static let kafkaAPI = "kafka.api"
     public static let kafkaError = "kafka.error"
+    /// Where an offset reset or subscription rewind went (`earliest`, `datetime …`, `shift by -10`), and the rewind's id.
+    public static let resetTo = "reset.to"
+    public static let rewindId = "rewind.id"
 
     /// Every field above.
     public static let all = [timestamp, level, message, logger, serviceName, ecsVersion, correlationId, causationId, traceId, spanId,
                              eventId, eventType, topic, partition, offset, group, member, subscription, sagaId, sagaType, sagaStep, sagaStatus,
-                             clientAddress, clientId, kafkaAPI, kafkaError]
+                             clientAddress, clientId, kafkaAPI, kafkaError, resetTo, rewindId]
 
     /// Fields the handler writes itself; metadata with these keys is moved under `metadata.` instead.
     public static let core: Set<String> = [timestamp, level, message, logger, serviceName, ecsVersion]

@@ -123,6 +123,12 @@ public enum MetricName {
     public static let dlqReplayed = MetricFamily(
         name: "sluice_dlq_replayed_total", help: "Dead letters replayed, by outcome: delivered, dead_lettered_again, poisoned, skipped.",
         labels: ["dlq_topic", "outcome"])
+    public static let rewinds = MetricFamily(
+        name: "sluice_subscription_rewinds_total", help: "Rewinds of the subscription (POST /v1/subscriptions/{name}/rewind).", labels: ["subscription"])
+    public static let rewindRemaining = MetricFamily(
+        name: "sluice_subscription_rewind_remaining_events",
+        help: "Events of the subscription's last rewind not yet re-delivered (up to where it was when rewound); 0 once caught up.",
+        labels: ["subscription"])
     public static let breakerState = MetricFamily(
         name: "sluice_circuit_breaker_state", help: "1 for the subscription's breaker state (closed, open, half_open), 0 for the others.",
         labels: ["subscription", "state"])
@@ -196,7 +202,7 @@ public enum MetricName {
         groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, kafkaRequests, kafkaRequestDuration,
         kafkaConnections, kafkaReceivedBytes, kafkaSentBytes, logLinesDropped,
         dlqEvents, dlqDepth, dlqOldestAge, deliveryAttempts, deliveryRetries, processingDuration, deliveryInFlight,
-        deliveryOldestPending, poisonEvents, dlqReplayed, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
+        deliveryOldestPending, poisonEvents, dlqReplayed, rewinds, rewindRemaining, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
         sagaOldestInFlight, sagaCompensations, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
     ]
 }
