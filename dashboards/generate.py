@@ -107,6 +107,10 @@ ROWS = [
          [q(f'sluice_circuit_breaker_state{{{S},{J}}} == 1', "{{subscription}} {{state}}"),
           q(f'sum by (subscription, state) (increase(sluice_circuit_breaker_transitions_total{{{S},{J}}}[1h]))', "{{subscription}} → {{state}} (1h)")],
          "The current state of each breaker, and how often it changed."),
+        ("Rewinds (projection rebuilds)", "short", "timeseries",
+         [q(f'sluice_subscription_rewind_remaining_events{{{S},{J}}}', "{{subscription}} remaining"),
+          q(f'sum by (subscription) (increase(sluice_subscription_rewinds_total{{{S},{J}}}[1h]))', "{{subscription}} rewinds (1h)")],
+         "Events a rewound subscription has still to deliver again, and how often subscriptions were rewound."),
     ]),
     ("Sagas", "How sagas end, how long they take, and which are stuck.", [
         ("Completions / s by status", "ops", "timeseries",

@@ -230,6 +230,14 @@ class Run:
         self.check(f'sluice_poison_events_total{{topic="content-events"}} {len(bad)}' in scrape,
                    f"after a failed replay the {len(bad)} bad events are in content-events.poison")
         self.check(http("GET", f"{profile}/stats")["events"] == len(good), "profile still has each good event exactly once")
+        # Rebuild the trending projection from the start of the log: a subscription rewind.
+        rewind = http("POST", f"{self.api}/v1/subscriptions/trending/rewind", {"to": "earliest"})
+        print(f"rewind {rewind['rewind_id']}: {rewind['events']} events to deliver again to trending")
+        self.wait("the trending rewind completes",
+                  lambda: (http("GET", f"{self.api}/v1/subscriptions/trending").get("rewind") or {}).get("completed_at") is not None)
+        self.wait("trending is rebuilt with every view", lambda: http("GET", f"{trending}/stats")["views"] == len(good) + len(bad))
+        stats = http("GET", f"{trending}/stats")
+        self.check(stats["rebuilds"] == 1 and stats["rewind"] == rewind["rewind_id"], f"trending rebuilt once from the rewind: {stats}")
 
     def saga_scenario(self, type_, scenario, count):
         flags, expected = SAGA_SCENARIOS[type_][scenario]

@@ -6,7 +6,9 @@ Sluice pushes content.watched events to each through a subscription (CloudEvents
   profile:  keeps each user's watch history and favourite genre. An event without user_id is the event's fault:
             400, so Sluice dead-letters it at once. Every event whose id ends in 7 fails its first attempt with
             500 (a flaky database), so Sluice retries it.
-  trending: counts views per content id over the run; GET /trending returns the top ten.
+  trending: counts views per content id over the run; GET /trending returns the top ten. It is a projection that
+            can be rebuilt: the first event of a new rewind (header X-Sluice-Rewind) starts the counts afresh, and
+            Sluice re-delivers every event from the point the subscription was rewound to.
 
     consumers.py --service profile --port 8201
 """
@@ -30,6 +32,7 @@ def main():
     profiles = collections.defaultdict(lambda: {"watched": [], "genres": collections.Counter()})
     views = collections.Counter()
     seen = set()
+    rebuild = {"id": None, "count": 0}
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_):
@@ -48,7 +51,8 @@ def main():
                 if self.path == "/trending":
                     return self.answer(200, [{"content_id": c, "views": n} for c, n in views.most_common(10)])
                 if self.path == "/stats":
-                    return self.answer(200, {"events": len(seen), "users": len(profiles), "views": sum(views.values())})
+                    return self.answer(200, {"events": len(seen), "users": len(profiles), "views": sum(views.values()),
+                                             "rebuilds": rebuild["count"], "rewind": rebuild["id"]})
             self.answer(404, {"error": "GET /trending or /stats"})
 
         def do_POST(self):
@@ -63,7 +67,13 @@ def main():
                     return self.answer(400, {"error": "content.watched needs user_id"})
                 if event_id.endswith("7") and attempt == 1:
                     return self.answer(500, {"error": "profile store busy, try again"})
+            rewind = self.headers.get("X-Sluice-Rewind")
             with lock:
+                if args.service == "trending" and rewind and rewind != rebuild["id"]:
+                    # A rebuild from the log: forget the old counts, every event comes again.
+                    rebuild["id"], rebuild["count"] = rewind, rebuild["count"] + 1
+                    views.clear()
+                    seen.clear()
                 if event_id not in seen:  # a redelivered event is counted once
                     seen.add(event_id)
                     if args.service == "profile":
