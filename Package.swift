@@ -55,6 +55,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // JSON values and JSON Schema (draft-07): our own validator, checked against the official test suite.
+        .target(name: "SluiceSchema"),
         // Topics, partitioner, CloudEvents, the batching producer path, fetches, configuration.
         .target(
             name: "SluiceBroker",
@@ -85,6 +87,7 @@ let package = Package(
             name: "SluiceSaga",
             dependencies: [
                 "SluiceBroker",
+                "SluiceSchema",
                 "SluiceDelivery",
                 "SluiceLog",
                 "SluiceTelemetry",
@@ -113,6 +116,7 @@ let package = Package(
                 "SluiceBroker",
                 "SluiceDelivery",
                 "SluiceSaga",
+                "SluiceSchema",
                 "SluiceKafka",
                 "SluiceTelemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -159,6 +163,11 @@ let package = Package(
             exclude: ["Oracle"]  // kafka_oracle.py, run by the tests with python3
         ),
         .testTarget(
+            name: "SluiceSchemaTests",
+            dependencies: ["SluiceSchema", "SluiceTestSupport"],
+            exclude: ["JSONSchemaTestSuite"]  // the official draft-07 suite, read by the tests
+        ),
+        .testTarget(
             name: "SluiceTelemetryTests",
             dependencies: ["SluiceTelemetry"]
         ),
@@ -175,7 +184,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceServerTests",
-            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceSaga", "SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport",
+            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceSaga", "SluiceSchema", "SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport",
                            .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird")]
         ),
     ]

@@ -1,4 +1,5 @@
 import Foundation
+public import SluiceSchema
 public import SluiceBroker
 public import SluiceDelivery
 import SluiceLog

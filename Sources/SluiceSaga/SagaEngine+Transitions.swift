@@ -1,4 +1,5 @@
 import Foundation
+import SluiceSchema
 import Logging
 import SluiceBroker
 import SluiceLog

@@ -1,4 +1,5 @@
 import Foundation
+public import SluiceSchema
 public import Logging
 public import SluiceBroker
 import SluiceLog

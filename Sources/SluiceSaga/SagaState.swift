@@ -1,4 +1,5 @@
 import Foundation
+public import SluiceSchema
 import SluiceTelemetry
 
 /// Where a saga is. The last five are final and are the `status` label of `sluice_saga_completions_total`.

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceSchema
 import SluiceSaga
 import SluiceTelemetry
 import Synchronization

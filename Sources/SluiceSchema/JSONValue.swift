@@ -1,6 +1,6 @@
 import Foundation
 
-/// A JSON value: saga data, reply data and the templates commands are built from.
+/// A JSON value: event data checked against schemas, saga data, reply data and the templates commands are built from.
 public enum JSONValue: Sendable, Hashable, Codable {
     case null
     case bool(Bool)
@@ -41,9 +41,13 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     /// Converts what JSONSerialization or Yams produce.
     public init(any value: Any?) {
+        // A Foundation number (what JSONSerialization gives) first: on Linux `as Bool` also matches NSNumber 0 and 1.
+        if let value, type(of: value) is NSNumber.Type, let number = value as? NSNumber {
+            self = String(cString: number.objCType) == "c" ? .bool(number.boolValue) : .number(number.doubleValue)
+            return
+        }
         switch value {
         case nil, is NSNull: self = .null
-        case let number as NSNumber where String(cString: number.objCType) == "c": self = .bool(number.boolValue)
         case let value as Bool: self = .bool(value)
         case let value as Int: self = .number(Double(value))
         case let value as Double: self = .number(value)
@@ -99,7 +103,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
     }
 
     /// The value as text inside a larger string.
-    var interpolated: String {
+    public var interpolated: String {
         switch self {
         case .null: return ""
         case .bool(let value): return String(value)
