@@ -62,6 +62,7 @@ let package = Package(
             name: "SluiceBroker",
             dependencies: [
                 "SluiceLog",
+                "SluiceSchema",
                 "SluiceTelemetry",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -138,6 +139,7 @@ let package = Package(
                 "SluiceServer",
                 "SluiceDelivery",
                 "SluiceSaga",
+                "SluiceSchema",
                 "SluiceTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -51,6 +51,8 @@ public final class Broker: Sendable {
     public let settings: ProducerSettings
     /// Producer ids for Kafka's InitProducerId.
     public let producerIds: ProducerIdAllocator
+    /// Event schemas per type and version, checked on publish per `schema.validation`.
+    public let schemas: SchemaRegistry
     let logger: Logger
     let buffer: ProducerBuffer
     let throughput = ThroughputTracker()
@@ -94,6 +96,7 @@ public final class Broker: Sendable {
         let reserve = 2 * config.int("http.max.connections") + 64
         self.log = try LogManager.open(dataDirectory: config.dataDirectory, defaults: config.topicDefaults, reservedDescriptors: reserve)
         self.producerIds = try ProducerIdAllocator(directory: config.dataDirectory)
+        self.schemas = try SchemaRegistry(directory: config.string("schemas"), storeDirectory: config.dataDirectory + "/schemas")
         for name in log.topicNames {
             if let topic = log.topic(name) { register(topic) }
         }

@@ -20,6 +20,8 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
     public var attribute: String?
     /// Seconds after which a retry may succeed, for 429 and 503.
     public var retryAfter: Int?
+    /// Every event of a refused publish that failed its schema (the problem body's `errors`).
+    public var schemaViolations: [EventSchemaViolation] = []
 
     public init(_ kind: Kind, _ message: String, attribute: String? = nil, retryAfter: Int? = nil) {
         self.kind = kind

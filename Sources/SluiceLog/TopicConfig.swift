@@ -40,6 +40,11 @@ public struct TopicConfig: Sendable, Hashable {
     /// client's codec, the agent's `compression.type` over HTTP); a codec makes every batch of the topic that
     /// codec, at its Kafka default level (gzip 6, lz4 9, zstd 3), recompressing Kafka batches of another codec.
     public var compression: CompressionCodec?
+    /// `schema.validation` (`off` | `warn` | `enforce`): whether published event data is checked against its schema;
+    /// nil follows the agent's `schema.validation`.
+    public var schemaValidation: String?
+
+    public static let schemaValidationModes = ["off", "warn", "enforce"]
 
     public init(
         segmentBytes: Int64 = 1 << 30,
@@ -72,6 +77,7 @@ public struct TopicConfig: Sendable, Hashable {
         ("flush.policy", "one of sync, interval, os"),
         ("flush.ms", "an integer from 1 (with flush.policy=interval)"),
         ("compression.type", "producer (keep what the producer sent) or one of " + CompressionCodec.names),
+        ("schema.validation", "one of off, warn, enforce (default: the agent's schema.validation)"),
     ]
 
     /// Applies Kafka-style properties on top of `self`, naming the property and value in any error.
@@ -107,6 +113,11 @@ public struct TopicConfig: Sendable, Hashable {
                 } else {
                     throw LogError(.invalidConfig, "topic property compression.type=\(value) is invalid; allowed: \(Self.allowed(name))")
                 }
+            case "schema.validation":
+                guard Self.schemaValidationModes.contains(value) else {
+                    throw LogError(.invalidConfig, "topic property schema.validation=\(value) is invalid; allowed: \(Self.allowed(name))")
+                }
+                config.schemaValidation = value
             default:
                 let known = Self.properties.map(\.name).joined(separator: ", ")
                 throw LogError(.invalidConfig, "unknown topic property '\(name)'; known properties: \(known)")
@@ -136,6 +147,7 @@ public struct TopicConfig: Sendable, Hashable {
             "flush.policy": flushPolicy.description, "compression.type": compression?.description ?? "producer",
         ]
         if case .interval(let ms) = flushPolicy { out["flush.ms"] = "\(ms)" }
+        if let schemaValidation { out["schema.validation"] = schemaValidation }
         return out
     }
 

@@ -32,6 +32,7 @@ struct APIRoutes: Sendable {
         registerGroups(on: router)
         registerDelivery(on: router)
         registerSagas(on: router)
+        registerSchemas(on: router)
     }
 
     static func health() -> Response {
@@ -179,6 +180,23 @@ struct APIRoutes: Sendable {
             byTopic = order.map { ($0, groups[$0]!) }
         } else {
             byTopic = [(try context.parameters.require("topic"), events)]
+        }
+
+        // Schemas first: a request with an event that fails its schema (enforce) writes nothing.
+        var violations: [EventSchemaViolation] = []
+        var position = 0
+        for (topic, group) in byTopic {
+            violations += broker.schemaViolations(topic: topic, events: group, firstIndex: position)
+            position += group.count
+        }
+        if let first = violations.first {
+            let events = Set(violations.map(\.index)).count
+            var error = BrokerError.badRequest("\(events) event(s) do not match their schema, so nothing was published; the first: event \(first.eventId) (\(first.type) \(first.version ?? "")) at '\(first.instancePath)': \(first.message) (\(first.keyword)); every failure is in errors", attribute: "data")
+            error.schemaViolations = violations
+            for (topic, group) in byTopic {
+                for event in group { broker.metrics.eventRefused(topic: topic, topicExists: broker.log.topic(topic) != nil, eventType: event.type, status: "rejected") }
+            }
+            throw error
         }
 
         var results: [PublishResult] = []

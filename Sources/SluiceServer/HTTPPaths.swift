@@ -26,6 +26,9 @@ public enum HTTPPath {
     public static let deadLetter = "/v1/dlq/{dlqTopic}/partitions/{partition}/offsets/{offset}"
     public static let replay = "/v1/dlq/{dlqTopic}/replay"
     public static let replayJob = "/v1/dlq/replays/{id}"
+    public static let schemas = "/v1/schemas"
+    /// GET, PUT (the body is the schema) and DELETE one schema.
+    public static let schema = "/v1/schemas/{type}/{version}"
     public static let sagas = "/v1/sagas"
     /// POST: start a saga of this type. GET: the saga with this id.
     public static let saga = "/v1/sagas/{name}"
@@ -33,7 +36,7 @@ public enum HTTPPath {
     /// Every path above.
     public static let all = [health, ready, metrics, topics, topic, topicEvents, partitionEvents, routedEvents,
                              groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets, groupOffsetsReset,
-                             subscriptions, subscription, subscriptionRewind, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, sagas, saga]
+                             subscriptions, subscription, subscriptionRewind, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, schemas, schema, sagas, saga]
 }
 
 /// Header names Sluice reads or writes.

@@ -11,6 +11,7 @@ struct Problem {
     var attribute: String?
     var correlationId: String?
     var retryAfter: Int?
+    var schemaViolations: [EventSchemaViolation] = []
 
     init(_ error: BrokerError, correlationId: String?) {
         status = error.status
@@ -19,6 +20,7 @@ struct Problem {
         attribute = error.attribute
         self.correlationId = correlationId
         retryAfter = error.retryAfter
+        schemaViolations = error.schemaViolations
     }
 
     init(status: Int, kind: String, detail: String, correlationId: String?) {
@@ -49,6 +51,12 @@ struct Problem {
         ]
         if let attribute { body["attribute"] = attribute }
         if let correlationId { body["correlation_id"] = correlationId }
+        if !schemaViolations.isEmpty {
+            body["errors"] = schemaViolations.map { violation -> [String: Any] in
+                ["index": violation.index, "id": violation.eventId, "type": violation.type, "version": violation.version ?? NSNull(),
+                 "pointer": violation.instancePath, "keyword": violation.keyword, "schema_path": violation.schemaPath, "message": violation.message]
+            }
+        }
         var headers: HTTPFields = [.contentType: MediaTypes.problem]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         if let correlationId { headers[HTTPField.Name(HeaderName.correlationId)!] = correlationId }

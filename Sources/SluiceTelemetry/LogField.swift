@@ -32,11 +32,15 @@ public enum LogField {
     /// Where an offset reset or subscription rewind went (`earliest`, `datetime …`, `shift by -10`), and the rewind's id.
     public static let resetTo = "reset.to"
     public static let rewindId = "rewind.id"
+    /// An event failing its schema: the version checked, the JSON pointer into its data and the keyword that failed.
+    public static let schemaVersion = "schema.version"
+    public static let schemaPointer = "schema.pointer"
+    public static let schemaKeyword = "schema.keyword"
 
     /// Every field above.
     public static let all = [timestamp, level, message, logger, serviceName, ecsVersion, correlationId, causationId, traceId, spanId,
                              eventId, eventType, topic, partition, offset, group, member, subscription, sagaId, sagaType, sagaStep, sagaStatus,
-                             clientAddress, clientId, kafkaAPI, kafkaError, resetTo, rewindId]
+                             clientAddress, clientId, kafkaAPI, kafkaError, resetTo, rewindId, schemaVersion, schemaPointer, schemaKeyword]
 
     /// Fields the handler writes itself; metadata with these keys is moved under `metadata.` instead.
     public static let core: Set<String> = [timestamp, level, message, logger, serviceName, ecsVersion]

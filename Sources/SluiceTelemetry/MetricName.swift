@@ -123,6 +123,10 @@ public enum MetricName {
     public static let dlqReplayed = MetricFamily(
         name: "sluice_dlq_replayed_total", help: "Dead letters replayed, by outcome: delivered, dead_lettered_again, poisoned, skipped.",
         labels: ["dlq_topic", "outcome"])
+    public static let schemaValidations = MetricFamily(
+        name: "sluice_schema_validations_total",
+        help: "Published events checked against their schema, by result: valid, invalid, unknown_version (the type has schemas, not this version), not_json.",
+        labels: ["topic", "type", "version", "result"])
     public static let rewinds = MetricFamily(
         name: "sluice_subscription_rewinds_total", help: "Rewinds of the subscription (POST /v1/subscriptions/{name}/rewind).", labels: ["subscription"])
     public static let rewindRemaining = MetricFamily(
@@ -202,7 +206,7 @@ public enum MetricName {
         groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, kafkaRequests, kafkaRequestDuration,
         kafkaConnections, kafkaReceivedBytes, kafkaSentBytes, logLinesDropped,
         dlqEvents, dlqDepth, dlqOldestAge, deliveryAttempts, deliveryRetries, processingDuration, deliveryInFlight,
-        deliveryOldestPending, poisonEvents, dlqReplayed, rewinds, rewindRemaining, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
+        deliveryOldestPending, poisonEvents, dlqReplayed, schemaValidations, rewinds, rewindRemaining, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
         sagaOldestInFlight, sagaCompensations, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
     ]
 }

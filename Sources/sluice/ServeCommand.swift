@@ -40,6 +40,14 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLIError.badInput("sagas: \(error)")
         }
+        if !config.string("schemas").isEmpty {
+            // Schemas too: a bad file is named with the reason.
+            do {
+                _ = try SchemaRegistry.loadDirectory(config.string("schemas"), fromDirectory: true)
+            } catch {
+                throw CLIError.badInput("schemas: \(error.message)")
+            }
+        }
         // Every partition keeps a descriptor open: take all the process may have (the limit is logged at recovery).
         DescriptorLimit.raiseToHard()
         MallocTuning.apply(environment: ProcessInfo.processInfo.environment)
