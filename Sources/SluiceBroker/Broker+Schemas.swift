@@ -24,6 +24,12 @@ extension Broker {
         log.topic(topic)?.config.schemaValidation ?? config.string("schema.validation")
     }
 
+    /// Whether publishes to `topic` are checked against schemas at all (schemas exist and its mode is not off): the
+    /// Kafka listener decodes a batch's records only then.
+    public func checksSchemas(topic: String) -> Bool {
+        !schemas.isEmpty && schemaValidation(topic: topic) != "off"
+    }
+
     /// The schema version an event names: the extension `schema.version.attribute`, else the last path segment of
     /// `dataschema` (without `.json`), else nil (the type's latest version applies).
     public func schemaVersion(of event: CloudEvent) -> String? {

@@ -308,6 +308,21 @@ public struct KafkaRequestHandler: Sendable {
             let failure = error as? LogError
             return refuse(failure?.code == .corruptBatch ? .corruptMessage : .invalidRecord, failure?.message ?? "\(error)")
         }
+        // Event schemas: a topic that checks them checks the CloudEvents of Kafka batches too (records that are not
+        // CloudEvents have no type to check).
+        if broker.checksSchemas(topic: tp.topic) {
+            let events: [CloudEvent]
+            do {
+                events = try RecordBatch.decode(batch.bytes).records.compactMap(CloudEvent.init(record:))
+            } catch {
+                return refuse(.invalidRecord, (error as? LogError)?.message ?? "\(error)")
+            }
+            let violations = broker.schemaViolations(topic: tp.topic, events: events)
+            if let first = violations.first {
+                let count = Set(violations.map(\.index)).count
+                return refuse(.invalidRecord, "\(count) event(s) of the batch do not match their schema, so none was written; the first: event \(first.eventId) (\(first.type) \(first.version ?? "")) at '\(first.instancePath)': \(first.message) (\(first.keyword))")
+            }
+        }
         do {
             switch try await broker.appendBatch(batch, to: tp, acks: acks) {
             case .written(let info):

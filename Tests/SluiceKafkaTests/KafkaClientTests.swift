@@ -260,6 +260,32 @@ struct KafkaClientTests {
         }
     }
 
+    /// A topic with schema.validation=enforce refuses a Kafka batch whose CloudEvent fails its schema with INVALID_RECORD
+    /// and the reason, and stores none of it; valid events and records that are not CloudEvents go in.
+    @Test func schemaEnforcementRefusesKafkaBatchesWithInvalidRecord() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/schemas/order.paid", withIntermediateDirectories: true)
+            try #"{"type": "object", "required": ["paid"], "properties": {"paid": {"type": "boolean"}}}"#
+                .write(toFile: dir + "/schemas/order.paid/1.json", atomically: true, encoding: .utf8)
+            let agent = try await startServed(dir, ["--num-partitions", "1", "--schemas", dir + "/schemas", "--schema-validation", "enforce"])
+            defer { agent.stop() }
+            func produce(_ value: String, headers: Bool = true) throws -> ProcessResult {
+                let ce = headers ? ["-H", "ce_specversion=1.0", "-H", "ce_id=p-\(value.count)", "-H", "ce_source=/kcat", "-H", "ce_type=order.paid",
+                                    "-H", "content-type=application/json"] : []
+                return try runProcess(Self.kcat, ["-b", agent.kafka, "-P", "-t", "payments", "-X", "message.send.max.retries=0"] + ce, stdin: value + "\n")
+            }
+            #expect(try produce(#"{"paid":true}"#).status == 0)
+            let refused = try produce(#"{"paid":"yes"}"#)
+            #expect(refused.status != 0 && refused.stderr.contains("Broker failed to validate record"), "\(refused.status) \(refused.stderr)")
+            #expect(try produce("plain bytes, not a CloudEvent", headers: false).status == 0)
+            let stored = try Self.consume(agent.kafka, ["-t", "payments"])
+            #expect(stored.map(\.payload) == [#"{"paid":true}"#, "plain bytes, not a CloudEvent"], "\(stored.map(\.payload))")
+            let log = agent.logText()
+            #expect(log.contains("event refused: its data does not match its schema")
+                && (log.contains(#""schema.pointer":"\/paid""#) || log.contains(#""schema.pointer":"/paid""#)), "\(log.suffix(2000))")
+        }
+    }
+
     /// KafkaAdminClient (kafka-python): CreateTopics with configs and each kind of refusal, DescribeConfigs with
     /// sources and read-only settings, CreatePartitions, DeleteTopics; what it made survives a restart and is
     /// the same topic over HTTP.
