@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 public import Logging
 public import SluiceLog
+import SluiceSchema
 public import SluiceTelemetry
 import Synchronization
 
@@ -96,7 +97,8 @@ public final class Broker: Sendable {
         let reserve = 2 * config.int("http.max.connections") + 64
         self.log = try LogManager.open(dataDirectory: config.dataDirectory, defaults: config.topicDefaults, reservedDescriptors: reserve)
         self.producerIds = try ProducerIdAllocator(directory: config.dataDirectory)
-        self.schemas = try SchemaRegistry(directory: config.string("schemas"), storeDirectory: config.dataDirectory + "/schemas")
+        self.schemas = try SchemaRegistry(directory: config.string("schemas"), storeDirectory: config.dataDirectory + "/schemas",
+                                          compatibility: SchemaCompatibility(rawValue: config.string("schema.compatibility")) ?? .none)
         for name in log.topicNames {
             if let topic = log.topic(name) { register(topic) }
         }

@@ -171,6 +171,8 @@ extension ConfigProperty {
               help: "A directory of JSON Schemas (draft-07) for event data, as TYPE/VERSION.json files; checked at startup (read-only over HTTP)."),
         .init(name: "schema.validation", group: .topic, kind: .choice(["off", "warn", "enforce"]), defaultValue: "off",
               help: "Check published event data against its type's schema: off, warn (log and count), enforce (400 naming each failure). A topic's schema.validation overrides it."),
+        .init(name: "schema.compatibility", group: .agent, kind: .choice(["none", "backward", "forward", "full"]), defaultValue: "none",
+              help: "How a type's next schema version must relate to the one before: backward (old events valid under it), forward (its events valid under the old), full (both) or none."),
         .init(name: "schema.version.attribute", group: .agent, kind: .string, defaultValue: "eventversion",
               help: "The CloudEvents extension holding an event's schema version; without it, the last path segment of dataschema; without both, the type's latest version."),
         .init(name: "default.topic", group: .agent, kind: .string, defaultValue: "events",

@@ -22,13 +22,16 @@ public final class SchemaRegistry: Sendable {
     /// Held while a runtime change is written, so that changes land one at a time.
     private let changes = Mutex<Void>(())
     let storeDirectory: String
+    /// How a type's consecutive versions must relate (`schema.compatibility`).
+    public let compatibility: SchemaCompatibility
 
     /// Loads the directory's schemas, then those registered at runtime. A bad file is `FILE: reason`.
-    public init(directory: String?, storeDirectory: String) throws(SchemaError) {
+    public init(directory: String?, storeDirectory: String, compatibility: SchemaCompatibility = .none) throws(SchemaError) {
         self.storeDirectory = storeDirectory
+        self.compatibility = compatibility
         var loaded: [String: [String: RegisteredSchema]] = [:]
         if let directory, !directory.isEmpty {
-            for entry in try Self.loadDirectory(directory, fromDirectory: true) { loaded[entry.type, default: [:]][entry.version] = entry }
+            for entry in try Self.loadDirectory(directory, fromDirectory: true, compatibility: compatibility) { loaded[entry.type, default: [:]][entry.version] = entry }
         }
         if FileManager.default.fileExists(atPath: storeDirectory) {
             for entry in try Self.loadDirectory(storeDirectory, fromDirectory: false) where loaded[entry.type]?[entry.version] == nil {
@@ -38,8 +41,9 @@ public final class SchemaRegistry: Sendable {
         entries.withLock { $0 = loaded }
     }
 
-    /// Every `TYPE/VERSION.json` under `directory`, compiled; the first bad one throws `FILE: reason`.
-    public static func loadDirectory(_ directory: String, fromDirectory: Bool) throws(SchemaError) -> [RegisteredSchema] {
+    /// Every `TYPE/VERSION.json` under `directory`, compiled, each version compatible with the one before it; the first
+    /// bad one throws `FILE: reason`.
+    public static func loadDirectory(_ directory: String, fromDirectory: Bool, compatibility: SchemaCompatibility = .none) throws(SchemaError) -> [RegisteredSchema] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw SchemaError("\(directory): not a directory; --schemas names a directory of TYPE/VERSION.json files")
@@ -62,6 +66,12 @@ public final class SchemaRegistry: Sendable {
                     out.append(try compile(type: type, version: version, bytes: Array(data), fromDirectory: fromDirectory))
                 } catch {
                     throw SchemaError("\(path): \(error.message)")
+                }
+            }
+            let versions = out.filter { $0.type == type }.sorted { versionOrder($0.version, $1.version) }
+            for (previous, next) in zip(versions, versions.dropFirst()) {
+                if let reason = compatibility.problem(old: previous.source, new: next.source, oldLabel: previous.version, newLabel: next.version) {
+                    throw SchemaError("\(typePath)/\(next.version).json: not \(compatibility.rawValue) compatible with \(previous.version) (schema.compatibility): \(reason)")
                 }
             }
         }
@@ -129,6 +139,16 @@ public final class SchemaRegistry: Sendable {
             let existing = schema(type: type, version: version)
             if existing?.fromDirectory == true {
                 throw BrokerError(.conflict, "schema \(type) \(version) comes from the --schemas directory; change the file there")
+            }
+            // The versions on either side must accept it as their neighbour.
+            let others = versions(of: type).filter { $0 != version }
+            if let previous = others.last(where: { Self.versionOrder($0, version) }), let old = schema(type: type, version: previous),
+               let reason = compatibility.problem(old: old.source, new: entry.source, oldLabel: previous, newLabel: version) {
+                throw BrokerError(.conflict, "schema \(type) \(version) is not \(compatibility.rawValue) compatible with \(previous) (schema.compatibility): \(reason)", attribute: "schema")
+            }
+            if let next = others.first(where: { Self.versionOrder(version, $0) }), let newer = schema(type: type, version: next),
+               let reason = compatibility.problem(old: entry.source, new: newer.source, oldLabel: version, newLabel: next) {
+                throw BrokerError(.conflict, "schema \(type) \(version) would make \(next) not \(compatibility.rawValue) compatible with it (schema.compatibility): \(reason)", attribute: "schema")
             }
             do {
                 try FileManager.default.createDirectory(atPath: storeDirectory + "/" + type, withIntermediateDirectories: true)

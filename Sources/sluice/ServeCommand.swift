@@ -5,6 +5,7 @@ import SluiceBroker
 import SluiceDelivery
 import SluiceLog
 import SluiceSaga
+import SluiceSchema
 import SluiceServer
 import SluiceTelemetry
 
@@ -43,7 +44,8 @@ struct ServeCommand: AsyncParsableCommand {
         if !config.string("schemas").isEmpty {
             // Schemas too: a bad file is named with the reason.
             do {
-                _ = try SchemaRegistry.loadDirectory(config.string("schemas"), fromDirectory: true)
+                _ = try SchemaRegistry.loadDirectory(config.string("schemas"), fromDirectory: true,
+                                                     compatibility: SchemaCompatibility(rawValue: config.string("schema.compatibility")) ?? .none)
             } catch {
                 throw CLIError.badInput("schemas: \(error.message)")
             }

@@ -148,6 +148,30 @@ struct SchemaTests {
         }
     }
 
+    @Test("schema.compatibility: an incompatible version is refused with 409 over HTTP and with exit 2 from the directory, naming the field")
+    func compatibility() async throws {
+        try await withTemporaryDirectory { dir in
+            let schemas = try UserRegistered.directory(in: dir)
+            // The seed's v2.0 requires consent fields v1.0 events lack: not backward compatible.
+            let serve = ["serve", "--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0", "--kafka-address", "off"]
+            let result = try await runSluice(serve + ["--schemas", schemas, "--schema-compatibility", "backward"], in: dir)
+            #expect(result.status == 2 && result.stderr.contains("user.registered/2.0.json: not backward compatible with 1.0")
+                && result.stderr.contains("/properties/consentGiven: 2.0 constrains 'consentGiven', which 1.0 lets be anything"), "\(result.stderr)")
+
+            let agent = try await startAgent(dir, ["--schema-compatibility", "backward"])
+            defer { Task { await agent.stop() } }
+            let v1 = #"{"type": "object", "required": ["orderId"], "properties": {"orderId": {"type": "string"}, "total": {"type": "number"}}}"#
+            #expect(try await http("PUT", agent.base + "/v1/schemas/order.placed/1", body: Data(v1.utf8)).status == 201)
+            let optional = #"{"type": "object", "properties": {"orderId": {"type": "string"}, "total": {"type": "number"}}}"#
+            #expect(try await http("PUT", agent.base + "/v1/schemas/order.placed/2", body: Data(optional.utf8)).status == 201, "dropping a requirement is backward compatible")
+            let stricter = #"{"type": "object", "required": ["orderId", "total"], "properties": {"orderId": {"type": "string"}, "total": {"type": "number"}}}"#
+            let r = try await http("PUT", agent.base + "/v1/schemas/order.placed/3", body: Data(stricter.utf8))
+            #expect(r.status == 409 && (r.json["detail"] as? String ?? "").contains("not backward compatible with 2 (schema.compatibility): /required: 'orderId' is required by 3 but not by 2"), "\(r.text)")
+            #expect(try await http("GET", agent.base + "/v1/schemas/order.placed/3").status == 404)
+            await agent.stop()
+        }
+    }
+
     @Test("a bad --schemas directory stops sluice serve with exit 2, naming the file and the reason; sluice schemas check validates offline")
     func commands() async throws {
         try await withTemporaryDirectory { dir in
