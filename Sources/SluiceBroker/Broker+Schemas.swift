@@ -50,18 +50,37 @@ extension Broker {
         let mode = schemaValidation(topic: topic)
         guard mode != "off" else { return [] }
         var refused: [EventSchemaViolation] = []
+        // Looked up once per type and version of the request, and counted once per outcome.
+        var versionsByType: [String: [String]] = [:]
+        var schemaByKey: [String: RegisteredSchema?] = [:]
+        var counts: [[String]: Int] = [:]
+        defer {
+            for (labels, count) in counts {
+                metrics.counter(MetricName.schemaValidations, labels[0], labels[1], labels[2], labels[3]).increment(by: Int64(count))
+            }
+        }
         for (offset, event) in events.enumerated() {
-            let versions = schemas.versions(of: event.type)
+            let versions = versionsByType[event.type] ?? {
+                let found = schemas.versions(of: event.type)
+                versionsByType[event.type] = found
+                return found
+            }()
             guard let latest = versions.last else { continue }
             let named = schemaVersion(of: event)
             let version = named ?? latest
+            let key = event.type + "\u{0}" + version
+            let registeredSchema = schemaByKey[key] ?? {
+                let found = schemas.schema(type: event.type, version: version)
+                schemaByKey[key] = found
+                return found
+            }()
             var found: [EventSchemaViolation] = []
             func violation(_ keyword: String, _ path: String, _ schemaPath: String, _ message: String) -> EventSchemaViolation {
                 EventSchemaViolation(index: firstIndex + offset, eventId: event.id, type: event.type, version: named ?? latest,
                                      instancePath: path, keyword: keyword, schemaPath: schemaPath, message: message)
             }
             let result: String
-            if let registered = schemas.schema(type: event.type, version: version) {
+            if let registered = registeredSchema {
                 let data = event.data.map { event.isJSONData ? JSONValue.parse($0) : nil } ?? .null
                 if let data {
                     found = registered.schema.validate(data).map { violation($0.keyword, $0.instancePath, $0.schemaPath, $0.message) }
@@ -74,7 +93,7 @@ extension Broker {
                 found = [violation("version", "", "", "type \(event.type) has no schema for version \(version); registered versions: \(versions.joined(separator: ", "))")]
                 result = "unknown_version"
             }
-            metrics.counter(MetricName.schemaValidations, topic, event.type, result == "unknown_version" ? "_unknown" : version, result).increment()
+            counts[[topic, event.type, result == "unknown_version" ? "_unknown" : version, result], default: 0] += 1
             for problem in found {
                 logger.warning(mode == "enforce" ? "event refused: its data does not match its schema" : "event data does not match its schema (schema.validation=warn: published anyway)", metadata: [
                     LogField.topic: .string(topic), LogField.eventId: .string(event.id), LogField.eventType: .string(event.type),

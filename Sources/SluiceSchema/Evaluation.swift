@@ -31,8 +31,10 @@ struct Evaluation {
         return quiet.check(node, value, depth: depth)
     }
 
-    mutating func descend(_ token: String, _ node: Node, _ value: JSONValue, depth: Int) -> Bool {
-        path.append(token)
+    mutating func descend(_ token: @autoclosure () -> String, _ node: Node, _ value: JSONValue, depth: Int) -> Bool {
+        // The path is only needed to report; a check that only asks does not build it.
+        guard collecting else { return check(node, value, depth: depth) }
+        path.append(token())
         defer { path.removeLast() }
         return check(node, value, depth: depth)
     }

@@ -63,6 +63,8 @@ public final class JSONSchema: Sendable {
 
     /// Every violation of `instance` (at most `limits.maxViolations`); empty when it is valid.
     public func validate(_ instance: JSONValue) -> [SchemaViolation] {
+        // Most instances are valid: the quick check, which stops at the first failure and builds no paths, first.
+        if isValid(instance) { return [] }
         var evaluation = Evaluation(schema: self, collecting: true)
         _ = evaluation.check(root, instance, depth: 0)
         return evaluation.violations

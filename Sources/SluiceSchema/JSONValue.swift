@@ -61,8 +61,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     /// Parses JSON bytes; nil when they are not JSON.
     public static func parse(_ bytes: [UInt8]) -> JSONValue? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) else { return nil }
-        return JSONValue(any: object)
+        bytes.withUnsafeBufferPointer { JSONParser.parse($0) }
     }
 
     /// The value as JSON-ready Foundation values (for JSONSerialization).

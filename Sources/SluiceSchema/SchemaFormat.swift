@@ -79,12 +79,22 @@ enum SchemaFormat {
     }
 
     static func isIPv4(_ text: String) -> Bool {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return false }
-        return parts.allSatisfy { part in
-            guard (1...3).contains(part.count), part.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int(part), value <= 255 else { return false }
-            return part.count == 1 || part.first != "0"
+        var parts = 0, digits = 0, value = 0, leadingZero = false
+        for byte in text.utf8 {
+            if byte == 0x2E {
+                guard digits > 0 else { return false }
+                parts += 1
+                digits = 0
+                value = 0
+                continue
+            }
+            guard byte >= 0x30 && byte <= 0x39, digits < 3 else { return false }
+            if digits == 0 { leadingZero = byte == 0x30 } else if leadingZero { return false }
+            value = value * 10 + Int(byte - 0x30)
+            digits += 1
+            guard value <= 255 else { return false }
         }
+        return parts == 3 && digits > 0
     }
 
     static func isIPv6(_ text: String) -> Bool {
@@ -115,27 +125,56 @@ enum SchemaFormat {
 
     /// A dot-atom local part and a host name (letters, digits, hyphens; labels not starting or ending with a hyphen),
     /// or an address literal `[1.2.3.4]` / `[IPv6:…]`.
+    /// RFC 5322 `atext` (as bytes), the characters of a dot-atom's atoms.
+    private static let atext: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        for byte in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~".utf8 { table[Int(byte)] = true }
+        return table
+    }()
+
     static func isEmail(_ text: String) -> Bool {
-        guard let at = text.lastIndex(of: "@") else { return false }
-        let local = text[..<at], domain = text[text.index(after: at)...]
-        let atext = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
-        let atoms = local.split(separator: ".", omittingEmptySubsequences: false)
-        guard !local.isEmpty, local.utf8.count <= 64, atoms.allSatisfy({ !$0.isEmpty && $0.allSatisfy { atext.contains($0) } }) else { return false }
-        if domain.hasPrefix("[") && domain.hasSuffix("]") {
-            let literal = domain.dropFirst().dropLast()
-            if literal.lowercased().hasPrefix("ipv6:") { return isIPv6(String(literal.dropFirst(5))) }
-            return isIPv4(String(literal))
+        let b = Array(text.utf8)
+        guard let at = b.lastIndex(of: 0x40), at > 0, at <= 64 else { return false }
+        // The local part: atoms of atext separated by single dots, none at either end.
+        var previousDot = true
+        for byte in b[..<at] {
+            if byte == 0x2E {
+                if previousDot { return false }
+                previousDot = true
+            } else {
+                guard atext[Int(byte)] else { return false }
+                previousDot = false
+            }
         }
-        return isHostname(String(domain))
+        guard !previousDot else { return false }
+        let domain = b[(at + 1)...]
+        if domain.first == 0x5B && domain.last == 0x5D {
+            let literal = String(decoding: domain.dropFirst().dropLast(), as: UTF8.self)
+            if literal.lowercased().hasPrefix("ipv6:") { return isIPv6(String(literal.dropFirst(5))) }
+            return isIPv4(literal)
+        }
+        return isHostname(domain)
     }
 
-    static func isHostname(_ text: String) -> Bool {
-        guard !text.isEmpty, text.utf8.count <= 253 else { return false }
-        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
-        return labels.allSatisfy { label in
-            !label.isEmpty && label.utf8.count <= 63 && label.first != "-" && label.last != "-"
-                && label.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D }
+    static func isHostname(_ text: String) -> Bool { isHostname(Array(text.utf8)[...]) }
+
+    static func isHostname(_ b: ArraySlice<UInt8>) -> Bool {
+        guard !b.isEmpty, b.count <= 253 else { return false }
+        var labelLength = 0
+        var previous: UInt8 = 0x2E
+        for byte in b {
+            if byte == 0x2E {
+                guard labelLength > 0, previous != 0x2D else { return false }
+                labelLength = 0
+            } else {
+                let alnum = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                guard alnum || (byte == 0x2D && labelLength > 0) else { return false }
+                labelLength += 1
+                guard labelLength <= 63 else { return false }
+            }
+            previous = byte
         }
+        return labelLength > 0 && previous != 0x2D
     }
 
     /// An absolute URI (RFC 3986 `URI`): a scheme, then only the characters each part allows, percent signs

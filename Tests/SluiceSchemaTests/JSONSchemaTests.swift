@@ -106,3 +106,47 @@ struct JSONSchemaTests {
         #expect(JSONValue(any: ["a": 1, "b": true] as [String: Any]) == .object(["a": .number(1), "b": .bool(true)]))
     }
 }
+
+/// Sluice's JSON parser against Foundation's JSONSerialization as the oracle.
+@Suite("JSON parser")
+struct JSONParserTests {
+    static func oracle(_ bytes: [UInt8]) -> JSONValue? {
+        (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])).map { JSONValue(any: $0) }
+    }
+
+    @Test("every file of the vendored test suite parses to what JSONSerialization reads")
+    func suiteFiles() throws {
+        let root = JSONSchemaSuiteTests.root
+        let files = (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".json") }
+        #expect(files.count > 50)
+        // bignum.json's 50-digit numbers: Foundation reads them through Decimal and rounds differently from strtod.
+        for file in files where !file.hasSuffix("bignum.json") {
+            let bytes = Array(try #require(FileManager.default.contents(atPath: root + "/" + file)))
+            let ours = JSONValue.parse(bytes), theirs = Self.oracle(bytes)
+            #expect(ours != nil && ours == theirs, "\(file)")
+        }
+    }
+
+    @Test("escapes, unicode, numbers and fragments", arguments: [
+        #""a\"b\\c\/d\b\f\n\r\t""#, #""\u00e9\u4e2d\ud83d\ude00""#, "\"é中😀\"", "0", "-0", "12", "-12.5e3", "1E+2", "123456789012345678901234567890",
+        "0.1", "1e-7", "true", "false", "null", " [ ] ", "{}", #"{"a": [1, {"b": null}], "c": "d"}"#, "[1.0, 2.50, -3]",
+    ])
+    func accepts(_ text: String) {
+        let bytes = Array(text.utf8)
+        #expect(JSONValue.parse(bytes) != nil && JSONValue.parse(bytes) == Self.oracle(bytes), "\(text)")
+    }
+
+    @Test("what is not JSON is refused", arguments: [
+        "", "{", "[1,]", "[1 2]", "01", "1.", ".5", "-", "1e", #""\x""#, #""\ud800""#, #""\udc00x""#, "\"a\u{01}b\"", "tru", "nul", "[] x",
+        #"{"a" 1}"#, #"{a: 1}"#, #"{"a": 1,}"#, "\"unterminated", "+1", "NaN",
+    ])
+    func refuses(_ text: String) {
+        #expect(JSONValue.parse(Array(text.utf8)) == nil, "\(text)")
+    }
+
+    @Test("nesting is bounded instead of overflowing the stack")
+    func depth() {
+        #expect(JSONValue.parse(Array((String(repeating: "[", count: 100) + String(repeating: "]", count: 100)).utf8)) != nil)
+        #expect(JSONValue.parse(Array((String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)).utf8)) == nil)
+    }
+}
