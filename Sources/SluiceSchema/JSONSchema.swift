@@ -369,20 +369,7 @@ struct SchemaCompiler {
     }
 
     static func resolvePointer(_ pointer: String, in value: JSONValue) -> JSONValue? {
-        var current = value
-        for token in pointer.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
-            let name = token.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
-            switch current {
-            case .object(let object):
-                guard let next = object[name] else { return nil }
-                current = next
-            case .array(let array):
-                guard let offset = Int(name), array.indices.contains(offset) else { return nil }
-                current = array[offset]
-            default:
-                return nil
-            }
-        }
-        return current
+        let tokens = pointer.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        return value.lookup(tokens.map { Substring($0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")) })
     }
 }

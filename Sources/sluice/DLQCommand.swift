@@ -60,6 +60,12 @@ struct AgentOptions: ParsableArguments {
     }
 }
 
+/// One cell of a table the commands print: the value (a missing or JSON null one as "-") cut to fit and padded to `width`.
+func cell(_ value: Any?, _ width: Int) -> String {
+    let text = value.map { $0 is NSNull ? "-" : "\($0)" } ?? "-"
+    return String(text.prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0)
+}
+
 func printJSON(_ object: Any) {
     guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]) else { return }
     writeLine(String(decoding: data, as: UTF8.self))
@@ -97,11 +103,10 @@ struct DLQList: AsyncParsableCommand {
         if json { return printJSON(answer) }
         writeLine("PARTITION/OFFSET  ORIGINAL            EVENT TYPE            ERROR        ATTEMPTS REPLAYS LAST FAILURE")
         for letter in answer["dead_letters"] as? [[String: Any]] ?? [] {
-            func column(_ text: String, _ width: Int) -> String { String(text.prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0) }
-            writeLine(column("\(letter["partition"] ?? "")/\(letter["offset"] ?? "")", 18)
-                + column("\(letter["original_topic"] ?? "")/\(letter["original_partition"] ?? "")/\(letter["original_offset"] ?? "")", 20)
-                + column(letter["event_type"] as? String ?? "-", 22) + column(letter["error_type"] as? String ?? "", 13)
-                + column("\(letter["attempts"] ?? "")", 9) + column("\(letter["replays"] ?? "")", 8) + (letter["last_failure"] as? String ?? ""))
+            writeLine(cell("\(letter["partition"] ?? "")/\(letter["offset"] ?? "")", 18)
+                + cell("\(letter["original_topic"] ?? "")/\(letter["original_partition"] ?? "")/\(letter["original_offset"] ?? "")", 20)
+                + cell(letter["event_type"] as? String ?? "-", 22) + cell(letter["error_type"] as? String ?? "", 13)
+                + cell("\(letter["attempts"] ?? "")", 9) + cell("\(letter["replays"] ?? "")", 8) + (letter["last_failure"] as? String ?? ""))
         }
     }
 }

@@ -46,14 +46,10 @@ struct ResetTargetOptions: ParsableArguments {
 /// Prints a reset plan as Kafka's tool does: one row per partition, the offset before and after.
 func printResetPlan(_ answer: [String: Any], title: String) {
     writeLine(title)
-    writeLine("TOPIC".padding(toLength: 28, withPad: " ", startingAt: 0) + "PARTITION  CURRENT-OFFSET  NEW-OFFSET  LOG-START  LOG-END")
+    writeLine(cell("TOPIC", 28) + "PARTITION  CURRENT-OFFSET  NEW-OFFSET  LOG-START  LOG-END")
     for row in answer["partitions"] as? [[String: Any]] ?? [] {
-        func column(_ value: Any?, _ width: Int) -> String {
-            let text = value.map { $0 is NSNull ? "-" : "\($0)" } ?? "-"
-            return String(text.prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0)
-        }
-        writeLine(column(row["topic"], 28) + column(row["partition"], 11) + column(row["previous_offset"], 16) + column(row["new_offset"], 12)
-            + column(row["log_start_offset"], 11) + "\(row["log_end_offset"] ?? "-")")
+        writeLine(cell(row["topic"], 28) + cell(row["partition"], 11) + cell(row["previous_offset"], 16) + cell(row["new_offset"], 12)
+            + cell(row["log_start_offset"], 11) + "\(row["log_end_offset"] ?? "-")")
     }
 }
 
@@ -72,10 +68,9 @@ struct GroupsList: AsyncParsableCommand {
     func run() async throws {
         let answer = try await agent.call(.GET, "/v1/groups")
         if json { return printJSON(answer) }
-        writeLine("GROUP".padding(toLength: 32, withPad: " ", startingAt: 0) + "STATE        MEMBERS  LAG       STATUS")
+        writeLine(cell("GROUP", 32) + "STATE        MEMBERS  LAG       STATUS")
         for group in answer["groups"] as? [[String: Any]] ?? [] {
-            func column(_ value: Any?, _ width: Int) -> String { String("\(value ?? "")".prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0) }
-            writeLine(column(group["name"], 32) + column(group["state"], 13) + column(group["members"], 9) + column(group["lag"], 10) + "\(group["status"] ?? "")")
+            writeLine(cell(group["name"], 32) + cell(group["state"], 13) + cell(group["members"], 9) + cell(group["lag"], 10) + "\(group["status"] ?? "")")
         }
     }
 }
@@ -94,15 +89,14 @@ struct GroupsDescribe: AsyncParsableCommand {
         if json { return printJSON(answer) }
         let members = answer["members"] as? [[String: Any]] ?? []
         writeLine("group \(group): \(answer["state"] ?? "") (generation \(answer["generation"] ?? 0)), \(members.count) member(s), status \(answer["status"] ?? "")")
-        func column(_ value: Any?, _ width: Int) -> String { String("\(value ?? "")".prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0) }
-        writeLine("TOPIC".padding(toLength: 28, withPad: " ", startingAt: 0) + "PARTITION  CURRENT-OFFSET  LOG-END-OFFSET  LAG       LAG-SECONDS  OWNER")
+        writeLine(cell("TOPIC", 28) + "PARTITION  CURRENT-OFFSET  LOG-END-OFFSET  LAG       LAG-SECONDS  OWNER")
         let owners = Dictionary(members.flatMap { member in
             (member["assignment"] as? [[String: Any]] ?? []).map { ("\($0["topic"] ?? "")/\($0["partition"] ?? "")", member["member_id"] as? String ?? "") }
         }, uniquingKeysWith: { first, _ in first })
         for row in answer["partitions"] as? [[String: Any]] ?? [] {
             let key = "\(row["topic"] ?? "")/\(row["partition"] ?? "")"
-            writeLine(column(row["topic"], 28) + column(row["partition"], 11) + column(row["committed_offset"], 16) + column(row["log_end_offset"], 16)
-                + column(row["lag"], 10) + column((row["lag_seconds"] as? Double).map { String(format: "%.1f", $0) }, 13) + (owners[key] ?? "-"))
+            writeLine(cell(row["topic"], 28) + cell(row["partition"], 11) + cell(row["committed_offset"], 16) + cell(row["log_end_offset"], 16)
+                + cell(row["lag"], 10) + cell((row["lag_seconds"] as? Double).map { String(format: "%.1f", $0) }, 13) + (owners[key] ?? "-"))
         }
     }
 }
@@ -168,13 +162,12 @@ struct SubscriptionsList: AsyncParsableCommand {
     func run() async throws {
         let answer = try await agent.call(.GET, "/v1/subscriptions")
         if json { return printJSON(answer) }
-        func column(_ value: Any?, _ width: Int) -> String { String("\(value ?? "-")".prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0) }
-        writeLine("SUBSCRIPTION".padding(toLength: 24, withPad: " ", startingAt: 0) + "BREAKER     IN-FLIGHT  REWIND                  ENDPOINT")
+        writeLine(cell("SUBSCRIPTION", 24) + "BREAKER     IN-FLIGHT  REWIND                  ENDPOINT")
         for entry in answer["subscriptions"] as? [[String: Any]] ?? [] {
             let rewind = (entry["rewind"] as? [String: Any]).map { r in
                 r["completed_at"] is String ? "\(r["id"] ?? "") done" : "\(r["id"] ?? "") \(r["remaining"] ?? 0) left"
             }
-            writeLine(column(entry["name"], 24) + column(entry["circuit_breaker_state"], 12) + column(entry["in_flight"], 11) + column(rewind, 24) + "\(entry["endpoint"] ?? "")")
+            writeLine(cell(entry["name"], 24) + cell(entry["circuit_breaker_state"], 12) + cell(entry["in_flight"], 11) + cell(rewind, 24) + "\(entry["endpoint"] ?? "")")
         }
     }
 }

@@ -38,12 +38,11 @@ struct SagasList: AsyncParsableCommand {
         if let status { query.append("status=\(status)") }
         let answer = try await agent.call(.GET, "/v1/sagas?" + query.joined(separator: "&"))
         if json { return printJSON(answer) }
-        func column(_ text: String, _ width: Int) -> String { String(text.prefix(width - 1)).padding(toLength: width, withPad: " ", startingAt: 0) }
-        writeLine(column("ID", 38) + column("TYPE", 16) + column("STATUS", 20) + column("STEP", 18) + column("STARTED", 26) + "DURATION")
+        writeLine(cell("ID", 38) + cell("TYPE", 16) + cell("STATUS", 20) + cell("STEP", 18) + cell("STARTED", 26) + "DURATION")
         for saga in answer["sagas"] as? [[String: Any]] ?? [] {
             let duration = (saga["duration_seconds"] as? Double).map { String(format: "%.3f s", $0) } ?? "-"
-            writeLine(column(saga["id"] as? String ?? "", 38) + column(saga["type"] as? String ?? "", 16) + column(saga["status"] as? String ?? "", 20)
-                + column(saga["current_step"] as? String ?? saga["failed_step"] as? String ?? "-", 18) + column(saga["started_at"] as? String ?? "", 26) + duration)
+            writeLine(cell(saga["id"] as? String ?? "", 38) + cell(saga["type"] as? String ?? "", 16) + cell(saga["status"] as? String ?? "", 20)
+                + cell(saga["current_step"] as? String ?? saga["failed_step"] as? String ?? "-", 18) + cell(saga["started_at"] as? String ?? "", 26) + duration)
         }
     }
 }

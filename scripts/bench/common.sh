@@ -15,3 +15,6 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 sluice_stored_events() {
     curl -sf "http://$1/v1/topics/bench" | python3 -c 'import json,sys; print(sum(p["log_end_offset"] for p in json.load(sys.stdin)["partitions"]))'
 }
+
+# CPU ticks (user + system) process $1 has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

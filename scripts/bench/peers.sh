@@ -34,7 +34,6 @@ cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
 python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
 
 API=127.0.0.1:17480 METRICS=127.0.0.1:19480 REDIS=16390 NATS=14230
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 wait_port() { for _ in $(seq 1 500); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.01; done; echo "port $1 did not open" >&2; exit 1; }
 

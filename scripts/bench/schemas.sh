@@ -29,7 +29,6 @@ for status in created paid packed shipped; do
 done
 
 API=127.0.0.1:17490 METRICS=127.0.0.1:19490
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 measure() {  # mode, batch, out file, settings…
     local mode=$1 batch=$2 out=$3; shift 3
