@@ -41,6 +41,9 @@ public enum DeliveryErrorType: String, Sendable, CaseIterable {
     case timeout
     /// Connection refused or reset, or 503 (these trip the breaker and never dead-letter an event alone).
     case unavailable
+    /// The subscription asks for a version of the event's type that no chain of upcasters reaches from the event's
+    /// (or the upcast data does not match that version's schema): not retried.
+    case unsupportedEventVersion = "unsupported_event_version"
 }
 
 /// The failure history of an event, carried in its dead letter.

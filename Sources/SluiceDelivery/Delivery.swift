@@ -18,6 +18,8 @@ enum AttemptOutcome: Sendable {
     case timeout(message: String)
     /// Connection refused or reset, or 503: the app is down.
     case unavailable(status: Int?, message: String, retryAfterMs: Int64?)
+    /// Not sent: the event cannot be given in the subscription's version. To the DLQ at once.
+    case unsupportedVersion(message: String)
 
     var label: String {
         switch self {
@@ -27,6 +29,7 @@ enum AttemptOutcome: Sendable {
         case .httpError: "http_error"
         case .timeout: "timeout"
         case .unavailable: "unavailable"
+        case .unsupportedVersion: "unsupported_event_version"
         }
     }
 
@@ -34,7 +37,7 @@ enum AttemptOutcome: Sendable {
     var appAnswered: Bool {
         switch self {
         case .delivered, .dropped, .rejected, .httpError: true
-        case .timeout, .unavailable: false
+        case .timeout, .unavailable, .unsupportedVersion: false
         }
     }
 }
@@ -51,17 +54,31 @@ public enum DeliveryHeader {
     public static let recordTimestamp = "X-Sluice-Record-Timestamp"
     /// The id of the subscription's rewind, on events delivered before it and now delivered again.
     public static let rewind = "X-Sluice-Rewind"
-    public static let all = [correlationId, traceparent, topic, partition, offset, attempt, subscription, recordTimestamp, rewind]
+    /// The version an event was published as, when the subscription's `version` had it upcast.
+    public static let upcastFrom = "X-Sluice-Upcast-From"
+    public static let all = [correlationId, traceparent, topic, partition, offset, attempt, subscription, recordTimestamp, rewind, upcastFrom]
 }
 
 /// Sends one event to the app in CloudEvents binary mode and classifies the answer.
 struct Deliverer: Sendable {
     let client: HTTPClient
     let subscription: Subscription
+    let broker: Broker
 
     typealias Header = DeliveryHeader
 
-    func attempt(_ fetched: FetchedEvent, attempt: Int, rewind: String? = nil) async -> AttemptOutcome {
+    /// The event as the subscription wants it: upcast to its `version` (counted in `sluice_events_upcast_total`), or
+    /// why it cannot be.
+    func prepare(_ fetched: FetchedEvent) -> Result<(FetchedEvent, upcastFrom: String?), UnsupportedEventVersion> {
+        guard let target = subscription.version, let event = fetched.event else { return .success((fetched, nil)) }
+        return broker.upcast(event, to: target).map { upcast in
+            var out = fetched
+            out.event = upcast.event
+            return (out, upcast.upcastFrom)
+        }
+    }
+
+    func attempt(_ fetched: FetchedEvent, attempt: Int, rewind: String? = nil, upcastFrom: String? = nil) async -> AttemptOutcome {
         var request = HTTPClientRequest(url: subscription.endpoint)
         request.method = .POST
         let event = fetched.event ?? CloudEvent(id: "\(fetched.topic)-\(fetched.partition)-\(fetched.offset)", source: "/sluice/topics/\(fetched.topic)",
@@ -86,6 +103,7 @@ struct Deliverer: Sendable {
         request.headers.add(name: Header.subscription, value: subscription.name)
         request.headers.add(name: Header.recordTimestamp, value: String(fetched.timestamp))
         if let rewind { request.headers.add(name: Header.rewind, value: rewind) }
+        if let upcastFrom { request.headers.add(name: Header.upcastFrom, value: upcastFrom) }
         request.body = .bytes(ByteBuffer(bytes: event.data ?? []))
 
         let started = ContinuousClock.now

@@ -484,14 +484,20 @@ public final class DeliveryService: Sendable {
         let context = CorrelationContext(correlationId: letter.correlationId ?? fetched.event?.correlationId ?? "", causationId: fetched.event?.causationId,
                                          traceId: trace?.traceId, spanId: trace?.spanId, eventId: fetched.event?.id, eventType: fetched.event?.type,
                                          topic: fetched.topic, partition: fetched.partition, offset: fetched.offset)
-        let deliverer = Deliverer(client: client, subscription: subscription)
+        let deliverer = Deliverer(client: client, subscription: subscription, broker: broker)
         var history = letter.history
         history.replays += 1
         var failures = 0
         var attempt = 0
+        // Upcast once, as the subscription would: a letter of an unsupported version is delivered once upcasters exist.
+        let prepared = deliverer.prepare(fetched)
         while true {
             attempt += 1
-            let outcome = await deliverer.attempt(fetched, attempt: attempt)
+            let outcome: AttemptOutcome
+            switch prepared {
+            case .success(let (event, upcastFrom)): outcome = await deliverer.attempt(event, attempt: attempt, upcastFrom: upcastFrom)
+            case .failure(let failure): outcome = .unsupportedVersion(message: failure.message)
+            }
             broker.metrics.counter(MetricName.deliveryAttempts, subscription.name, outcome.label).increment()
             let now = currentTimeMillis()
             switch outcome {
@@ -514,6 +520,9 @@ public final class DeliveryService: Sendable {
             case .timeout(let message):
                 history.failed(at: now, status: nil, type: .timeout, message: message)
                 failures += 1
+            case .unsupportedVersion(let message):
+                history.failed(at: now, status: nil, type: .unsupportedEventVersion, message: message)
+                failures = subscription.retry.maxAttempts
             case .unavailable:
                 // The app is down: that is not this event's failure. The letter stays as it is.
                 failures += 1

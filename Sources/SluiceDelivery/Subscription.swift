@@ -1,5 +1,5 @@
 import Foundation
-import SluiceBroker
+public import SluiceBroker
 import SluiceLog
 
 /// Which events wait for which while one is failing.
@@ -61,6 +61,9 @@ public struct Subscription: Sendable, Equatable {
     public var dlqTopic: String?
     public var maxReplays = 3
     public var startFrom = "latest"
+    /// The version of their type events are delivered in (`latest` or a fixed one), upcast as needed; nil delivers
+    /// them as published.
+    public var version: VersionTarget?
     public var retry = RetryPolicy()
     public var breaker = BreakerPolicy()
 
@@ -95,7 +98,7 @@ public struct SubscriptionError: Error, CustomStringConvertible, Sendable {
 extension Subscription {
     /// The keys a definition may have.
     static let keys: Set<String> = ["name", "topics", "topic", "group", "filter", "endpoint", "concurrency", "timeout_ms", "ordering", "dlq_topic",
-                                    "max_replays", "start_from", "retry", "circuit_breaker"]
+                                    "max_replays", "start_from", "version", "retry", "circuit_breaker"]
 
     /// Parses a definition (from the config file's `subscriptions` list or a PUT body). `name` overrides the body's.
     public static func parse(_ object: [String: Any], name fixedName: String? = nil) throws(SubscriptionError) -> Subscription {
@@ -143,6 +146,12 @@ extension Subscription {
                 throw SubscriptionError("'start_from' must be earliest or latest", field: "start_from")
             }
             subscription.startFrom = text
+        }
+        if let version = object["version"] {
+            guard let text = version as? String, let target = VersionTarget(text) else {
+                throw SubscriptionError("'version' must be latest or a version of the event types' schemas, such as \"2.0\"", field: "version")
+            }
+            subscription.version = target
         }
         if let retry = object["retry"] {
             guard let map = retry as? [String: Any] else { throw SubscriptionError("'retry' must be a mapping", field: "retry") }
@@ -202,6 +211,7 @@ extension Subscription {
         ]
         if let filter { object["filter"] = filter }
         if let dlqTopic { object["dlq_topic"] = dlqTopic }
+        if let version { object["version"] = version.description }
         return object
     }
 }

@@ -72,6 +72,10 @@ actor SubscriptionRunner {
         var lastStatus: Int?
         var lastError: DeliveryErrorType?
         var lastMessage = ""
+        /// The version the event was published as, when it is delivered upcast.
+        var upcastFrom: String?
+        /// Why the event cannot be given in the subscription's version (it goes to the DLQ instead).
+        var unsupported: String?
     }
 
     private var memberId: String?
@@ -110,7 +114,7 @@ actor SubscriptionRunner {
         self.rewind = rewind
         self.rewindCompleted = rewindCompleted
         self.groups = groups
-        self.deliverer = Deliverer(client: client, subscription: subscription)
+        self.deliverer = Deliverer(client: client, subscription: subscription, broker: groups.broker)
         self.deadLetters = deadLetters
         self.logger = logger
         self.metrics = groups.broker.metrics
@@ -220,9 +224,17 @@ actor SubscriptionRunner {
             case .partition: key = tp.description
             case .none: key = "\(tp)/o/\(fetched.offset)"
             }
+            var pending = Pending(fetched: fetched, key: key)
+            switch deliverer.prepare(fetched) {
+            case .success(let (prepared, upcastFrom)):
+                pending.fetched = prepared
+                pending.upcastFrom = upcastFrom
+            case .failure(let failure):
+                pending.unsupported = failure.message
+            }
             unfinished += 1
             if queues[key] == nil { queues[key] = [] }
-            queues[key]!.append(Pending(fetched: fetched, key: key))
+            queues[key]!.append(pending)
             if queues[key]!.count == 1 && !busyKeys.contains(key) { ready.append(key) }
         }
         dispatch()
@@ -232,6 +244,15 @@ actor SubscriptionRunner {
 
     private func dispatch() {
         while !stopping && attempting < subscription.concurrency && readyHead < ready.count {
+            // An event that cannot be given in the subscription's version is not sent: the breaker has no say.
+            if let head = queues[ready[readyHead]]?.first, let message = head.unsupported {
+                let key = ready[readyHead]
+                readyHead += 1
+                busyKeys.insert(key)
+                attempting += 1
+                Task { await self.completed(key: key, outcome: .unsupportedVersion(message: message)) }
+                continue
+            }
             switch breaker {
             case .open: return
             case .halfOpen where probeInFlight: return
@@ -253,9 +274,10 @@ actor SubscriptionRunner {
             let fetched = pending.fetched
             let deliverer = self.deliverer
             let replayOf = rewind?.isReplay(TopicPartition(fetched.topic, fetched.partition), fetched.offset) == true ? rewind?.id : nil
+            let upcastFrom = pending.upcastFrom
             if attempt > 1 { metrics.counter(MetricName.deliveryRetries, subscription.name).increment() }
             Task {
-                let outcome = await deliverer.attempt(fetched, attempt: attempt, rewind: replayOf)
+                let outcome = await deliverer.attempt(fetched, attempt: attempt, rewind: replayOf, upcastFrom: upcastFrom)
                 await self.completed(key: key, outcome: outcome)
             }
         }
@@ -264,9 +286,16 @@ actor SubscriptionRunner {
     private func completed(key: String, outcome: AttemptOutcome) async {
         attempting -= 1
         guard var pending = queues[key]?.first else { return }
-        metrics.counter(MetricName.deliveryAttempts, subscription.name, outcome.label).increment()
         let event = pending.fetched.event
         let context = correlation(pending)
+        if case .unsupportedVersion(let message) = outcome {
+            record(&pending, now: currentTimeMillis(), status: nil, type: .unsupportedEventVersion, message: message)
+            queues[key]![0] = pending
+            await deadLetter(key: key, pending: pending)
+            dispatch()
+            return
+        }
+        metrics.counter(MetricName.deliveryAttempts, subscription.name, outcome.label).increment()
         updateBreaker(after: outcome)
         let now = currentTimeMillis()
         switch outcome {
@@ -303,6 +332,8 @@ actor SubscriptionRunner {
             record(&pending, now: now, status: status, type: .unavailable, message: message)
             queues[key]![0] = pending
             scheduleRetry(key: key, pending: pending, retryAfterMs: retryAfter, attemptForBackoff: max(1, pending.attempts))
+        case .unsupportedVersion:
+            break  // handled above
         }
         dispatch()
     }

@@ -279,12 +279,13 @@ struct APIRoutes: Sendable {
         let maxRecords = Int(try integer("max", range: 1...Int64(config.int("max.poll.records"))) ?? config.integer("max.poll.records"))
         let waitMs = try integer("wait_ms", range: 0...300_000) ?? config.integer("fetch.max.wait.ms")
         let minBytes = Int(try integer("min_bytes", range: 1...Int64(Int32.max)) ?? config.integer("fetch.min.bytes"))
+        let version = try Self.queryVersion(request)
         let result = try await broker.fetch(topic: topic, partition: partition, offset: offset, maxRecords: maxRecords,
                                             maxBytes: config.int("max.partition.fetch.bytes"), minBytes: minBytes, maxWaitMs: waitMs)
         var out = JSONWriter()
         out.beginObject()
         out.beginArray("events")
-        for fetched in result.events { writeEvent(fetched, into: &out) }
+        for fetched in result.events { writeEvent(fetched, version: version, into: &out) }
         out.endArray()
         out.field("log_end_offset", int: result.logEndOffset)
         out.field("log_start_offset", int: result.logStartOffset)
@@ -304,15 +305,40 @@ struct APIRoutes: Sendable {
         return value
     }
 
-    /// One read event: its position, and the CloudEvent (or the raw record, base64, when it is not one). Logs
-    /// "event read" with the event's correlation.
-    func writeEvent(_ fetched: FetchedEvent, into out: inout JSONWriter) {
+    /// `?version=latest` or `?version=V`: the version of their types events are read in; nil (absent) reads them as published.
+    static func queryVersion(_ request: Request) throws -> VersionTarget? {
+        guard let raw = request.uri.queryParameters["version"] else { return nil }
+        guard let target = VersionTarget(String(raw)) else {
+            throw BrokerError.badRequest("query parameter version must be latest or a version of the event types' schemas, such as 2.0", attribute: "version")
+        }
+        return target
+    }
+
+    /// One read event: its position, and the CloudEvent (or the raw record, base64, when it is not one). With a
+    /// `version`, the event is upcast to it; one that cannot be has `error` (`unsupported_event_version`) instead of
+    /// `event`. Logs "event read" with the event's correlation.
+    func writeEvent(_ fetched: FetchedEvent, version: VersionTarget? = nil, into out: inout JSONWriter) {
         out.beginObject()
         out.field("offset", int: fetched.offset)
         out.field("partition", int: Int64(fetched.partition))
         out.field("timestamp", string: Timestamp.rfc3339Millis(millisecondsSinceEpoch: fetched.timestamp))
         out.field("topic", string: fetched.topic)
-        if let event = fetched.event {
+        if var event = fetched.event {
+            if let version, let broker = try? self.broker {
+                switch broker.upcast(event, to: version) {
+                case .success(let upcast):
+                    event = upcast.event
+                    if let from = upcast.upcastFrom { out.field("upcast_from", string: from) }
+                case .failure(let failure):
+                    out.key("error")
+                    out.beginObject()
+                    out.field("message", string: failure.message)
+                    out.field("type", string: "unsupported_event_version")
+                    out.endObject()
+                    out.endObject()
+                    return
+                }
+            }
             out.key("event")
             event.writeJSON(into: &out)
             let trace = event.traceparent.flatMap(Correlation.parseTraceparent)

@@ -212,12 +212,13 @@ extension APIRoutes {
         let member = try context.parameters.require("member")
         let maxRecords = Int(try Self.queryInteger(request, "max", range: 1...Int64(config.int("max.poll.records"))) ?? config.integer("max.poll.records"))
         let waitMs = try Self.queryInteger(request, "wait_ms", range: 0...300_000) ?? config.integer("fetch.max.wait.ms")
+        let version = try Self.queryVersion(request)
         let result = try await groups.poll(group: group, member: member, maxRecords: maxRecords, waitMs: waitMs)
         var out = JSONWriter()
         out.beginObject()
         writeAssignment(result.member, into: &out)
         out.beginArray("events")
-        for fetched in result.events { writeEvent(fetched, into: &out) }
+        for fetched in result.events { writeEvent(fetched, version: version, into: &out) }
         out.endArray()
         out.beginArray("positions")
         for (tp, offset) in result.positions.sorted(by: { $0.key < $1.key }) {

@@ -27,6 +27,8 @@ public enum HTTPPath {
     public static let replay = "/v1/dlq/{dlqTopic}/replay"
     public static let replayJob = "/v1/dlq/replays/{id}"
     public static let schemas = "/v1/schemas"
+    /// GET a type's versions and settings; PUT (the body is `{"compatibility", "upcasters"}`) and DELETE its settings.
+    public static let schemaType = "/v1/schemas/{type}"
     /// GET, PUT (the body is the schema) and DELETE one schema.
     public static let schema = "/v1/schemas/{type}/{version}"
     public static let sagas = "/v1/sagas"
@@ -36,7 +38,7 @@ public enum HTTPPath {
     /// Every path above.
     public static let all = [health, ready, metrics, topics, topic, topicEvents, partitionEvents, routedEvents,
                              groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets, groupOffsetsReset,
-                             subscriptions, subscription, subscriptionRewind, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, schemas, schema, sagas, saga]
+                             subscriptions, subscription, subscriptionRewind, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, schemas, schemaType, schema, sagas, saga]
 }
 
 /// Header names Sluice reads or writes.

@@ -127,6 +127,10 @@ public enum MetricName {
         name: "sluice_schema_validations_total",
         help: "Published events checked against their schema, by result: valid, invalid, unknown_version (the type has schemas, not this version), not_json.",
         labels: ["topic", "type", "version", "result"])
+    public static let eventsUpcast = MetricFamily(
+        name: "sluice_events_upcast_total",
+        help: "Events handed out as a later version of their type than they were published as (subscriptions and reads with a version), by type and versions.",
+        labels: ["type", "from", "to"])
     public static let rewinds = MetricFamily(
         name: "sluice_subscription_rewinds_total", help: "Rewinds of the subscription (POST /v1/subscriptions/{name}/rewind).", labels: ["subscription"])
     public static let rewindRemaining = MetricFamily(
@@ -206,7 +210,7 @@ public enum MetricName {
         groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, kafkaRequests, kafkaRequestDuration,
         kafkaConnections, kafkaReceivedBytes, kafkaSentBytes, logLinesDropped,
         dlqEvents, dlqDepth, dlqOldestAge, deliveryAttempts, deliveryRetries, processingDuration, deliveryInFlight,
-        deliveryOldestPending, poisonEvents, dlqReplayed, schemaValidations, rewinds, rewindRemaining, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
+        deliveryOldestPending, poisonEvents, dlqReplayed, schemaValidations, eventsUpcast, rewinds, rewindRemaining, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
         sagaOldestInFlight, sagaCompensations, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
     ]
 }

@@ -53,7 +53,7 @@ struct SchemasCheck: ParsableCommand {
         } else {
             let entries: [RegisteredSchema]
             do {
-                entries = try SchemaRegistry.loadDirectory(schemas!, fromDirectory: true)
+                entries = try SchemaRegistry.loadDirectory(schemas!, fromDirectory: true).schemas
             } catch {
                 throw CLIError.badInput(error.message)
             }
