@@ -51,6 +51,17 @@ ROWS = [
           q(f'sluice_consumer_max_poll_records{{{J}}}', "max.poll.records"), q(f'sluice_consumer_fetch_max_wait_seconds{{{J}}}', "fetch.max.wait (s)")],
          "The producer and consumer settings the agent runs with, next to their effect above."),
     ]),
+    ("Schemas and versions", "Whether published events match their schemas, and which old versions are still being upcast.", [
+        ("Schema checks / s by result", "ops", "timeseries",
+         [q(f'sum by (topic, type, result) (rate(sluice_schema_validations_total{{{T},{J}}}[{RATE}]))', "{{topic}} {{type}} {{result}}")],
+         "Published events checked against their schema: valid, invalid, unknown_version, not_json. With enforce the others were refused (400 or INVALID_RECORD)."),
+        ("Schema rejections (1h)", "short", "timeseries",
+         [q(f'sum by (topic, type, version) (increase(sluice_schema_validations_total{{{T},result!="valid",{J}}}[1h]))', "{{topic}} {{type}} {{version}}")],
+         "Events that failed their schema in the last hour, by type and version: a producer to fix."),
+        ("Events upcast / s", "ops", "timeseries",
+         [q(f'sum by (type, from, to) (rate(sluice_events_upcast_total{{{J}}}[{RATE}]))', "{{type}} {{from}} → {{to}}")],
+         "Events handed to subscribers and readers as a later version than they were published as: producers still on old versions."),
+    ]),
     ("Partitions", "Whether each topic has the partitions its throughput and consumers need.", [
         ("Partitions vs recommended", "short", "timeseries",
          [q(f'sluice_topic_partitions{{{T},{J}}}', "{{topic}} partitions"), q(f'sluice_topic_partitions_recommended{{{T},{J}}}', "{{topic}} recommended")],

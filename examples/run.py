@@ -7,6 +7,8 @@
                                                    #   timeout-inventory, stuck-refund
     python3 examples/run.py payment happy          # or fail-validate, fail-balance, fail-process, fail-merchant,
                                                    #   fail-notify, stuck-refund
+    python3 examples/run.py users                  # user.registered 1.0/1.1/2.0 -> welcome, which reads 2.0 only:
+                                                   #   upcast by Sluice; an event failing its schema is refused
     python3 examples/run.py all                    # everything at once, every outcome (the dashboards' workload)
 
 Options: --count N sagas (default 5), --keep (leave data and logs), --api-port/--metrics-port, --hold SECONDS
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -30,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ORDER_SERVICES = ["order", "payment", "inventory", "shipping"]
 PAYMENT_SERVICES = ["validation", "wallet", "processor", "merchant", "notification"]
-CONSUMERS = ["profile", "trending"]
+CONSUMERS = ["profile", "trending", "welcome"]
 
 # scenario -> (participant flags per service, the status every saga must end with)
 SAGA_SCENARIOS = {
@@ -118,7 +121,8 @@ class Run:
         self.children.append(subprocess.Popen(
             [sluice_binary(), "serve", "--config", path, "--data-dir", os.path.join(self.work, "data"),
              "--api-address", f"127.0.0.1:{self.api_port}", "--metrics-address", f"127.0.0.1:{self.metrics_port}",
-             "--log-file", os.path.join(self.work, "sluice.log"), "--lag-interval-ms", "1000"],
+             "--log-file", os.path.join(self.work, "sluice.log"), "--lag-interval-ms", "1000",
+             "--schemas", os.path.join(HERE, "schemas"), "--schema-validation", "enforce"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
         deadline = time.time() + 60
         while True:
@@ -239,6 +243,32 @@ class Run:
         stats = http("GET", f"{trending}/stats")
         self.check(stats["rebuilds"] == 1 and stats["rewind"] == rewind["rewind_id"], f"trending rebuilt once from the rewind: {stats}")
 
+    def users(self):
+        """The seed's user.registered in three versions: producers still send 1.0 and 1.1, the welcome service reads
+        2.0 only, and Sluice upcasts on the way (examples/schemas). Events that fail their schema are refused."""
+        self.start_service("welcome")
+        users = [("1.0", {}), ("1.0", {}), ("1.1", {"consentGiven": False}), ("1.1", {"consentGiven": True, "marketingOptIn": True}),
+                 ("2.0", {"consentGiven": True, "marketingOptIn": True})]
+        batch = []
+        for n, (version, extra) in enumerate(users):
+            data = {"userId": f"user-{n}", "email": f"user{n}@example.com", "name": f"User {n}", "registrationMethod": "email", **extra}
+            batch.append({**event("user.registered", data, id_=f"user-{n}", key=f"user-{n}"), "eventversion": version})
+        http("POST", f"{self.api}/v1/events", batch, content_type="application/cloudevents-batch+json")
+        bad = {**event("user.registered", {"userId": "user-x", "email": "not an address", "name": "X", "registrationMethod": "pigeon"}, id_="user-x"),
+               "eventversion": "2.0"}
+        try:
+            http("POST", f"{self.api}/v1/events", bad, content_type="application/cloudevents+json")
+            self.check(False, "an event that fails its schema is refused")
+        except urllib.error.HTTPError as error:
+            problem = json.loads(error.read())
+            self.check(error.code == 400 and {e["keyword"] for e in problem.get("errors", [])} >= {"format", "enum"},
+                       f"an event that fails its schema is refused (400: {problem.get('detail', '')[:80]}…)")
+        welcome = f"http://127.0.0.1:{self.ports['welcome']}"
+        self.wait("welcome gets every user as 2.0", lambda: http("GET", f"{welcome}/stats")["events"] == len(users))
+        stats = http("GET", f"{welcome}/stats")
+        self.check(stats["upcast_from"] == {"1.0": 2, "1.1": 2} and stats["marketing"] == 2,
+                   f"1.0 and 1.1 events were upcast, with marketingOptIn defaulting to false: {stats}")
+
     def saga_scenario(self, type_, scenario, count):
         flags, expected = SAGA_SCENARIOS[type_][scenario]
         for name in ORDER_SERVICES if type_ == "order" else PAYMENT_SERVICES:
@@ -276,6 +306,7 @@ class Run:
                 http("POST", f"{self.api}/v1/topics/checkout-events/events", event(type_, {"cart": n}, correlation=f"cart-{n}", key=f"cart-{n}"),
                      content_type="application/cloudevents+json")
         self.recommendations(trending_late=True)
+        self.users()
         self.wait_sagas("order", len(orders))
         self.wait_sagas("payment", len(payments))
         self.wait_sagas("checkout", 3)
@@ -289,7 +320,7 @@ class Run:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", choices=["recommendations", "order", "payment", "all"])
+    parser.add_argument("scenario", choices=["recommendations", "users", "order", "payment", "all"])
     parser.add_argument("variant", nargs="?", default="happy")
     parser.add_argument("--count", type=int, default=5)
     parser.add_argument("--keep", action="store_true")
@@ -305,6 +336,8 @@ def main():
         print(f"\n== {args.scenario} {args.variant if args.scenario in SAGA_SCENARIOS else ''}", flush=True)
         if args.scenario == "recommendations":
             run.recommendations()
+        elif args.scenario == "users":
+            run.users()
         elif args.scenario == "all":
             run.everything()
         else:

@@ -562,7 +562,7 @@ struct SagasCommandTests {
 
 @Suite("Examples", .serialized)
 struct ExampleTests {
-    static let scenarios = ["recommendations", "order happy", "order fail-payment", "order fail-inventory", "order fail-shipping",
+    static let scenarios = ["recommendations", "users", "order happy", "order fail-payment", "order fail-inventory", "order fail-shipping",
                             "order timeout-inventory", "order stuck-refund", "payment happy", "payment fail-validate", "payment fail-balance",
                             "payment fail-process", "payment fail-merchant", "payment fail-notify", "payment stuck-refund"]
 

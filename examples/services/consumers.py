@@ -9,6 +9,9 @@ Sluice pushes content.watched events to each through a subscription (CloudEvents
   trending: counts views per content id over the run; GET /trending returns the top ten. It is a projection that
             can be rebuilt: the first event of a new rewind (header X-Sluice-Rewind) starts the counts afresh, and
             Sluice re-delivers every event from the point the subscription was rewound to.
+  welcome:  sends the welcome mail for user.registered, and only knows version 2.0 (consentGiven and
+            marketingOptIn required). Its subscription asks for version: latest, so Sluice upcasts the 1.0 and 1.1
+            events producers still send; anything else is refused with 400.
 
     consumers.py --service profile --port 8201
 """
@@ -25,7 +28,7 @@ def main():
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--service", required=True, choices=["profile", "trending"])
+    parser.add_argument("--service", required=True, choices=["profile", "trending", "welcome"])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     lock = threading.Lock()
@@ -33,6 +36,8 @@ def main():
     views = collections.Counter()
     seen = set()
     rebuild = {"id": None, "count": 0}
+    welcomed = {}
+    upcast_from = collections.Counter()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_):
@@ -50,6 +55,8 @@ def main():
             with lock:
                 if self.path == "/trending":
                     return self.answer(200, [{"content_id": c, "views": n} for c, n in views.most_common(10)])
+                if self.path == "/stats" and args.service == "welcome":
+                    return self.answer(200, {"events": len(welcomed), "marketing": sum(welcomed.values()), "upcast_from": dict(upcast_from)})
                 if self.path == "/stats":
                     return self.answer(200, {"events": len(seen), "users": len(profiles), "views": sum(views.values()),
                                              "rebuilds": rebuild["count"], "rewind": rebuild["id"]})
@@ -62,6 +69,15 @@ def main():
                 data = json.loads(body or b"{}")
             except ValueError:
                 return self.answer(400, {"error": "the body is not JSON"})
+            if args.service == "welcome":
+                if self.headers.get("ce-eventversion") != "2.0" or not all(isinstance(data.get(f), bool) for f in ("consentGiven", "marketingOptIn")):
+                    return self.answer(400, {"error": "welcome reads user.registered 2.0 only"})
+                with lock:
+                    if event_id not in welcomed:
+                        welcomed[event_id] = data["marketingOptIn"]
+                        if self.headers.get("X-Sluice-Upcast-From"):
+                            upcast_from[self.headers["X-Sluice-Upcast-From"]] += 1
+                return self.answer(200)
             if args.service == "profile":
                 if not data.get("user_id"):
                     return self.answer(400, {"error": "content.watched needs user_id"})
