@@ -101,8 +101,8 @@ struct Evaluation {
                     guard failed(&self, "minLength", "must be at least \(limit) characters long, not \(length)") else { return false }
                 }
             }
-            if let (source, regex) = node.pattern, !Self.matches(regex, text) {
-                guard failed(&self, "pattern", "must match the pattern \(source)") else { return false }
+            if let pattern = node.pattern, !pattern.matches(text) {
+                guard failed(&self, "pattern", "must match the pattern \(pattern.source)") else { return false }
             }
             if let format = node.format, let check = SchemaFormat.checks[format], !check(text) {
                 guard failed(&self, "format", "must be a valid \(format)") else { return false }
@@ -142,19 +142,26 @@ struct Evaluation {
             if let limit = node.minProperties, object.count < limit {
                 guard failed(&self, "minProperties", "must have at least \(limit) properties, not \(object.count)") else { return false }
             }
-            for name in node.required where object[name] == nil {
-                guard failed(&self, "required", "must have the property '\(name)'") else { return false }
+            // Reporting, the missing names come first; only asking, they are counted on the way (one lookup a member).
+            if collecting {
+                for name in node.required where object[name] == nil {
+                    guard failed(&self, "required", "must have the property '\(name)'") else { return false }
+                }
             }
+            var requiredFound = 0
             for (name, member) in object {
                 var matched = false
-                if let propertyNode = node.properties[name] {
-                    matched = true
-                    if !descend(name, propertyNode, member, depth: depth + 1) {
-                        valid = false
-                        if !collecting || full { return false }
+                if let rule = node.members[name] {
+                    if rule.required { requiredFound += 1 }
+                    if let propertyNode = rule.node {
+                        matched = true
+                        if !descend(name, propertyNode, member, depth: depth + 1) {
+                            valid = false
+                            if !collecting || full { return false }
+                        }
                     }
                 }
-                for (_, regex, patternNode) in node.patternProperties where Self.matches(regex, name) {
+                for (pattern, patternNode) in node.patternProperties where pattern.matches(name) {
                     matched = true
                     if !descend(name, patternNode, member, depth: depth + 1) {
                         valid = false
@@ -176,6 +183,7 @@ struct Evaluation {
                     guard failed(&self, "propertyNames", "the property name '\(name)' is not valid under propertyNames") else { return false }
                 }
             }
+            if !collecting && requiredFound < node.requiredCount { return false }
             for (name, required, dependency) in node.dependencies where object[name] != nil {
                 if let required {
                     for other in required where object[other] == nil {
@@ -268,10 +276,6 @@ struct Evaluation {
         case .array: "an array"
         case .object: "an object"
         }
-    }
-
-    static func matches(_ regex: NSRegularExpression, _ text: String) -> Bool {
-        regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
     }
 
     static func format(_ number: Double) -> String {

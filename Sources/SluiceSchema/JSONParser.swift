@@ -9,6 +9,9 @@ struct JSONParser {
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
+    /// The members of the objects being read, innermost last: one buffer for all of them, so that each object's
+    /// dictionary is made once at its final size.
+    private var members: [(String, JSONValue)] = []
 
     private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -49,12 +52,13 @@ struct JSONParser {
 
     private mutating func object(depth: Int) -> JSONValue? {
         index += 1
-        var members: [String: JSONValue] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == 0x7D {
             index += 1
-            return .object(members)
+            return .object([:])
         }
+        let first = members.count
+        defer { members.removeSubrange(first...) }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == 0x22, let key = string() else { return nil }
@@ -62,13 +66,16 @@ struct JSONParser {
             guard index < bytes.count, bytes[index] == 0x3A else { return nil }
             index += 1
             guard let member = value(depth: depth + 1) else { return nil }
-            members[key] = member
+            members.append((key, member))
             skipWhitespace()
             guard index < bytes.count else { return nil }
             if bytes[index] == 0x2C { index += 1; continue }
             guard bytes[index] == 0x7D else { return nil }
             index += 1
-            return .object(members)
+            var object = [String: JSONValue](minimumCapacity: members.count - first)
+            // A repeated name keeps its last value, as JSONSerialization does.
+            for (name, value) in members[first...] { object[name] = value }
+            return .object(object)
         }
     }
 
@@ -117,10 +124,16 @@ struct JSONParser {
         index += 1
         let start = index
         // Fast path: no escapes.
-        while index < bytes.count, bytes[index] != 0x22, bytes[index] != 0x5C, bytes[index] >= 0x20 { index += 1 }
+        var ascii = true
+        while index < bytes.count, bytes[index] != 0x22, bytes[index] != 0x5C, bytes[index] >= 0x20 {
+            ascii = ascii && bytes[index] < 0x80
+            index += 1
+        }
         guard index < bytes.count else { return nil }
         if bytes[index] == 0x22 {
-            let text = String(validating: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            let run = UnsafeBufferPointer(rebasing: bytes[start..<index])
+            // ASCII needs no validation (and String(decoding:) has a fast path for it); the rest is validated.
+            let text = ascii ? String(decoding: run, as: UTF8.self) : String(validating: run, as: UTF8.self)
             index += 1
             return text
         }

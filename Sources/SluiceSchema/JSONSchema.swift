@@ -101,7 +101,7 @@ final class Node: @unchecked Sendable {
     var exclusiveMinimum: Double?
     var maxLength: Int?
     var minLength: Int?
-    var pattern: (source: String, regex: NSRegularExpression)?
+    var pattern: Pattern?
     var format: String?
     var items: Node?
     var itemList: [Node]?
@@ -114,7 +114,10 @@ final class Node: @unchecked Sendable {
     var minProperties: Int?
     var required: [String] = []
     var properties: [String: Node] = [:]
-    var patternProperties: [(source: String, regex: NSRegularExpression, node: Node)] = []
+    /// `properties` and `required` in one table, so that a member costs one lookup; and how many names are required.
+    var members: [String: (node: Node?, required: Bool)] = [:]
+    var requiredCount = 0
+    var patternProperties: [(pattern: Pattern, node: Node)] = []
     var additionalProperties: Node?
     var dependencies: [(name: String, required: [String]?, node: Node?)] = []
     var propertyNames: Node?
@@ -236,9 +239,9 @@ struct SchemaCompiler {
             }
             return Int(number)
         }
-        func regex(_ keyword: String, _ source: String) throws(SchemaError) -> NSRegularExpression {
+        func regex(_ keyword: String, _ source: String) throws(SchemaError) -> Pattern {
             do {
-                return try NSRegularExpression(pattern: source)
+                return try Pattern(source)
             } catch {
                 throw fail(keyword, "'\(source)' is not a regular expression")
             }
@@ -294,7 +297,7 @@ struct SchemaCompiler {
         node.minLength = try count("minLength")
         if let value = object["pattern"] {
             guard case .string(let source) = value else { throw fail("pattern", "must be a string") }
-            node.pattern = (source, try regex("pattern", source))
+            node.pattern = try regex("pattern", source)
         }
         if case .string(let format)? = object["format"] { node.format = format }
         if let value = object["items"] {
@@ -318,9 +321,12 @@ struct SchemaCompiler {
         node.minProperties = try count("minProperties")
         if let value = object["required"] { node.required = try strings("required", value) }
         node.properties = Dictionary(try schemaMap("properties"), uniquingKeysWith: { first, _ in first })
+        node.members = node.properties.mapValues { ($0, false) }
+        for name in node.required { node.members[name, default: (nil, false)].required = true }
+        node.requiredCount = Set(node.required).count
         if case .object(let map)? = object["patternProperties"] {
             for (source, item) in map.sorted(by: { $0.key < $1.key }) {
-                node.patternProperties.append((source, try regex("patternProperties", source), try sub("patternProperties", item, "/" + Self.escape(source))))
+                node.patternProperties.append((try regex("patternProperties", source), try sub("patternProperties", item, "/" + Self.escape(source))))
             }
         } else if object["patternProperties"] != nil {
             throw fail("patternProperties", "must be an object of schemas")
