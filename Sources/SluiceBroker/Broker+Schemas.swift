@@ -33,7 +33,11 @@ extension Broker {
     /// The schema version an event names: the extension `schema.version.attribute`, else the last path segment of
     /// `dataschema` (without `.json`), else nil (the type's latest version applies).
     public func schemaVersion(of event: CloudEvent) -> String? {
-        if let version = event.extensions[config.string("schema.version.attribute")], !version.isEmpty { return version }
+        schemaVersion(of: event, attribute: config.string("schema.version.attribute"))
+    }
+
+    func schemaVersion(of event: CloudEvent, attribute: String) -> String? {
+        if let version = event.extensions[attribute], !version.isEmpty { return version }
         guard var schema = event.dataschema else { return nil }
         if let cut = schema.firstIndex(where: { $0 == "#" || $0 == "?" }) { schema = String(schema[..<cut]) }
         guard let last = schema.split(separator: "/").last, !last.isEmpty else { return nil }
@@ -54,6 +58,7 @@ extension Broker {
         var versionsByType: [String: [String]] = [:]
         var schemaByKey: [String: RegisteredSchema?] = [:]
         var counts: [[String]: Int] = [:]
+        let attribute = config.string("schema.version.attribute")
         defer {
             for (labels, count) in counts {
                 metrics.counter(MetricName.schemaValidations, labels[0], labels[1], labels[2], labels[3]).increment(by: Int64(count))
@@ -66,7 +71,7 @@ extension Broker {
                 return found
             }()
             guard let latest = versions.last else { continue }
-            let named = schemaVersion(of: event)
+            let named = schemaVersion(of: event, attribute: attribute)
             let version = named ?? latest
             let key = event.type + "\u{0}" + version
             let registeredSchema = schemaByKey[key] ?? {

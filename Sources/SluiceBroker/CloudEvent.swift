@@ -38,6 +38,7 @@ public struct CloudEvent: Sendable, Hashable {
     /// Whether a record's `content-type` marks a structured-mode CloudEvent in JSON (parameters such as
     /// `charset` aside, any letter case).
     static func isStructured(contentType: String) -> Bool {
+        if contentType == "application/cloudevents+json" { return true }  // the usual spelling, without the work below
         let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         return mediaType.lowercased() == "application/cloudevents+json"
     }
@@ -46,8 +47,11 @@ public struct CloudEvent: Sendable, Hashable {
     public var isJSONData: Bool { Self.isJSON(contentType: datacontenttype) }
 
     static func isJSON(contentType: String?) -> Bool {
-        guard let contentType = contentType?.lowercased() else { return true }
-        let media = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard let contentType else { return true }
+        // The usual spellings first: this is asked for every event a schema checks.
+        if contentType == "application/json" || contentType == "application/json; charset=utf-8" { return true }
+        let lowered = contentType.lowercased()
+        let media = lowered.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         return media == "application/json" || media.hasSuffix("+json") || media == "text/json"
     }
 
