@@ -86,7 +86,7 @@ extension Broker {
             }
             let result: String
             if let registered = registeredSchema {
-                let data = event.isJSONData ? (event.parsedData.value ?? event.data.map { JSONValue.parse($0) } ?? .null) : (event.data == nil ? .null : nil)
+                let data = event.data.map { event.isJSONData ? JSONValue.parse($0) : nil } ?? .null
                 if let data {
                     found = registered.schema.validate(data).map { violation($0.keyword, $0.instancePath, $0.schemaPath, $0.message) }
                     result = found.isEmpty ? "valid" : "invalid"

@@ -69,7 +69,6 @@ extension Broker {
         }
         var out = event
         out.data = upcast.bytes
-        out.parsedData = ParsedData()
         let attribute = config.string("schema.version.attribute")
         if out.extensions[attribute] != nil || named == nil || out.dataschema == nil {
             out.extensions[attribute] = wanted

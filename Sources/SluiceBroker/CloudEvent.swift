@@ -1,6 +1,5 @@
 import Foundation
 public import SluiceLog
-public import SluiceSchema
 public import SluiceTelemetry
 
 /// A CloudEvents 1.0 event as Sluice stores it: the attributes become record headers (the CloudEvents Kafka
@@ -19,9 +18,6 @@ public struct CloudEvent: Sendable, Hashable {
     public var data: [UInt8]?
     /// Extension attributes, e.g. `partitionkey`, `correlationid`, `causationid`, `traceparent`.
     public var extensions: [String: String] = [:]
-    /// The JSON data as a value, when the publish path read it so while parsing the event (for schema checks,
-    /// which then need not parse it again). A cache: not part of the event's equality.
-    public var parsedData = ParsedData()
 
     public init(id: String, source: String, type: String, data: [UInt8]? = nil, datacontenttype: String? = nil, extensions: [String: String] = [:]) {
         self.id = id
@@ -166,16 +162,15 @@ public struct CloudEvent: Sendable, Hashable {
     }
 
     /// Parses a structured-mode body: exactly one JSON object.
-    /// With `parsingData`, JSON data is also kept as a value in `parsedData`.
-    public static func parse(json bytes: [UInt8], parsingData: Bool = false) throws(BrokerError) -> CloudEvent {
+    public static func parse(json bytes: [UInt8]) throws(BrokerError) -> CloudEvent {
         var scanner = JSONScanner(bytes)
-        let event = try parseObject(&scanner, index: nil, parsingData: parsingData)
+        let event = try parseObject(&scanner, index: nil)
         try expectEnd(&scanner)
         return event
     }
 
     /// Parses a batched-mode body: a JSON array of one or more objects.
-    public static func parseBatch(json bytes: [UInt8], parsingData: Bool = false) throws(BrokerError) -> [CloudEvent] {
+    public static func parseBatch(json bytes: [UInt8]) throws(BrokerError) -> [CloudEvent] {
         var scanner = JSONScanner(bytes)
         scanner.skipWhitespace()
         guard scanner.peek == UInt8(ascii: "[") else {
@@ -188,7 +183,7 @@ public struct CloudEvent: Sendable, Hashable {
             scanner.index += 1
         } else {
             while true {
-                events.append(try parseObject(&scanner, index: events.count, parsingData: parsingData))
+                events.append(try parseObject(&scanner, index: events.count))
                 scanner.skipWhitespace()
                 guard let next = scanner.peek else {
                     throw BrokerError.badRequest("the body is not valid JSON: unterminated array at byte \(scanner.index)", attribute: nil)
@@ -213,7 +208,7 @@ public struct CloudEvent: Sendable, Hashable {
     static let stringAttributes: Set<String> = ["specversion", "id", "source", "type", "time", "subject", "dataschema", "datacontenttype", "data_base64"]
 
     /// Parses the object at the scanner's position, naming the attribute at fault in any error.
-    static func parseObject(_ scanner: inout JSONScanner, index: Int?, parsingData: Bool = false) throws(BrokerError) -> CloudEvent {
+    static func parseObject(_ scanner: inout JSONScanner, index: Int?) throws(BrokerError) -> CloudEvent {
         let at = index.map { "event \($0): " } ?? ""
         scanner.skipWhitespace()
         guard scanner.peek == UInt8(ascii: "{") else {
@@ -223,22 +218,12 @@ public struct CloudEvent: Sendable, Hashable {
         var strings: [String: String] = [:]
         var extensions: [String: String] = [:]
         var dataRange: Range<Int>?
-        var parsed: JSONValue?
         var problem: BrokerError?
         do throws(JSONScanner.Failure) {
             try scanner.object { inner, key throws(JSONScanner.Failure) in
                 let first = inner.peek
                 if key == "data" {
-                    inner.skipWhitespace()
-                    // Read into a value in the same pass when asked (objects and arrays; the scanner's depth limit).
-                    if parsingData, inner.peek == UInt8(ascii: "{") || inner.peek == UInt8(ascii: "["),
-                       let (value, end) = JSONValue.parsePrefix(inner.bytes, from: inner.index, maxDepth: JSONScanner.maxDepth) {
-                        dataRange = inner.index..<end
-                        parsed = value
-                        inner.index = end
-                    } else {
-                        dataRange = try inner.skipValue()
-                    }
+                    dataRange = try inner.skipValue()
                 } else if stringAttributes.contains(key) {
                     if first == UInt8(ascii: "\"") {
                         strings[key] = try inner.string()
@@ -292,7 +277,6 @@ public struct CloudEvent: Sendable, Hashable {
                 event.data = Array((try? text.string())?.utf8 ?? "".utf8)
             } else {
                 event.data = raw  // JSON data exactly as sent
-                event.parsedData = ParsedData(parsed)
             }
         }
         return event
@@ -412,15 +396,4 @@ public struct CloudEvent: Sendable, Hashable {
               b[i + 3] == 0x3A, let offsetMinute = digits(i + 4..<i + 6), offsetMinute < 60 else { return false }
         return true
     }
-}
-
-/// An event's data already read as a JSON value. It is a cache beside `data`, so that two events are equal
-/// (and hash alike) whether or not it is filled in.
-public struct ParsedData: Sendable, Hashable {
-    public var value: JSONValue?
-
-    public init(_ value: JSONValue? = nil) { self.value = value }
-
-    public static func == (_: ParsedData, _: ParsedData) -> Bool { true }
-    public func hash(into _: inout Hasher) {}
 }

@@ -1,8 +1,6 @@
 /// A strict, allocation-light JSON scanner for the publish path: it walks objects and arrays, decodes strings,
 /// and hands back the exact byte range of any value (so an event's `data` is stored as it was sent).
 struct JSONScanner {
-    /// How deep values may nest.
-    static let maxDepth = 128
     let bytes: [UInt8]
     var index: Int
 
@@ -169,7 +167,7 @@ struct JSONScanner {
     /// Validates and skips any value, returning its byte range.
     @discardableResult
     mutating func skipValue(depth: Int = 0) throws(Failure) -> Range<Int> {
-        guard depth < Self.maxDepth else { throw fail("nesting deeper than \(Self.maxDepth)") }
+        guard depth < 128 else { throw fail("nesting deeper than 128") }
         skipWhitespace()
         let start = index
         guard let first = peek else { throw fail("expected a value") }

@@ -9,22 +9,11 @@ struct JSONParser {
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
-    private var maxDepth = JSONParser.maxDepth
     /// The members of the objects being read, innermost last: one buffer for all of them, so that each object's
     /// dictionary is made once at its final size.
     private var members: [(String, JSONValue)] = []
 
     private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
-
-    /// The value that starts at `start` (after any whitespace) and where it ends; nil when none does, or when it
-    /// nests deeper than `maxDepth`. What follows it is not looked at.
-    static func parsePrefix(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, maxDepth: Int) -> (JSONValue, Int)? {
-        var parser = JSONParser(bytes)
-        parser.index = start
-        parser.maxDepth = min(maxDepth, Self.maxDepth)
-        guard let value = parser.value(depth: 0) else { return nil }
-        return (value, parser.index)
-    }
 
     /// The value of `bytes`, or nil when they are not exactly one JSON value (whitespace around it allowed).
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> JSONValue? {
@@ -47,7 +36,7 @@ struct JSONParser {
     }
 
     private mutating func value(depth: Int) -> JSONValue? {
-        guard depth < maxDepth else { return nil }
+        guard depth < Self.maxDepth else { return nil }
         skipWhitespace()
         guard index < bytes.count else { return nil }
         switch bytes[index] {

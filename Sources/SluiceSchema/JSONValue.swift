@@ -64,12 +64,6 @@ public enum JSONValue: Sendable, Hashable, Codable {
         bytes.withUnsafeBufferPointer { JSONParser.parse($0) }
     }
 
-    /// The JSON value starting at `start` in `bytes` (after whitespace) and the index just past it; nil when there
-    /// is none or it nests deeper than `maxDepth`.
-    public static func parsePrefix(_ bytes: [UInt8], from start: Int, maxDepth: Int) -> (value: JSONValue, end: Int)? {
-        bytes.withUnsafeBufferPointer { JSONParser.parsePrefix($0, from: start, maxDepth: maxDepth) }.map { (value: $0.0, end: $0.1) }
-    }
-
     /// The value as JSON-ready Foundation values (for JSONSerialization).
     public var foundation: Any {
         switch self {

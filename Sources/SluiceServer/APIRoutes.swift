@@ -153,9 +153,7 @@ struct APIRoutes: Sendable {
             try broker.checkBufferRoom(for: length)
         }
         let body = Array(buffer: try await request.body.collect(upTo: limit))
-        // Where schemas will check the events, their data is read into values in the same pass as the events.
-        let checked = target == .routed ? !broker.schemas.isEmpty : broker.checksSchemas(topic: try context.parameters.require("topic"))
-        var events = try parseEvents(request, body: body, parsingData: checked)
+        var events = try parseEvents(request, body: body)
         let requestContext = Correlation.current
 
         // Correlation id: the event's extension, else X-Correlation-ID, else traceparent's trace id, else new.
@@ -250,7 +248,7 @@ struct APIRoutes: Sendable {
         return rawJSONResponse(out.bytes, status: acks == "0" ? .accepted : .ok, correlationId: echoed)
     }
 
-    func parseEvents(_ request: Request, body: [UInt8], parsingData: Bool = false) throws -> [CloudEvent] {
+    func parseEvents(_ request: Request, body: [UInt8]) throws -> [CloudEvent] {
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         let media = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         if request.headers[HTTPField.Name("ce-specversion")!] != nil {
@@ -259,9 +257,9 @@ struct APIRoutes: Sendable {
         }
         switch media {
         case MediaTypes.cloudEvent:
-            return [try CloudEvent.parse(json: body, parsingData: parsingData)]
+            return [try CloudEvent.parse(json: body)]
         case MediaTypes.cloudEventBatch:
-            return try CloudEvent.parseBatch(json: body, parsingData: parsingData)
+            return try CloudEvent.parseBatch(json: body)
         default:
             throw BrokerError(.unsupportedMediaType,
                               "Content-Type '\(contentType)' is not a CloudEvents mode: use \(MediaTypes.cloudEvent) (structured), \(MediaTypes.cloudEventBatch) (batch), or ce-* headers with any Content-Type (binary)")

@@ -1,7 +1,6 @@
 import Foundation
 @testable import SluiceBroker
 import SluiceLog
-import SluiceSchema
 import Testing
 
 @Suite("CloudEvents")
@@ -91,23 +90,5 @@ struct CloudEventTests {
                                  body: Array("{not json".utf8))
         }
         #expect(error?.message.contains("does not parse as JSON") == true)
-    }
-}
-
-extension CloudEventTests {
-    @Test("parsing with parsingData keeps the data as a value read in the same pass; the event is the same either way, and limits hold")
-    func parsedData() throws {
-        let body = Array(#"[{"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "data": {"n": [1, 2, {"x": "é"}], "ok": true}}, {"specversion": "1.0", "id": "b", "source": "/s", "type": "t", "data": "text"}]"#.utf8)
-        let plain = try CloudEvent.parseBatch(json: body)
-        let parsed = try CloudEvent.parseBatch(json: body, parsingData: true)
-        #expect(plain == parsed && plain[0].parsedData.value == nil)
-        #expect(parsed[0].parsedData.value == SluiceSchema.JSONValue.parse(parsed[0].data!) && parsed[0].data == plain[0].data)
-        #expect(parsed[1].parsedData.value == nil, "only objects and arrays are read ahead")
-        // Nesting past the scanner's limit is refused the same way with or without it.
-        let deep = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
-        let tooDeep = Array(#"{"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "data": "#.utf8) + Array(deep.utf8) + Array("}".utf8)
-        for parsingData in [false, true] {
-            #expect(throws: BrokerError.self) { _ = try CloudEvent.parse(json: tooDeep, parsingData: parsingData) }
-        }
     }
 }
