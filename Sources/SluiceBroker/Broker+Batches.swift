@@ -96,7 +96,7 @@ extension Broker {
             throughput.record(topic: tp.topic, bytes: batch.bytes.count, nowMillis: info.appendTime)
             metrics.eventPublished(topic: tp.topic, eventType: Self.kafkaRecordType, status: "written", count: records)
             metrics.batchWritten(topic: tp.topic, records: records, uncompressedBytes: batch.bytes.count, storedBytes: batch.bytes.count)
-            metrics.partitionChanged(topic: tp.topic, partition: tp.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1,
+            metrics.partitionChanged(topic: tp.topic, partition: tp.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1, lastStableOffset: log.lastStableOffset,
                                      sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
             state.notifiers[Int(tp.partition)].notify()
             lastOffset = info.lastOffset

@@ -42,6 +42,15 @@ public struct FetchResult: Sendable {
     public var nextOffset: Int64
     public var logStartOffset: Int64
     public var logEndOffset: Int64
+    /// The end of what read_committed readers see (the log end offset when no transaction is open).
+    public var lastStableOffset: Int64
+}
+
+/// Events read from several partitions, and where each partition's read ended (past skipped control and aborted
+/// batches too); a partition read without progress has no entry.
+public struct FetchedEvents: Sendable {
+    public var events: [FetchedEvent] = []
+    public var next: [TopicPartition: Int64] = [:]
 }
 
 /// Topics and partitions over the log, with the producer path, routing and long-poll reads.
@@ -52,6 +61,8 @@ public final class Broker: Sendable {
     public let settings: ProducerSettings
     /// Producer ids for Kafka's InitProducerId.
     public let producerIds: ProducerIdAllocator
+    /// Transactions (atomic publishes) and their journal.
+    public let transactions: TransactionCoordinator
     /// Event schemas per type and version, checked on publish per `schema.validation`.
     public let schemas: SchemaRegistry
     let logger: Logger
@@ -97,6 +108,7 @@ public final class Broker: Sendable {
         let reserve = 2 * config.int("http.max.connections") + 64
         self.log = try LogManager.open(dataDirectory: config.dataDirectory, defaults: config.topicDefaults, reservedDescriptors: reserve)
         self.producerIds = try ProducerIdAllocator(directory: config.dataDirectory)
+        self.transactions = try TransactionCoordinator(path: config.dataDirectory + "/transactions.journal", metrics: metrics)
         self.schemas = try SchemaRegistry(directory: config.string("schemas"), storeDirectory: config.dataDirectory + "/schemas",
                                           compatibility: SchemaCompatibility(rawValue: config.string("schema.compatibility")) ?? .none)
         for name in log.topicNames {
@@ -151,7 +163,7 @@ public final class Broker: Sendable {
 
     func publishPartitionMetrics(_ partition: PartitionLog) {
         metrics.partitionChanged(topic: partition.topic, partition: partition.partition, startOffset: partition.logStartOffset,
-                                 endOffset: partition.logEndOffset, sizeBytes: partition.sizeInBytes, lastAppendMillis: partition.lastAppendTime)
+                                 endOffset: partition.logEndOffset, lastStableOffset: partition.lastStableOffset, sizeBytes: partition.sizeInBytes, lastAppendMillis: partition.lastAppendTime)
     }
 
     private func publishConfigMetrics() {
@@ -226,6 +238,12 @@ public final class Broker: Sendable {
         let interval = config.integer("retention.check.interval.ms")
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.log.runMaintenance(retentionCheckInterval: interval) }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    await self.expireTransactions()
+                }
+            }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(interval))
@@ -512,8 +530,12 @@ public final class Broker: Sendable {
 
     /// Reads events from a partition starting at `offset` (or per `auto.offset.reset` when `nil`), waiting up
     /// to `maxWaitMs` for at least `minBytes` of data.
+    ///
+    /// Under read_committed (`isolation`, else `isolation.level`) the read stops at the last stable offset and
+    /// skips aborted transactions; control batches are never events. `nextOffset` is past everything skipped.
     public func fetch(topic name: String, partition: Int32, offset requested: Int64?, maxRecords: Int, maxBytes: Int,
-                      minBytes: Int, maxWaitMs: Int64) async throws(BrokerError) -> FetchResult {
+                      minBytes: Int, maxWaitMs: Int64, isolation: IsolationLevel? = nil) async throws(BrokerError) -> FetchResult {
+        let isolation = isolation ?? self.isolation
         let state = try state(for: name, create: false)
         guard partition >= 0, Int(partition) < state.producers.count else {
             throw BrokerError(.notFound, "topic \(name) has partitions 0...\(state.producers.count - 1); \(partition) does not exist")
@@ -541,17 +563,18 @@ public final class Broker: Sendable {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(maxWaitMs, 0)) * 1_000_000
         while true {
             let generation = notifier.generation
-            let batches: [FetchedBatch]
+            let visibleEnd = log.visibleEnd(isolation)
+            var batches: [FetchedBatch] = []
             do {
-                batches = try log.read(from: offset, maxBytes: maxBytes)
+                if offset < visibleEnd { batches = try log.read(from: offset, maxBytes: maxBytes).filter { $0.header.baseOffset < visibleEnd } }
             } catch {
                 throw BrokerError(error)
             }
             let bytes = batches.reduce(0) { $0 + $1.bytes.count }
             if bytes >= minBytes || waitIsOver(deadline) {
-                let events = try Self.decode(batches, topic: name, partition: partition, from: offset, maxRecords: maxRecords)
-                return FetchResult(events: events, nextOffset: events.last.map { $0.offset + 1 } ?? offset,
-                                   logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset)
+                let (events, next) = try Self.decode(batches, log: log, from: offset, maxRecords: maxRecords, isolation: isolation)
+                return FetchResult(events: events, nextOffset: next, logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset,
+                                   lastStableOffset: log.lastStableOffset)
             }
             await Self.waitForAppend(on: [(notifier, generation)], until: deadline)
         }
@@ -560,8 +583,11 @@ public final class Broker: Sendable {
     /// Reads up to `maxRecords` events from several partitions, each from its own offset, taking the partitions
     /// in the order given and waiting up to `maxWaitMs` for the first event when none is there yet. Offsets
     /// must lie within each partition's range (the caller resolves resets).
+    /// Isolation as in ``fetch(topic:partition:offset:maxRecords:maxBytes:minBytes:maxWaitMs:isolation:)``;
+    /// `next` has each partition's position after the read, past skipped control and aborted batches.
     public func fetch(_ positions: [(TopicPartition, Int64)], maxRecords: Int, maxBytesPerPartition: Int,
-                      maxWaitMs: Int64) async throws(BrokerError) -> [FetchedEvent] {
+                      maxWaitMs: Int64, isolation: IsolationLevel? = nil) async throws(BrokerError) -> FetchedEvents {
+        let isolation = isolation ?? self.isolation
         var sources: [(log: PartitionLog, notifier: AppendNotifier, offset: Int64)] = []
         for (tp, offset) in positions {
             let state = try state(for: tp.topic, create: false)
@@ -573,36 +599,54 @@ public final class Broker: Sendable {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(maxWaitMs, 0)) * 1_000_000
         while true {
             let generations = sources.map { ($0.notifier, $0.notifier.generation) }
-            var events: [FetchedEvent] = []
-            for source in sources where events.count < maxRecords && source.offset < source.log.logEndOffset {
+            var result = FetchedEvents()
+            for source in sources where result.events.count < maxRecords {
+                let visibleEnd = source.log.visibleEnd(isolation)
+                guard source.offset < visibleEnd else { continue }
                 do {
-                    let batches = try source.log.read(from: source.offset, maxBytes: maxBytesPerPartition)
-                    events += try Self.decode(batches, topic: source.log.topic, partition: source.log.partition, from: source.offset, maxRecords: maxRecords - events.count)
+                    let batches = try source.log.read(from: source.offset, maxBytes: maxBytesPerPartition).filter { $0.header.baseOffset < visibleEnd }
+                    let (events, next) = try Self.decode(batches, log: source.log, from: source.offset, maxRecords: maxRecords - result.events.count, isolation: isolation)
+                    result.events += events
+                    if next > source.offset { result.next[TopicPartition(source.log.topic, source.log.partition)] = next }
                 } catch let error as BrokerError {
                     throw error
                 } catch {
                     throw BrokerError(error)
                 }
             }
-            if !events.isEmpty || sources.isEmpty || waitIsOver(deadline) { return events }
+            if !result.events.isEmpty || sources.isEmpty || waitIsOver(deadline) { return result }
             await Self.waitForAppend(on: generations, until: deadline)
         }
     }
 
-    static func decode(_ batches: [FetchedBatch], topic: String, partition: Int32, from offset: Int64, maxRecords: Int) throws(BrokerError) -> [FetchedEvent] {
+    /// The events of `batches` from `offset` on, at most `maxRecords`, without control batches and (under
+    /// read_committed) aborted ones; and the offset to read next.
+    static func decode(_ batches: [FetchedBatch], log: PartitionLog, from offset: Int64, maxRecords: Int,
+                       isolation: IsolationLevel) throws(BrokerError) -> (events: [FetchedEvent], next: Int64) {
         var events: [FetchedEvent] = []
+        var next = offset
         do {
-            outer: for batch in batches {
-                for record in try batch.records() where record.offset >= offset {
-                    events.append(FetchedEvent(topic: topic, partition: partition, offset: record.offset, timestamp: record.timestamp, record: record, event: CloudEvent(record: record)))
-                    if events.count == maxRecords { break outer }
+            for batch in batches {
+                if log.isHidden(batch.header, isolation: isolation) {
+                    next = max(next, batch.header.nextOffset)
+                    continue
                 }
+                for record in try batch.records() where record.offset >= offset {
+                    events.append(FetchedEvent(topic: log.topic, partition: log.partition, offset: record.offset, timestamp: record.timestamp, record: record,
+                                               event: CloudEvent(record: record)))
+                    next = record.offset + 1
+                    if events.count == maxRecords { return (events, next) }
+                }
+                next = max(next, batch.header.nextOffset)
             }
         } catch {
             throw BrokerError(error)
         }
-        return events
+        return (events, next)
     }
+
+    /// The configured `isolation.level`.
+    public var isolation: IsolationLevel { IsolationLevel(rawValue: config.string("isolation.level")) ?? .readCommitted }
 
     /// Returns when any of the partitions gets an append after the generation seen, or at the deadline.
     static func waitForAppend(on notifiers: [(AppendNotifier, UInt64)], until deadline: UInt64) async {

@@ -401,15 +401,16 @@ public final class GroupCoordinator: Sendable {
             }
             positions.append((tp, resolved))
         }
-        var events: [FetchedEvent] = []
+        var fetched = FetchedEvents()
         if positions.isEmpty {
             // Nothing readable yet (no partitions, or all still moving): wait a little so a client loop does not spin.
             try? await Task.sleep(for: .milliseconds(min(waitMs, 200)))
         } else {
-            events = try await broker.fetch(positions, maxRecords: maxRecords, maxBytesPerPartition: config.int("max.partition.fetch.bytes"), maxWaitMs: waitMs)
+            fetched = try await broker.fetch(positions, maxRecords: maxRecords, maxBytesPerPartition: config.int("max.partition.fetch.bytes"), maxWaitMs: waitMs)
         }
+        let events = fetched.events
         var next = Dictionary(uniqueKeysWithValues: positions.map { ($0.0, $0.1) })
-        for event in events { next[TopicPartition(event.topic, event.partition)] = event.offset + 1 }
+        next.merge(fetched.next) { max($0, $1) }
         groups.withLock { groups in
             guard var group = groups[name], var member = group.members[id] else { return }
             for (tp, offset) in next where group.assignment[tp] == id { member.positions[tp] = offset }

@@ -144,7 +144,9 @@ public final class LagMonitor: Sendable {
             if let known = logs[tp] {
                 entry = known
             } else {
-                entry = (try? monitor.broker.partitionLog(tp)).map { ($0, $0.logStartOffset, $0.logEndOffset) }
+                // Under read_committed, lag counts to the last stable offset: what the group can read now.
+                let isolation = monitor.broker.isolation
+                entry = (try? monitor.broker.partitionLog(tp)).map { ($0, $0.logStartOffset, $0.visibleEnd(isolation)) }
                 logs[tp] = entry
             }
             guard let (log, start, end) = entry else { return nil }

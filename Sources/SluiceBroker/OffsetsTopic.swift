@@ -140,7 +140,7 @@ extension Broker {
             let state = try state(for: OffsetsTopic.name, create: true)
             let log = state.topic.partitions[0]
             let info = try log.appendWithoutFlush(try RecordBatch.encodeChecked(records))
-            metrics.partitionChanged(topic: OffsetsTopic.name, partition: 0, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1,
+            metrics.partitionChanged(topic: OffsetsTopic.name, partition: 0, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1, lastStableOffset: log.lastStableOffset,
                                      sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
             state.notifiers[0].notify()
         } catch {

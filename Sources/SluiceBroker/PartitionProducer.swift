@@ -187,7 +187,7 @@ final class PartitionProducer: Sendable {
             case .success(let info):
                 for (index, entry) in next.entries.enumerated() { entry.promise.resolve(.success(info.baseOffset + Int64(index))) }
                 metrics.batchWritten(topic: topic, records: next.entries.count, uncompressedBytes: next.bytes + RecordBatchHeader.size, storedBytes: stored)
-                metrics.partitionChanged(topic: topic, partition: log.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1,
+                metrics.partitionChanged(topic: topic, partition: log.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1, lastStableOffset: log.lastStableOffset,
                                          sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
                 notifier.notify()
             case .failure(let error):

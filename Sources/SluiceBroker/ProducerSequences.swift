@@ -124,7 +124,7 @@ final class ProducerSequences: Sendable {
         while offset < end {
             let batches = try log.read(from: offset, maxBytes: 4 << 20)
             guard let last = batches.last else { break }
-            for batch in batches where batch.header.producer.producerId >= 0 && batch.header.lastOffset >= offset {
+            for batch in batches where batch.header.producer.producerId >= 0 && !batch.header.isControl && batch.header.lastOffset >= offset {
                 record(batch.header, baseOffset: batch.header.baseOffset, lastOffset: batch.header.lastOffset, in: &producers)
             }
             offset = last.header.nextOffset

@@ -69,6 +69,7 @@ extension PartitionLog {
             segments.append(segment)
         }
         let log = PartitionLog(topic: topic, partition: partition, directory: directory, config: config, segments: segments, damages: damages)
+        try log.loadAbortedIndex()
         return log
     }
 

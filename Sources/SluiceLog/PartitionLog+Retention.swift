@@ -20,6 +20,7 @@ extension PartitionLog {
                 doomed.append(oldest)
             }
             state.logStartOffset = state.segments[0].baseOffset
+            state.transactions.prune(before: state.logStartOffset)
             return doomed
         }
         // The `.log` goes first: index files without a log are removed at the next open, but a log without

@@ -94,6 +94,8 @@ public final class PartitionLog: Sendable {
         /// Set when a write could not be undone or an fsync failed: the page cache can no longer be trusted, so
         /// writes stop until a restart lets recovery look at the files again.
         var failure: LogError?
+        /// Open and aborted transactions (see Transactions.swift).
+        var transactions = TransactionTable()
     }
 
     struct FlushState {
@@ -175,6 +177,10 @@ public final class PartitionLog: Sendable {
 
     /// Appends a checked batch to the page cache: its CRC is not computed again.
     public func appendWithoutFlush(_ checked: CheckedBatch, now: Int64 = currentTimeMillis()) throws -> AppendInfo {
+        try appendWithoutFlush(checked, now: now, marker: nil)
+    }
+
+    func appendWithoutFlush(_ checked: CheckedBatch, now: Int64, marker: ControlRecordType?) throws -> AppendInfo {
         let batch = checked.bytes, header = checked.header
         guard batch.count <= config.maxMessageBytes else {
             throw LogError(.batchTooLarge, "the record batch is \(batch.count) bytes; topic \(topic) accepts at most \(config.maxMessageBytes) (max.message.bytes)")
@@ -191,6 +197,7 @@ public final class PartitionLog: Sendable {
             }
             let baseOffset = state.nextOffset
             let before = segment.mark
+            if header.isTransactional { try prepareAppend(header, baseOffset: baseOffset, marker: marker, state: &state) }
             do {
                 // The batch as stored is the batch as sent with its base offset set: written as that offset and
                 // then the rest, so the caller's bytes are neither changed nor copied.
@@ -219,6 +226,7 @@ public final class PartitionLog: Sendable {
             segment.noteAppend(header: stored, position: before.size, indexInterval: config.indexIntervalBytes)
             state.nextOffset = stored.nextOffset
             state.lastAppendTime = now
+            if header.isTransactional { noteTransactional(header, baseOffset: baseOffset, marker: marker, state: &state) }
             if state.dirty.last !== segment { state.dirty.append(segment) }
             return (AppendInfo(baseOffset: baseOffset, lastOffset: stored.lastOffset, appendTime: now, bytes: batch.count), rolled)
         }

@@ -103,7 +103,9 @@ public enum RecordBatch {
         baseOffset: Int64 = 0,
         compression: Compression = .none,
         producer: ProducerInfo = .none,
-        partitionLeaderEpoch: Int32 = 0
+        partitionLeaderEpoch: Int32 = 0,
+        transactional: Bool = false,
+        control: Bool = false
     ) throws -> [UInt8] {
         guard !records.isEmpty else { throw LogError(.invalidBatch, "a record batch needs at least one record") }
         guard records.count <= Int(Int32.max) else { throw LogError(.invalidBatch, "too many records for one batch") }
@@ -118,7 +120,7 @@ public enum RecordBatch {
 
         let header = RecordBatchHeader(
             baseOffset: baseOffset, batchLength: 0, partitionLeaderEpoch: partitionLeaderEpoch, magic: 2, crc: 0,
-            attributes: compression.codec.rawValue, lastOffsetDelta: Int32(records.count - 1),
+            attributes: compression.codec.rawValue | (transactional ? 0x10 : 0) | (control ? 0x20 : 0), lastOffsetDelta: Int32(records.count - 1),
             baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, producer: producer, recordCount: Int32(records.count))
         // Uncompressed, the records are written right after room for the header; compressed, the codec writes
         // straight after it. Either way the section is never copied into the batch afterwards.

@@ -39,22 +39,23 @@ extension SagaEngine {
             var ordered = positions.sorted { ($0.key.topic, $0.key.partition) < ($1.key.topic, $1.key.partition) }
             rotation = (rotation + 1) % ordered.count
             ordered = Array(ordered[rotation...] + ordered[..<rotation])
-            let events: [FetchedEvent]
+            let fetched: FetchedEvents
             do {
-                events = try await broker.fetch(ordered.map { ($0.key, $0.value) }, maxRecords: 1000, maxBytesPerPartition: 1 << 20, maxWaitMs: 250)
+                fetched = try await broker.fetch(ordered.map { ($0.key, $0.value) }, maxRecords: 1000, maxBytesPerPartition: 1 << 20, maxWaitMs: 250)
             } catch {
                 // A topic deleted under us: forget its positions and look again.
                 positions = positions.filter { broker.topic($0.key.topic) != nil }
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
             }
+            let events = fetched.events
             let relevant = events.filter { $0.event.map { interestingTypes.contains($0.type) } ?? false }
             if !relevant.isEmpty {
                 let processed = await withCheckedContinuation { continuation in enqueueEvents(relevant, continuation) }
                 // Stopping before the batch's effects were recorded: keep the old positions, read it again next time.
                 guard processed else { break }
             }
-            for event in events { positions[TopicPartition(event.topic, event.partition)] = event.offset + 1 }
+            for (tp, next) in fetched.next { positions[tp] = next }
             let now = DispatchTime.now().uptimeNanoseconds
             if !relevant.isEmpty || now - lastCommit > 1_000_000_000 || Task.isCancelled {
                 await commit(positions, committed: &committed)

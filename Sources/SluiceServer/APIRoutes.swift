@@ -152,6 +152,7 @@ struct APIRoutes: Sendable {
             // Under backpressure, say so before spending CPU on a body that could not be accepted anyway.
             try broker.checkBufferRoom(for: length)
         }
+        let atomic = try Self.queryBoolean(request, "atomic") ?? false
         let body = Array(buffer: try await request.body.collect(upTo: limit))
         var events = try parseEvents(request, body: body)
         let requestContext = Correlation.current
@@ -200,7 +201,20 @@ struct APIRoutes: Sendable {
         }
 
         var results: [PublishResult] = []
-        for (topic, group) in byTopic {
+        if atomic {
+            do {
+                results = try await broker.publishAtomic(byTopic)
+            } catch {
+                for (topic, group) in byTopic {
+                    let exists = broker.log.topic(topic) != nil
+                    for event in group {
+                        broker.metrics.eventRefused(topic: topic, topicExists: exists, eventType: event.type, status: error.status >= 500 ? "failed" : "rejected")
+                    }
+                }
+                throw error
+            }
+        }
+        for (topic, group) in byTopic where !atomic {
             do {
                 results += try await broker.publish(topic: topic, events: group)
             } catch {
@@ -211,7 +225,8 @@ struct APIRoutes: Sendable {
                 throw error
             }
         }
-        let acks = config.string("acks")
+        // An atomic publish always waits for fsync.
+        let acks = atomic ? "all" : config.string("acks")
         broker.metrics.publishDuration(acks: acks, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
         // One debug line per event, built only when debug lines are written (it parses the traceparent again).
         let logEach = logger.logLevel <= .debug
@@ -280,14 +295,16 @@ struct APIRoutes: Sendable {
         let waitMs = try integer("wait_ms", range: 0...300_000) ?? config.integer("fetch.max.wait.ms")
         let minBytes = Int(try integer("min_bytes", range: 1...Int64(Int32.max)) ?? config.integer("fetch.min.bytes"))
         let version = try Self.queryVersion(request)
+        let isolation = try Self.queryIsolation(request)
         let result = try await broker.fetch(topic: topic, partition: partition, offset: offset, maxRecords: maxRecords,
-                                            maxBytes: config.int("max.partition.fetch.bytes"), minBytes: minBytes, maxWaitMs: waitMs)
+                                            maxBytes: config.int("max.partition.fetch.bytes"), minBytes: minBytes, maxWaitMs: waitMs, isolation: isolation)
         var out = JSONWriter()
         out.beginObject()
         out.beginArray("events")
         for fetched in result.events { writeEvent(fetched, version: version, into: &out) }
         out.endArray()
         out.field("log_end_offset", int: result.logEndOffset)
+        out.field("last_stable_offset", int: result.lastStableOffset)
         out.field("log_start_offset", int: result.logStartOffset)
         out.field("next_offset", int: result.nextOffset)
         out.field("partition", int: Int64(partition))
@@ -306,6 +323,25 @@ struct APIRoutes: Sendable {
     }
 
     /// `?version=latest` or `?version=V`: the version of their types events are read in; nil (absent) reads them as published.
+    /// `?atomic=true|false`-style query parameters, or a 400 naming the parameter.
+    static func queryBoolean(_ request: Request, _ name: String) throws -> Bool? {
+        guard let raw = request.uri.queryParameters[Substring(name)] else { return nil }
+        switch raw {
+        case "true", "1": return true
+        case "false", "0": return false
+        default: throw BrokerError.badRequest("query parameter \(name) must be true or false, not '\(raw)'", attribute: name)
+        }
+    }
+
+    /// `?isolation_level=read_committed|read_uncommitted`, over the agent's `isolation.level`.
+    static func queryIsolation(_ request: Request) throws -> IsolationLevel? {
+        guard let raw = request.uri.queryParameters["isolation_level"] else { return nil }
+        guard let level = IsolationLevel(rawValue: String(raw)) else {
+            throw BrokerError.badRequest("query parameter isolation_level must be read_committed or read_uncommitted, not '\(raw)'", attribute: "isolation_level")
+        }
+        return level
+    }
+
     static func queryVersion(_ request: Request) throws -> VersionTarget? {
         guard let raw = request.uri.queryParameters["version"] else { return nil }
         guard let target = VersionTarget(String(raw)) else {

@@ -198,6 +198,13 @@ struct BrokerService: Service {
 
     func run() async throws {
         let broker = try Broker(config: config, metrics: metrics, logger: logger)
+        do {
+            // Transactions a crash left unfinished are committed or aborted before anything reads.
+            try await broker.recoverTransactions()
+        } catch {
+            try? await broker.shutdown()
+            throw error
+        }
         let groups: GroupCoordinator
         let delivery: DeliveryService
         let sagas: SagaEngine

@@ -39,10 +39,23 @@ public enum MetricName {
         name: "sluice_partition_log_end_offset", help: "Offset the next record of the partition will get.", labels: ["topic", "partition"])
     public static let partitionLogStartOffset = MetricFamily(
         name: "sluice_partition_log_start_offset", help: "First offset still in the partition.", labels: ["topic", "partition"])
+    public static let partitionLastStableOffset = MetricFamily(
+        name: "sluice_partition_last_stable_offset",
+        help: "First offset read_committed readers may not see yet: the oldest open transaction's first offset, else the log end offset.",
+        labels: ["topic", "partition"])
     public static let partitionSizeBytes = MetricFamily(
         name: "sluice_partition_size_bytes", help: "Bytes in the partition's segments.", labels: ["topic", "partition"])
     public static let partitionLastAppend = MetricFamily(
         name: "sluice_partition_last_append_timestamp_seconds", help: "Unix time of the partition's last append.", labels: ["topic", "partition"])
+    // Transactions
+    public static let transactions = MetricFamily(
+        name: "sluice_transactions_total",
+        help: "Transactions ended, by outcome: committed, aborted (by the producer or a failed write), timed_out (open longer than transaction.timeout.ms), recovered_aborted and recovered_committed (finished after a crash).",
+        labels: ["outcome"])
+    public static let transactionsOpen = MetricFamily(
+        name: "sluice_transactions_open", help: "Transactions begun and not yet ended.", labels: [])
+    public static let transactionOldestOpen = MetricFamily(
+        name: "sluice_transaction_oldest_open_seconds", help: "Age of the oldest open transaction; 0 when none is open.", labels: [])
     public static let topicPartitions = MetricFamily(
         name: "sluice_topic_partitions", help: "Number of partitions of the topic.", labels: ["topic"])
 
@@ -205,7 +218,7 @@ public enum MetricName {
     public static let all: [MetricFamily] = [
         eventsPublished, publishDuration, producerBatchBytes, producerBatchRecords, producerCompressionRatio, producerBufferBytes,
         producerBufferFull, producerConfigInfo, consumerConfigInfo, partitionLogEndOffset, partitionLogStartOffset,
-        partitionSizeBytes, partitionLastAppend, topicPartitions, topicPartitionsRecommended, topicProduceRate, groupLag,
+        partitionLastStableOffset, transactions, transactionsOpen, transactionOldestOpen, partitionSizeBytes, partitionLastAppend, topicPartitions, topicPartitionsRecommended, topicProduceRate, groupLag,
         groupLagSeconds, groupExpiredRecords, groupCommittedOffset, groupCommitAge, groupLagSum, groupLagSecondsMax, groupMembers,
         groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, kafkaRequests, kafkaRequestDuration,
         kafkaConnections, kafkaReceivedBytes, kafkaSentBytes, logLinesDropped,

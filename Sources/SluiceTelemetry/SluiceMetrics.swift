@@ -140,9 +140,10 @@ public final class SluiceMetrics: Sendable {
     }
 
     /// Updates a partition's gauges (called by the broker after appends and retention, never at scrape time).
-    public func partitionChanged(topic: String, partition: Int32, startOffset: Int64, endOffset: Int64, sizeBytes: Int64, lastAppendMillis: Int64?) {
+    public func partitionChanged(topic: String, partition: Int32, startOffset: Int64, endOffset: Int64, lastStableOffset: Int64, sizeBytes: Int64, lastAppendMillis: Int64?) {
         let p = String(partition)
         gauge(MetricName.partitionLogEndOffset, topic, p).set(Double(endOffset))
+        gauge(MetricName.partitionLastStableOffset, topic, p).set(Double(lastStableOffset))
         gauge(MetricName.partitionLogStartOffset, topic, p).set(Double(startOffset))
         gauge(MetricName.partitionSizeBytes, topic, p).set(Double(sizeBytes))
         if let lastAppendMillis { gauge(MetricName.partitionLastAppend, topic, p).set(Double(lastAppendMillis) / 1000) }
@@ -157,7 +158,7 @@ public final class SluiceMetrics: Sendable {
         registry.unregisterGauge(gauge(MetricName.topicPartitions, topic))
         registry.unregisterGauge(gauge(MetricName.producerCompressionRatio, topic))
         for p in 0..<partitions {
-            for family in [MetricName.partitionLogEndOffset, MetricName.partitionLogStartOffset, MetricName.partitionSizeBytes, MetricName.partitionLastAppend] {
+            for family in [MetricName.partitionLogEndOffset, MetricName.partitionLogStartOffset, MetricName.partitionLastStableOffset, MetricName.partitionSizeBytes, MetricName.partitionLastAppend] {
                 registry.unregisterGauge(gauge(family, topic, String(p)))
             }
         }

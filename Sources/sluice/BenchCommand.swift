@@ -302,7 +302,7 @@ struct MetricsBench: ParsableCommand {
             let topic = "topic-\(t)"
             metrics.topicCreated(topic, partitions: partitions)
             for p in 0..<partitions {
-                metrics.partitionChanged(topic: topic, partition: Int32(p), startOffset: 0, endOffset: Int64(t * p), sizeBytes: Int64(t * 1000), lastAppendMillis: now)
+                metrics.partitionChanged(topic: topic, partition: Int32(p), startOffset: 0, endOffset: Int64(t * p), lastStableOffset: Int64(t * p), sizeBytes: Int64(t * 1000), lastAppendMillis: now)
             }
             for type in ["order.created", "order.paid"] { metrics.eventPublished(topic: topic, eventType: type, status: "written", count: t + 1) }
             metrics.batchWritten(topic: topic, records: 10, uncompressedBytes: 10_000, storedBytes: 3000)

@@ -39,6 +39,8 @@ def decode(paths):
                 "producer_epoch": batch.producer_epoch,
                 "base_sequence": batch.base_sequence,
                 "records_count": batch.records_count,
+                "is_transactional": batch.is_transactional,
+                "is_control_batch": batch.is_control_batch,
                 "first_timestamp": batch.first_timestamp,
                 "max_timestamp": batch.max_timestamp,
                 "records": [],
@@ -51,6 +53,9 @@ def decode(paths):
                     "value": hexify(record.value),
                     "headers": [[k, hexify(v)] for k, v in record.headers],
                 })
+                if batch.is_control_batch:
+                    # kafka-python's ControlRecord parses the marker's key (version, type).
+                    out["records"][-1]["control"] = {"version": record.version, "commit": record.commit, "abort": record.abort}
             print(json.dumps(out, sort_keys=True))
 
 
