@@ -183,11 +183,15 @@ extension Broker {
         return results
     }
 
-    /// Begins a transaction over `partitions` with a new producer id: its journal entry is durable on return.
+    /// Begins a transaction over `partitions` (creating missing topics when auto-creation is on) with a new
+    /// producer id: its journal entry is durable on return.
     public func beginTransaction(partitions: [TopicPartition], timeoutMs: Int64? = nil) async throws(BrokerError) -> OpenTransaction {
         let producerId = try producerIds.allocate()
         var parts: [TransactionEntry.Partition] = []
         for tp in partitions {
+            try TopicNameCheck.validate(tp.topic)
+            try refuseInternal(tp.topic, "publish to")
+            _ = try state(for: tp.topic, create: true)
             let log = try partitionLog(tp)
             parts.append(.init(topic: tp.topic, partition: tp.partition, start: log.logEndOffset))
         }
