@@ -170,17 +170,21 @@ struct APIRoutes: Sendable {
         }
 
         var byTopic: [(topic: String, events: [CloudEvent])] = []
+        // Where each topic's events are in the request, so that results come back in request order.
+        var requestOrder: [Int] = []
         if target == .routed {
-            var groups: [String: [CloudEvent]] = [:]
+            var groups: [String: [(index: Int, event: CloudEvent)]] = [:]
             var order: [String] = []
-            for event in events {
+            for (index, event) in events.enumerated() {
                 let topic = broker.route(eventType: event.type)
                 if groups[topic] == nil { order.append(topic) }
-                groups[topic, default: []].append(event)
+                groups[topic, default: []].append((index, event))
             }
-            byTopic = order.map { ($0, groups[$0]!) }
+            byTopic = order.map { ($0, groups[$0]!.map(\.event)) }
+            requestOrder = order.flatMap { groups[$0]!.map(\.index) }
         } else {
             byTopic = [(try context.parameters.require("topic"), events)]
+            requestOrder = Array(events.indices)
         }
 
         // Schemas first: a request with an event that fails its schema (enforce) writes nothing.
@@ -225,6 +229,9 @@ struct APIRoutes: Sendable {
                 throw error
             }
         }
+        var ordered = results
+        for (position, index) in requestOrder.enumerated() where position < results.count { ordered[index] = results[position] }
+        results = ordered
         // An atomic publish always waits for fsync.
         let acks = atomic ? "all" : config.string("acks")
         broker.metrics.publishDuration(acks: acks, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
