@@ -7,6 +7,9 @@ public struct PartitionBatches: Sendable {
     public var ranges: [StoredRange]
     public var logStartOffset: Int64
     public var logEndOffset: Int64
+    public var lastStableOffset: Int64 = 0
+    /// Aborted transactions overlapping what was read (under read_committed), for the client to skip.
+    public var abortedTransactions: [AbortedTransaction] = []
     /// The offset asked for lies outside `logStartOffset...logEndOffset` (nothing was read).
     public var outOfRange = false
 }
@@ -131,7 +134,9 @@ extension Broker {
     /// Reads stored batches of several partitions, each from its own offset (at least one batch where there is
     /// one, then up to its `maxBytes` and the total `maxBytes`), waiting up to `maxWaitMs` until `minBytes` are
     /// there. Each partition has its own outcome, so an unknown one does not fail the rest.
-    public func readBatches(_ reads: [BatchRead], minBytes: Int, maxBytes: Int, maxWaitMs: Int64) async -> [Result<PartitionBatches, BrokerError>] {
+    /// Under read_committed nothing at or after the last stable offset is read (as Kafka's Fetch does).
+    public func readBatches(_ reads: [BatchRead], minBytes: Int, maxBytes: Int, maxWaitMs: Int64,
+                            isolation: IsolationLevel = .readUncommitted) async -> [Result<PartitionBatches, BrokerError>] {
         var sources: [(log: PartitionLog, notifier: AppendNotifier)?] = []
         var failures: [Int: BrokerError] = [:]
         for (index, read) in reads.enumerated() {
@@ -164,10 +169,13 @@ extension Broker {
                 do {
                     // The total limit counts too, but the first partition with data always gets its first batch.
                     let room = total == 0 ? read.maxBytes : min(read.maxBytes, maxBytes - total)
-                    let ranges = room > 0 || total == 0 ? try source.log.readRanges(from: read.offset, maxBytes: max(room, 1)) : []
+                    let stable = source.log.lastStableOffset
+                    let before = isolation == .readCommitted ? stable : .max
+                    let ranges = room > 0 || total == 0 ? try source.log.readRanges(from: read.offset, maxBytes: max(room, 1), before: before) : []
                     total += ranges.reduce(0) { $0 + $1.length }
+                    let aborted = isolation == .readCommitted && !ranges.isEmpty ? source.log.abortedTransactions(from: read.offset, upTo: stable) : []
                     results.append(.success(PartitionBatches(ranges: ranges, logStartOffset: source.log.logStartOffset,
-                                                             logEndOffset: source.log.logEndOffset)))
+                                                             logEndOffset: source.log.logEndOffset, lastStableOffset: stable, abortedTransactions: aborted)))
                 } catch {
                     results.append(.failure(BrokerError(error)))
                 }

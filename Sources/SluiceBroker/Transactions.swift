@@ -296,7 +296,7 @@ extension Broker {
             } catch {
                 markersWritten = false
                 logger.error("a transaction marker could not be written; the next start finishes the transaction", metadata: [
-                    "transaction.id": .string(txn.id), LogField.topic: .string(partition.topic), LogField.partition: .stringConvertible(partition.partition),
+                    LogField.transactionId: .string(txn.id), LogField.topic: .string(partition.topic), LogField.partition: .stringConvertible(partition.partition),
                     "error.message": .string((error as? LogError)?.message ?? "\(error)"),
                 ])
             }
@@ -339,7 +339,7 @@ extension Broker {
             try await transactions.write(done, durably: true)
             transactions.ended(commit ? "recovered_committed" : "recovered_aborted")
             logger.notice(commit ? "transaction committed after a restart" : "open transaction aborted after a restart", metadata: [
-                "transaction.id": .string(entry.id), "transaction.partitions": .stringConvertible(entry.partitions.count),
+                LogField.transactionId: .string(entry.id), LogField.transactionPartitions: .stringConvertible(entry.partitions.count),
             ])
         }
         transactions.recovered.withLock { $0 = [] }
@@ -359,7 +359,7 @@ extension Broker {
             }
             guard aborting else { continue }
             logger.warning("transaction aborted: open longer than transaction.timeout.ms", metadata: [
-                "transaction.id": .string(txn.id), "transaction.age_ms": .stringConvertible(now - txn.started),
+                LogField.transactionId: .string(txn.id), LogField.transactionAge: .stringConvertible(now - txn.started), LogField.transactionPartitions: .stringConvertible(txn.state.withLock { $0.partitions.count }),
             ])
             await finish(txn, commit: false, outcome: "timed_out")
         }

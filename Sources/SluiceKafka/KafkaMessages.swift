@@ -213,6 +213,9 @@ public struct FetchResponse: Sendable {
         public var error: KafkaError
         public var highWatermark: Int64
         public var logStartOffset: Int64
+        public var lastStableOffset: Int64 = -1
+        /// For read_committed fetches: producer id and first offset of each aborted transaction in range.
+        public var abortedTransactions: [AbortedTransaction] = []
         /// Stored record batches, as ranges of the segment files.
         public var records: [StoredRange]
     }
@@ -234,9 +237,12 @@ public struct FetchResponse: Sendable {
                 w.int32(p.index)
                 w.int16(p.error.rawValue)
                 w.int64(p.highWatermark)
-                w.int64(p.highWatermark)  // last_stable_offset: no transactions yet, so the high watermark
+                w.int64(p.error == .none ? p.lastStableOffset : -1)
                 if version >= 5 { w.int64(p.logStartOffset) }
-                w.nullableArray(p.error == .none ? [Int64]() : nil) { _, _ in }  // aborted_transactions
+                w.nullableArray(p.error == .none ? p.abortedTransactions : nil) { w, aborted in
+                    w.int64(aborted.producerId)
+                    w.int64(aborted.firstOffset)
+                }
                 if version >= 11 { w.int32(-1) }  // preferred_read_replica
                 w.int32(p.records.reduce(0) { $0 + $1.length })
                 for range in p.records { w.fileRange(range) }
@@ -258,13 +264,15 @@ public struct ListOffsetsRequest: Sendable {
         public var partitions: [Partition]
     }
     public var topics: [Topic]
+    /// 1 is READ_COMMITTED: "latest" is then the last stable offset.
+    public var isolationLevel: Int8 = 0
 
     public static let latest: Int64 = -1
     public static let earliest: Int64 = -2
 
     public static func decode(version: Int16, _ r: inout KafkaReader) throws(KafkaDecodeError) -> ListOffsetsRequest {
         _ = try r.int32()  // replica_id
-        if version >= 2 { _ = try r.int8() }  // isolation_level
+        let isolation: Int8 = version >= 2 ? try r.int8() : 0
         let topics = try r.array(minimumElementSize: 6) { (r: inout KafkaReader) throws(KafkaDecodeError) in
             Topic(name: try r.string(), partitions: try r.array(minimumElementSize: 12) { (r: inout KafkaReader) throws(KafkaDecodeError) in
                 let index = try r.int32()
@@ -274,7 +282,7 @@ public struct ListOffsetsRequest: Sendable {
                 return Partition(index: index, timestamp: timestamp)
             })
         }
-        return ListOffsetsRequest(topics: topics)
+        return ListOffsetsRequest(topics: topics, isolationLevel: isolation)
     }
 }
 

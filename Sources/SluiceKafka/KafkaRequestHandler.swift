@@ -379,8 +379,10 @@ public struct KafkaRequestHandler: Sendable {
             }
         }
         let maxBytes = request.maxBytes > 0 ? Int(request.maxBytes) : Int(Int32.max)
+        // isolation_level 1 is READ_COMMITTED.
         let results = await broker.readBatches(reads, minBytes: Int(max(request.minBytes, 0)), maxBytes: maxBytes,
-                                               maxWaitMs: Int64(max(request.maxWaitMs, 0)))
+                                               maxWaitMs: Int64(max(request.maxWaitMs, 0)),
+                                               isolation: request.isolationLevel == 1 ? .readCommitted : .readUncommitted)
         var worst = KafkaError.none
         var index = 0
         var topics: [FetchResponse.Topic] = []
@@ -392,7 +394,8 @@ public struct KafkaRequestHandler: Sendable {
                     let error: KafkaError = read.outOfRange ? .offsetOutOfRange : .none
                     if error != .none { worst = error }
                     partitions.append(.init(index: partition.index, error: error, highWatermark: read.logEndOffset,
-                                            logStartOffset: read.logStartOffset, records: read.ranges))
+                                            logStartOffset: read.logStartOffset, lastStableOffset: read.lastStableOffset,
+                                            abortedTransactions: read.abortedTransactions, records: read.ranges))
                 case .failure(let failure):
                     let error: KafkaError = failure.kind == .notFound ? .unknownTopicOrPartition : .kafkaStorageError
                     worst = error
@@ -416,7 +419,8 @@ public struct KafkaRequestHandler: Sendable {
                     let log = try broker.partitionLog(TopicPartition(topic.name, partition.index))
                     switch partition.timestamp {
                     case ListOffsetsRequest.latest:
-                        return .init(index: partition.index, error: .none, timestamp: -1, offset: log.logEndOffset)
+                        let latest = request.isolationLevel == 1 ? log.lastStableOffset : log.logEndOffset
+                        return .init(index: partition.index, error: .none, timestamp: -1, offset: latest)
                     case ListOffsetsRequest.earliest:
                         return .init(index: partition.index, error: .none, timestamp: -1, offset: log.logStartOffset)
                     default:

@@ -426,10 +426,12 @@ public final class PartitionLog: Sendable {
     /// (Kafka's Fetch): only the batch headers are read, and the CRCs are left to the client, as Kafka does.
     ///
     /// Each range holds its own descriptor of the file, so retention can delete the segment meanwhile.
-    public func readRanges(from offset: Int64, maxBytes: Int = 1 << 20) throws -> [StoredRange] {
+    /// `before` stops the read at the first batch that starts there or later (the last stable offset, for
+    /// read_committed).
+    public func readRanges(from offset: Int64, maxBytes: Int = 1 << 20, before: Int64 = .max) throws -> [StoredRange] {
         var out: [StoredRange] = []
         var range: (start: Int64, end: Int64)?
-        try scan(from: offset, maxBytes: maxBytes, batchAt: { fd, path, position, limit in
+        try scan(from: offset, maxBytes: maxBytes, before: before, batchAt: { fd, path, position, limit in
             (try Segment.readHeader(fd: fd, path: path, at: position, limit: limit), ())
         }) { header, _, position in
             range = (range?.start ?? position, position + Int64(header.totalSize))
@@ -445,7 +447,7 @@ public final class PartitionLog: Sendable {
     /// Walks the batches from the one containing `offset` onwards, up to about `maxBytes` (at least one batch):
     /// `take` gets each one after `offset`'s with its position, and `segmentEnd` is called before each segment's
     /// descriptor is let go (a sealed one is opened for this read and closed after it).
-    private func scan<Payload>(from offset: Int64, maxBytes: Int,
+    private func scan<Payload>(from offset: Int64, maxBytes: Int, before: Int64 = .max,
                                batchAt: (_ fd: Int32, _ path: String, _ position: Int64, _ limit: Int64) throws -> (RecordBatchHeader, Payload),
                                take: (RecordBatchHeader, Payload, _ position: Int64) -> Void,
                                segmentEnd: (_ fd: Int32, _ path: String) throws -> Void) throws {
@@ -476,6 +478,10 @@ public final class PartitionLog: Sendable {
                         guard taken > 0 else {
                             throw LogError(.corruptBatch, "\(topic)/\(partition) cannot be read at offset \(offset): \(error.logMessage); run `sluice fsck`")
                         }
+                        full = true
+                        break
+                    }
+                    if header.baseOffset >= before {
                         full = true
                         break
                     }

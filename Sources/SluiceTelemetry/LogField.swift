@@ -36,11 +36,16 @@ public enum LogField {
     public static let schemaVersion = "schema.version"
     public static let schemaPointer = "schema.pointer"
     public static let schemaKeyword = "schema.keyword"
+    /// A transaction: its id, how many partitions it spans, how long it was open (ms).
+    public static let transactionId = "transaction.id"
+    public static let transactionPartitions = "transaction.partitions"
+    public static let transactionAge = "transaction.age_ms"
 
     /// Every field above.
     public static let all = [timestamp, level, message, logger, serviceName, ecsVersion, correlationId, causationId, traceId, spanId,
                              eventId, eventType, topic, partition, offset, group, member, subscription, sagaId, sagaType, sagaStep, sagaStatus,
-                             clientAddress, clientId, kafkaAPI, kafkaError, resetTo, rewindId, schemaVersion, schemaPointer, schemaKeyword]
+                             clientAddress, clientId, kafkaAPI, kafkaError, resetTo, rewindId, schemaVersion, schemaPointer, schemaKeyword,
+                             transactionId, transactionPartitions, transactionAge]
 
     /// Fields the handler writes itself; metadata with these keys is moved under `metadata.` instead.
     public static let core: Set<String> = [timestamp, level, message, logger, serviceName, ecsVersion]

@@ -69,7 +69,7 @@ public enum MetricName {
 
     // Consumer groups (rendered by the lag monitor's background pass)
     public static let groupLag = MetricFamily(
-        name: "sluice_consumer_group_lag", help: "Records after the committed offset (or the log start, if retention passed it) up to the log end.",
+        name: "sluice_consumer_group_lag", help: "Records after the committed offset (or the log start, if retention passed it) up to the last stable offset (the log end under isolation.level=read_uncommitted).",
         labels: ["group", "topic", "partition"])
     public static let groupLagSeconds = MetricFamily(
         name: "sluice_consumer_group_lag_seconds", help: "Age of the first unconsumed record (now minus its timestamp); 0 when caught up.",

@@ -187,6 +187,42 @@ struct KafkaClientTests {
         }
     }
 
+    /// Transactions published atomically over HTTP reach Kafka consumers as Kafka's own: librdkafka (kcat) and
+    /// kafka-python at read_committed skip the aborted one (Fetch's last stable offset and aborted-transaction
+    /// list), at read_uncommitted they see it; neither sees the markers.
+    @Test func kafkaConsumersHonourIsolationOnAtomicPublishes() async throws {
+        try await withTemporaryDirectory { dir in
+            let config = dir + "/sluice.yaml"
+            try "routes:\n  - match: \"order.*\"\n    topic: orders\n  - match: \"payment.*\"\n    topic: tiny\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let agent = try await startServed(dir, ["--num-partitions", "1", "--config", config])
+            defer { agent.stop() }
+            let created = try await http("POST", agent.base + "/v1/topics", body: json(["name": "tiny", "partitions": 1, "config": ["max.message.bytes": "2000"]]))
+            #expect(created.status == 201, "\(created.text)")
+            func event(_ id: String, _ type: String, size: Int = 10) -> [String: Any] {
+                ["specversion": "1.0", "id": id, "source": "/kafka-test", "type": type, "data": ["pad": String((0..<size).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })]]
+            }
+            func publish(_ events: [[String: Any]]) async throws -> Int {
+                try await http("POST", agent.base + "/v1/events?atomic=true", headers: ["Content-Type": "application/cloudevents-batch+json"], body: json(events)).status
+            }
+            #expect(try await publish([event("c1", "order.created"), event("c2", "order.created"), event("c3", "payment.captured")]) == 200)
+            // The payment is too large for tiny's max.message.bytes after the orders' batch was written: the whole
+            // transaction is aborted, so the two orders stay in the log behind an ABORT marker.
+            #expect(try await publish([event("a1", "order.created"), event("a2", "order.created"), event("a3", "payment.captured", size: 5000)]) == 413)
+            #expect(try await publish([event("c4", "order.created")]) == 200)
+
+            for (isolation, expected) in [("read_committed", ["c1", "c2", "c4"]), ("read_uncommitted", ["c1", "c2", "a1", "a2", "c4"])] {
+                let kcat = try Self.consume(agent.kafka, ["-t", "orders", "-o", "beginning", "-X", "isolation.level=\(isolation)"])
+                #expect(kcat.compactMap { $0.headerPairs.first { $0.0 == "ce_id" }?.1 } == expected, "kcat \(isolation): \(kcat.map(\.offset))")
+                let python = try runProcess("/usr/bin/env", ["python3", Self.clients + "/kafka_python_isolation.py", agent.kafka, "orders", isolation])
+                #expect(python.status == 0, "kafka-python failed: \(python.stderr.suffix(2000))")
+                let summary = try JSONSerialization.jsonObject(with: Data(python.stdout.utf8)) as? [String: Any] ?? [:]
+                #expect(summary["ids"] as? [String] == expected, "kafka-python \(isolation): \(python.stdout)")
+                // Four events and a marker per transaction: the consumer's position is past the last COMMIT.
+                #expect((summary["positions"] as? [String: Int])?["0"] == 8, "\(python.stdout)")
+            }
+        }
+    }
+
     @Test func kafkaPythonProducesWithEveryAcksAndConsumes() async throws {
         try await withTemporaryDirectory { dir in
             let agent = try await startServed(dir, ["--num-partitions", "3"])
