@@ -82,7 +82,7 @@ extension ConfigProperty {
         .init(name: "enable.idempotence", group: .producer, kind: .boolean, defaultValue: "true",
               help: "A re-sent CloudEvent (same source and id) within idempotence.window.ms gets its original offset back instead of a duplicate. Needs acks=all."),
         .init(name: "transaction.timeout.ms", group: .producer, kind: .integer(1000...900_000), defaultValue: "60000",
-              help: "A transaction (an atomic publish) still open after this long is aborted, and its commit refused."),
+              help: "An atomic publish still open after this long is aborted, and its commit refused (Kafka producers set their own with InitProducerId)."),
         .init(name: "linger.ms", group: .producer, kind: .integer(0...60_000), defaultValue: "5",
               help: "How long a partition's batch waits for more events before it is written."),
         .init(name: "batch.size", group: .producer, kind: .integer(1...67_108_864), defaultValue: "16384",

@@ -6,13 +6,15 @@ import Synchronization
 
 /// Where a transaction is, as it is written to the transaction journal (Kafka's coordinator states).
 public enum TransactionPhase: String, Codable, Sendable {
+    /// A Kafka transactional id with its producer id and epoch, and no transaction open.
+    case empty
     case ongoing
     case prepareCommit = "prepare_commit"
     case prepareAbort = "prepare_abort"
     case completeCommit = "complete_commit"
     case completeAbort = "complete_abort"
 
-    var isComplete: Bool { self == .completeCommit || self == .completeAbort }
+    var isComplete: Bool { self == .completeCommit || self == .completeAbort || self == .empty }
 }
 
 /// One state of one transaction in `DATA/transactions.journal`. `start` is each partition's log end offset
@@ -25,6 +27,15 @@ struct TransactionEntry: Codable, Sendable {
         var start: Int64
     }
 
+    /// Consumer offsets committed with the transaction (Kafka's TxnOffsetCommit), applied when it commits.
+    struct Offset: Codable, Sendable, Hashable {
+        var group: String
+        var topic: String
+        var partition: Int32
+        var offset: Int64
+        var metadata: String
+    }
+
     var id: String
     var producerId: Int64
     var producerEpoch: Int16
@@ -33,6 +44,26 @@ struct TransactionEntry: Codable, Sendable {
     var timeoutMs: Int64
     /// Milliseconds since the epoch.
     var started: Int64
+    /// Set for a Kafka client's `transactional.id`: its producer id and epoch are kept across transactions.
+    var kafka: Bool? = nil
+    var offsets: [Offset]? = nil
+}
+
+/// Why a Kafka transactional request was refused, by Kafka's error names.
+public struct TransactionFailure: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable {
+        /// INVALID_PRODUCER_EPOCH: a newer producer with the same transactional.id fenced this one.
+        case fenced
+        /// INVALID_TXN_STATE
+        case invalidState
+        /// INVALID_PRODUCER_ID_MAPPING: the producer id is not the transactional id's.
+        case unknownMapping
+        /// KAFKA_STORAGE_ERROR and the like: the broker could not write.
+        case broker(BrokerError)
+    }
+    public var kind: Kind
+    public var message: String
+    public var description: String { message }
 }
 
 /// An open transaction in memory. Its lock is held while the transaction writes a batch, so a timeout that
@@ -40,18 +71,24 @@ struct TransactionEntry: Codable, Sendable {
 public final class OpenTransaction: Sendable {
     public let id: String
     public let producerId: Int64
-    let producerEpoch: Int16
+    public let producerEpoch: Int16
     let started: Int64
     let deadline: Int64
+    /// A Kafka client's transaction (its id is the `transactional.id`).
+    let kafka: Bool
     struct State {
         var phase: TransactionPhase = .ongoing
         var partitions: [TransactionEntry.Partition] = []
         var timedOut = false
         var finished = false
+        /// Kafka produce requests appending to the transaction right now: markers wait for them.
+        var inflight = 0
+        var offsets: [TransactionEntry.Offset] = []
     }
     let state: Mutex<State>
 
-    init(id: String, producerId: Int64, producerEpoch: Int16, started: Int64, timeoutMs: Int64, partitions: [TransactionEntry.Partition]) {
+    init(id: String, producerId: Int64, producerEpoch: Int16, started: Int64, timeoutMs: Int64, partitions: [TransactionEntry.Partition], kafka: Bool = false) {
+        self.kafka = kafka
         self.id = id
         self.producerId = producerId
         self.producerEpoch = producerEpoch
@@ -61,8 +98,10 @@ public final class OpenTransaction: Sendable {
     }
 
     func entry(_ phase: TransactionPhase) -> TransactionEntry {
-        TransactionEntry(id: id, producerId: producerId, producerEpoch: producerEpoch, phase: phase,
-                         partitions: state.withLock { $0.partitions }, timeoutMs: deadline - started, started: started)
+        let (partitions, offsets) = state.withLock { ($0.partitions, $0.offsets) }
+        return TransactionEntry(id: id, producerId: producerId, producerEpoch: producerEpoch, phase: phase,
+                                partitions: partitions, timeoutMs: deadline - started, started: started,
+                                kafka: kafka ? true : nil, offsets: offsets.isEmpty ? nil : offsets)
     }
 
     func notOngoing(_ state: State) -> BrokerError {
@@ -81,6 +120,8 @@ public final class TransactionCoordinator: Sendable {
     let open = Mutex<[String: OpenTransaction]>([:])
     /// What the journal held at start and recovery has not finished yet.
     let recovered: Mutex<[TransactionEntry]>
+    /// Kafka transactional ids: their producer id and current epoch.
+    let registry: Mutex<[String: (producerId: Int64, epoch: Int16, timeoutMs: Int64)]>
     let metrics: SluiceMetrics
 
     init(path: String, metrics: SluiceMetrics) throws {
@@ -95,6 +136,19 @@ public final class TransactionCoordinator: Sendable {
             latest[entry.id] = entry
         }
         recovered = Mutex(order.compactMap { latest[$0] }.filter { !$0.phase.isComplete })
+        var known: [String: (producerId: Int64, epoch: Int16, timeoutMs: Int64)] = [:]
+        for entry in latest.values where entry.kafka == true { known[entry.id] = (entry.producerId, entry.producerEpoch, entry.timeoutMs) }
+        registry = Mutex(known)
+    }
+
+    /// The journal entries that keep Kafka transactional ids' producer ids and epochs.
+    func registryEntries() -> [TransactionEntry] {
+        registry.withLock { registry in
+            registry.sorted { $0.key < $1.key }.map { id, value in
+                TransactionEntry(id: id, producerId: value.producerId, producerEpoch: value.epoch, phase: .empty, partitions: [],
+                                 timeoutMs: value.timeoutMs, started: 0, kafka: true)
+            }
+        }
     }
 
     func write(_ entry: TransactionEntry, durably: Bool) async throws(BrokerError) {
@@ -111,9 +165,9 @@ public final class TransactionCoordinator: Sendable {
     func compactIfLarge() {
         guard journal.size > 16 << 20 else { return }
         let live = open.withLock { Array($0.values) }
-        let payloads = live.compactMap { txn in
-            try? Array(JSONEncoder().encode(txn.entry(txn.state.withLock { $0.phase })))
-        }
+        let openIds = Set(live.map(\.id))
+        let entries = registryEntries().filter { !openIds.contains($0.id) } + live.map { txn in txn.entry(txn.state.withLock { $0.phase }) }
+        let payloads = entries.compactMap { try? Array(JSONEncoder().encode($0)) }
         try? journal.rewrite(payloads)
     }
 
@@ -121,6 +175,13 @@ public final class TransactionCoordinator: Sendable {
         let (count, oldest) = open.withLock { open in (open.count, open.values.map(\.started).min()) }
         metrics.gauge(MetricName.transactionsOpen).set(Double(count))
         metrics.gauge(MetricName.transactionOldestOpen).set(oldest.map { Double(max(0, now - $0)) / 1000 } ?? 0)
+    }
+
+    /// Commits a transaction's consumer offsets (the group coordinator's), set once it exists.
+    let offsetsHook = Mutex<(@Sendable ([GroupPartition: CommittedOffset]) async throws -> Void)?>(nil)
+
+    public func commitOffsets(with apply: @escaping @Sendable ([GroupPartition: CommittedOffset]) async throws -> Void) {
+        offsetsHook.withLock { $0 = apply }
     }
 
     func ended(_ outcome: String) {
@@ -281,6 +342,20 @@ extension Broker {
             return state.partitions
         }
         guard let partitions else { return }
+        // Kafka produce requests already appending finish first, so that no batch of the transaction lands after its marker.
+        while txn.state.withLock({ $0.inflight > 0 }) { try? await Task.sleep(for: .milliseconds(1)) }
+        if commit, let apply = transactions.offsetsHook.withLock({ $0 }) {
+            let offsets = txn.state.withLock { $0.offsets }
+            if !offsets.isEmpty {
+                do {
+                    try await apply(Self.committedOffsets(offsets))
+                } catch {
+                    logger.error("a transaction's consumer offsets could not be committed; the next start commits them", metadata: [
+                        LogField.transactionId: .string(txn.id), "error.message": .string("\(error)"),
+                    ])
+                }
+            }
+        }
         if !commit {
             try? await transactions.write(txn.entry(.prepareAbort), durably: false)
         }
@@ -306,7 +381,7 @@ extension Broker {
         transactions.updateGauges()
         guard markersWritten else { return }
         // Complete once the markers are durable; until then a crash makes recovery write them again (harmless).
-        let entry = txn.entry(commit ? .completeCommit : .completeAbort)
+        let entry = txn.kafka ? txn.entry(.empty) : txn.entry(commit ? .completeCommit : .completeAbort)
         Task { [transactions] in
             for (log, end) in writes { try? await log.waitUntilDurable(end) }
             try? await transactions.write(entry, durably: false)
@@ -321,10 +396,13 @@ extension Broker {
 
     /// Finishes what the journal shows unfinished after a crash — prepared commits are committed, everything
     /// else is aborted — and waits until the markers are durable. Called once at start, before anything reads.
-    public func recoverTransactions() async throws {
+    public func recoverTransactions(applyOffsets: (([GroupPartition: CommittedOffset]) async throws -> Void)? = nil) async throws {
         let unfinished = transactions.recovered.withLock { $0 }
         for entry in unfinished {
             let commit = entry.phase == .prepareCommit
+            if commit, let offsets = entry.offsets, !offsets.isEmpty, let applyOffsets {
+                try await applyOffsets(Self.committedOffsets(offsets))
+            }
             var ends: [(PartitionLog, Int64)] = []
             for partition in entry.partitions {
                 guard let log = try? partitionLog(TopicPartition(partition.topic, partition.partition)) else { continue }
@@ -335,7 +413,7 @@ extension Broker {
             }
             for (log, end) in ends { try await log.waitUntilDurable(end) }
             var done = entry
-            done.phase = commit ? .completeCommit : .completeAbort
+            done.phase = entry.kafka == true ? .empty : commit ? .completeCommit : .completeAbort
             try await transactions.write(done, durably: true)
             transactions.ended(commit ? "recovered_committed" : "recovered_aborted")
             logger.notice(commit ? "transaction committed after a restart" : "open transaction aborted after a restart", metadata: [
@@ -343,7 +421,7 @@ extension Broker {
             ])
         }
         transactions.recovered.withLock { $0 = [] }
-        try transactions.journal.rewrite([])
+        try transactions.journal.rewrite(transactions.registryEntries().compactMap { try? Array(JSONEncoder().encode($0)) })
         transactions.updateGauges()
     }
 
@@ -364,5 +442,175 @@ extension Broker {
             await finish(txn, commit: false, outcome: "timed_out")
         }
         transactions.updateGauges(now: now)
+    }
+}
+
+extension Broker {
+    // MARK: - Kafka transactional producers
+
+    static func committedOffsets(_ offsets: [TransactionEntry.Offset]) -> [GroupPartition: CommittedOffset] {
+        let now = currentTimeMillis()
+        var out: [GroupPartition: CommittedOffset] = [:]
+        for o in offsets { out[GroupPartition(group: o.group, topic: o.topic, partition: o.partition)] = CommittedOffset(offset: o.offset, metadata: o.metadata, commitTime: now) }
+        return out
+    }
+
+    /// InitProducerId with a `transactional.id`: the id's producer id with its epoch bumped (a new id the first
+    /// time), which fences any older producer with the same transactional id; an open transaction of it is
+    /// aborted first. Durable on return.
+    public func initTransactionalProducer(id: String, timeoutMs: Int64) async throws(TransactionFailure) -> (producerId: Int64, epoch: Int16) {
+        guard !id.isEmpty else { throw TransactionFailure(kind: .invalidState, message: "transactional.id must not be empty") }
+        if let open = transactions.open.withLock({ $0[id] }) {
+            _ = open.state.withLock { state in
+                if state.phase == .ongoing { state.phase = .prepareAbort }
+            }
+            await finish(open, commit: false, outcome: "aborted")
+        }
+        let known = transactions.registry.withLock { $0[id] }
+        var producerId: Int64, epoch: Int16
+        if let known, known.epoch < Int16.max - 1 {
+            (producerId, epoch) = (known.producerId, known.epoch + 1)
+        } else {
+            do {
+                producerId = try producerIds.allocate()
+            } catch {
+                throw TransactionFailure(kind: .broker(error), message: error.message)
+            }
+            epoch = 0
+        }
+        let entry = TransactionEntry(id: id, producerId: producerId, producerEpoch: epoch, phase: .empty, partitions: [], timeoutMs: timeoutMs,
+                                     started: currentTimeMillis(), kafka: true)
+        do {
+            try await transactions.write(entry, durably: true)
+        } catch {
+            throw TransactionFailure(kind: .broker(error), message: error.message)
+        }
+        transactions.registry.withLock { $0[id] = (producerId, epoch, timeoutMs) }
+        return (producerId, epoch)
+    }
+
+    /// Checks that `producerId` and `epoch` are the transactional id's current ones.
+    func checkProducer(_ id: String, producerId: Int64, epoch: Int16) throws(TransactionFailure) -> (timeoutMs: Int64, Void) {
+        guard let known = transactions.registry.withLock({ $0[id] }) else {
+            throw TransactionFailure(kind: .unknownMapping, message: "transactional id \(id) has no producer id; call InitProducerId first")
+        }
+        guard known.producerId == producerId else {
+            throw TransactionFailure(kind: .unknownMapping, message: "producer id \(producerId) is not transactional id \(id)'s (\(known.producerId))")
+        }
+        guard known.epoch == epoch else {
+            throw TransactionFailure(kind: .fenced, message: "producer epoch \(epoch) of transactional id \(id) is fenced by epoch \(known.epoch): a newer producer with this transactional.id started")
+        }
+        return (known.timeoutMs, ())
+    }
+
+    /// The transactional id's open transaction, begun now when there is none (AddPartitionsToTxn, AddOffsetsToTxn).
+    func kafkaTransaction(_ id: String, producerId: Int64, epoch: Int16) throws(TransactionFailure) -> OpenTransaction {
+        let (timeoutMs, _) = try checkProducer(id, producerId: producerId, epoch: epoch)
+        let txn = transactions.open.withLock { open in
+            if let existing = open[id] { return existing }
+            let txn = OpenTransaction(id: id, producerId: producerId, producerEpoch: epoch, started: currentTimeMillis(), timeoutMs: timeoutMs,
+                                      partitions: [], kafka: true)
+            open[id] = txn
+            return txn
+        }
+        transactions.updateGauges()
+        return txn
+    }
+
+    /// AddPartitionsToTxn: the partitions join the transaction (recorded durably with where each one starts).
+    public func addPartitionsToTransaction(_ id: String, producerId: Int64, epoch: Int16, partitions: [TopicPartition]) async throws(TransactionFailure) {
+        let txn = try kafkaTransaction(id, producerId: producerId, epoch: epoch)
+        var added = false
+        for tp in partitions {
+            let log: PartitionLog
+            do {
+                log = try partitionLog(tp)
+            } catch {
+                throw TransactionFailure(kind: .broker(error), message: error.message)
+            }
+            let fresh = try txn.state.withLock { state throws(TransactionFailure) -> Bool in
+                guard state.phase == .ongoing else {
+                    throw TransactionFailure(kind: .invalidState, message: "transaction \(id) is \(state.timedOut ? "aborted by its timeout" : state.phase.rawValue); begin a new one")
+                }
+                guard !state.partitions.contains(where: { $0.topic == tp.topic && $0.partition == tp.partition }) else { return false }
+                state.partitions.append(.init(topic: tp.topic, partition: tp.partition, start: log.logEndOffset))
+                return true
+            }
+            added = added || fresh
+        }
+        guard added else { return }
+        do {
+            try await transactions.write(txn.entry(.ongoing), durably: true)
+        } catch {
+            throw TransactionFailure(kind: .broker(error), message: error.message)
+        }
+    }
+
+    /// AddOffsetsToTxn: the group's offsets may be committed in the transaction.
+    public func addOffsetsToTransaction(_ id: String, producerId: Int64, epoch: Int16, group: String) throws(TransactionFailure) {
+        let txn = try kafkaTransaction(id, producerId: producerId, epoch: epoch)
+        try txn.state.withLock { state throws(TransactionFailure) in
+            guard state.phase == .ongoing else { throw TransactionFailure(kind: .invalidState, message: "transaction \(id) is \(state.phase.rawValue)") }
+        }
+    }
+
+    /// TxnOffsetCommit: offsets committed if, and when, the transaction commits.
+    public func commitOffsetsInTransaction(_ id: String, producerId: Int64, epoch: Int16, group: String,
+                                           offsets: [(TopicPartition, Int64, String)]) throws(TransactionFailure) {
+        _ = try checkProducer(id, producerId: producerId, epoch: epoch)
+        guard let txn = transactions.open.withLock({ $0[id] }) else {
+            throw TransactionFailure(kind: .invalidState, message: "transactional id \(id) has no open transaction; call AddOffsetsToTxn first")
+        }
+        try txn.state.withLock { state throws(TransactionFailure) in
+            guard state.phase == .ongoing else { throw TransactionFailure(kind: .invalidState, message: "transaction \(id) is \(state.phase.rawValue)") }
+            for (tp, offset, metadata) in offsets {
+                state.offsets.removeAll { $0.group == group && $0.topic == tp.topic && $0.partition == tp.partition }
+                state.offsets.append(.init(group: group, topic: tp.topic, partition: tp.partition, offset: offset, metadata: metadata))
+            }
+        }
+    }
+
+    /// A Kafka producer's transactional batch: appended only to a partition its open transaction has added, by
+    /// its current epoch (and with the idempotent producer's sequence checks).
+    public func appendTransactionalBatch(_ batch: CheckedBatch, to tp: TopicPartition, acks: Acks, transactionalId: String?) async throws(TransactionFailure) -> BatchAppend {
+        let producer = batch.header.producer
+        let txn = transactions.open.withLock { open in
+            transactionalId.flatMap { open[$0] } ?? open.values.first { $0.kafka && $0.producerId == producer.producerId }
+        }
+        guard let txn, txn.producerId == producer.producerId else {
+            throw TransactionFailure(kind: .invalidState, message: "producer \(producer.producerId) has no open transaction; AddPartitionsToTxn must come before a transactional produce")
+        }
+        guard txn.producerEpoch == producer.producerEpoch else {
+            throw TransactionFailure(kind: .fenced, message: "producer epoch \(producer.producerEpoch) is fenced by epoch \(txn.producerEpoch)")
+        }
+        try txn.state.withLock { state throws(TransactionFailure) in
+            guard state.phase == .ongoing else {
+                throw TransactionFailure(kind: .invalidState, message: "transaction \(txn.id) is \(state.timedOut ? "aborted by its timeout" : state.phase.rawValue)")
+            }
+            guard state.partitions.contains(where: { $0.topic == tp.topic && $0.partition == tp.partition }) else {
+                throw TransactionFailure(kind: .invalidState, message: "\(tp) was not added to transaction \(txn.id) with AddPartitionsToTxn")
+            }
+            state.inflight += 1
+        }
+        defer { txn.state.withLock { $0.inflight -= 1 } }
+        do {
+            return try await appendBatch(batch, to: tp, acks: acks)
+        } catch {
+            throw TransactionFailure(kind: .broker(error), message: error.message)
+        }
+    }
+
+    /// EndTxn: commit (durably decided first, offsets applied) or abort the transactional id's open transaction.
+    public func endKafkaTransaction(_ id: String, producerId: Int64, epoch: Int16, commit: Bool) async throws(TransactionFailure) {
+        _ = try checkProducer(id, producerId: producerId, epoch: epoch)
+        guard let txn = transactions.open.withLock({ $0[id] }) else {
+            throw TransactionFailure(kind: .invalidState, message: "transactional id \(id) has no open transaction to \(commit ? "commit" : "abort")")
+        }
+        do {
+            try await endTransaction(txn, commit: commit)
+        } catch {
+            if error.kind == .requestTimeout || error.kind == .conflict { throw TransactionFailure(kind: .invalidState, message: error.message) }
+            throw TransactionFailure(kind: .broker(error), message: error.message)
+        }
     }
 }

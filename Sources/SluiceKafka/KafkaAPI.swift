@@ -22,6 +22,10 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case createTopics = 19
     case deleteTopics = 20
     case initProducerId = 22
+    case addPartitionsToTxn = 24
+    case addOffsetsToTxn = 25
+    case endTxn = 26
+    case txnOffsetCommit = 28
     case describeConfigs = 32
     case saslAuthenticate = 36
     case createPartitions = 37
@@ -46,6 +50,10 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .createTopics: 0...4
         case .deleteTopics: 0...3
         case .initProducerId: 0...1
+        case .addPartitionsToTxn: 0...1
+        case .addOffsetsToTxn: 0...1
+        case .endTxn: 0...1
+        case .txnOffsetCommit: 0...2
         case .describeConfigs: 0...3
         case .saslAuthenticate: 0...1
         case .createPartitions: 0...1
@@ -80,6 +88,10 @@ public enum KafkaAPI: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .createTopics: "CreateTopics"
         case .deleteTopics: "DeleteTopics"
         case .initProducerId: "InitProducerId"
+        case .addPartitionsToTxn: "AddPartitionsToTxn"
+        case .addOffsetsToTxn: "AddOffsetsToTxn"
+        case .endTxn: "EndTxn"
+        case .txnOffsetCommit: "TxnOffsetCommit"
         case .describeConfigs: "DescribeConfigs"
         case .saslAuthenticate: "SaslAuthenticate"
         case .createPartitions: "CreatePartitions"
@@ -120,6 +132,9 @@ public enum KafkaError: Int16, Sendable, CustomStringConvertible {
     case invalidRequest = 42
     case outOfOrderSequenceNumber = 45
     case invalidProducerEpoch = 47
+    case invalidTxnState = 48
+    case invalidProducerIdMapping = 49
+    case invalidTransactionTimeout = 50
     case kafkaStorageError = 56
     case saslAuthenticationFailed = 58
     case unknownProducerId = 59
@@ -160,6 +175,9 @@ public enum KafkaError: Int16, Sendable, CustomStringConvertible {
         case .invalidRequest: "INVALID_REQUEST"
         case .outOfOrderSequenceNumber: "OUT_OF_ORDER_SEQUENCE_NUMBER"
         case .invalidProducerEpoch: "INVALID_PRODUCER_EPOCH"
+        case .invalidTxnState: "INVALID_TXN_STATE"
+        case .invalidProducerIdMapping: "INVALID_PRODUCER_ID_MAPPING"
+        case .invalidTransactionTimeout: "INVALID_TRANSACTION_TIMEOUT"
         case .kafkaStorageError: "KAFKA_STORAGE_ERROR"
         case .saslAuthenticationFailed: "SASL_AUTHENTICATION_FAILED"
         case .unknownProducerId: "UNKNOWN_PRODUCER_ID"

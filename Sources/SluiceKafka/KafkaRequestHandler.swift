@@ -102,10 +102,10 @@ public struct KafkaRequestHandler: Sendable {
                 error = try listOffsets(ListOffsetsRequest.decode(version: header.apiVersion, &reader), version: header.apiVersion, into: &w)
             case .findCoordinator:
                 let (_, keyType) = try FindCoordinator.decode(version: header.apiVersion, &reader)
-                // One broker coordinates every group; transaction coordinators do not exist yet.
-                error = keyType == 0 ? .none : .coordinatorNotAvailable
+                // One broker coordinates every group (key type 0) and every transactional id (key type 1).
+                error = keyType == 0 || keyType == 1 ? .none : .invalidRequest
                 FindCoordinator.encodeResponse(version: header.apiVersion, error: error,
-                                               message: error == .none ? nil : "transactions are not supported yet",
+                                               message: error == .none ? nil : "key_type \(keyType) is neither 0 (group) nor 1 (transaction)",
                                                nodeId: error == .none ? Self.nodeId : -1, host: error == .none ? advertised.host : "",
                                                port: error == .none ? Int32(advertised.port) : -1, into: &w)
             case .joinGroup:
@@ -158,7 +158,46 @@ public struct KafkaRequestHandler: Sendable {
                                                includeDocumentation: request.includeDocumentation, into: &w)
                 error = resources.map(\.error).first { $0 != .none } ?? .none
             case .initProducerId:
-                error = initProducerId(try InitProducerIdRequest.decode(&reader), session: session, into: &w)
+                error = await initProducerId(try InitProducerIdRequest.decode(&reader), session: session, into: &w)
+            case .addPartitionsToTxn:
+                let request = try AddPartitionsToTxnRequest.decode(&reader)
+                let results = await addPartitions(request)
+                AddPartitionsToTxnRequest.encodeResponse(results, into: &w)
+                error = results.flatMap(\.partitions).map(\.error).first { $0 != .none } ?? .none
+            case .addOffsetsToTxn:
+                let request = try AddOffsetsToTxnRequest.decode(&reader)
+                error = transactionError { () throws(TransactionFailure) in
+                    try broker.addOffsetsToTransaction(request.producer.transactionalId, producerId: request.producer.producerId,
+                                                       epoch: request.producer.producerEpoch, group: request.groupId)
+                }
+                TransactionErrorOnly.encodeResponse(error: error, into: &w)
+            case .endTxn:
+                let request = try EndTxnRequest.decode(&reader)
+                do {
+                    try await broker.endKafkaTransaction(request.producer.transactionalId, producerId: request.producer.producerId,
+                                                         epoch: request.producer.producerEpoch, commit: request.committed)
+                    error = .none
+                } catch let failure {
+                    error = refused(failure, api: "EndTxn")
+                }
+                TransactionErrorOnly.encodeResponse(error: error, into: &w)
+            case .txnOffsetCommit:
+                let request = try TxnOffsetCommitRequest.decode(version: header.apiVersion, &reader)
+                let code = transactionError { () throws(TransactionFailure) in
+                    try broker.commitOffsetsInTransaction(
+                        request.producer.transactionalId, producerId: request.producer.producerId, epoch: request.producer.producerEpoch,
+                        group: request.groupId,
+                        offsets: request.topics.flatMap { topic in topic.partitions.map { (TopicPartition(topic.name, $0.index), $0.offset, $0.metadata ?? "") } })
+                }
+                w.int32(0)  // throttle_time_ms
+                w.array(request.topics) { w, topic in
+                    w.string(topic.name)
+                    w.array(topic.partitions) { w, p in
+                        w.int32(p.index)
+                        w.int16(code.rawValue)
+                    }
+                }
+                error = code
             case .saslHandshake:
                 let mechanism = try SaslHandshake.decode(&reader)
                 error = mechanism == "PLAIN" ? .none : .unsupportedSaslMechanism
@@ -244,7 +283,7 @@ public struct KafkaRequestHandler: Sendable {
             var partitions: [ProduceResponse.Partition] = []
             for partition in topic.partitions {
                 let tp = TopicPartition(topic.name, partition.index)
-                let result = await produce(partition.records, to: tp, acks: acks, transactional: request.transactionalId != nil)
+                let result = await produce(partition.records, to: tp, acks: acks, transactionalId: request.transactionalId)
                 if result.error != .none {
                     worst = result.error
                     logger.warning("produce refused", metadata: [
@@ -260,11 +299,10 @@ public struct KafkaRequestHandler: Sendable {
         return (ProduceResponse(topics: topics), worst)
     }
 
-    private func produce(_ records: ByteBuffer?, to tp: TopicPartition, acks: Acks, transactional: Bool) async -> ProduceResponse.Partition {
+    private func produce(_ records: ByteBuffer?, to tp: TopicPartition, acks: Acks, transactionalId: String?) async -> ProduceResponse.Partition {
         func refuse(_ error: KafkaError, _ message: String) -> ProduceResponse.Partition {
             .init(index: tp.partition, error: error, baseOffset: -1, logStartOffset: -1, message: message)
         }
-        if transactional { return refuse(.invalidRecord, "transactional producers are not supported yet") }
         if OffsetsTopic.isInternal(tp.topic) {
             return refuse(.invalidTopic, "topic \(tp.topic) is internal: Sluice writes it (every committed offset) and clients only read it")
         }
@@ -289,7 +327,11 @@ public struct KafkaRequestHandler: Sendable {
             return refuse(.invalidRecord, "a produce request carries exactly one record batch; batchLength says \(header.totalSize) bytes but \(bytes.count) were sent")
         }
         if header.isControl { return refuse(.invalidRecord, "control batches are written by the broker, not produced") }
-        if header.isTransactional { return refuse(.invalidRecord, "transactional batches are not supported yet") }
+        if header.isTransactional != (transactionalId != nil) {
+            return refuse(.invalidRecord, header.isTransactional
+                ? "a transactional batch needs the produce request's transactional_id (the producer's transactional.id)"
+                : "a produce request with a transactional_id carries transactional batches only")
+        }
         if header.codec == nil {
             return refuse(.unsupportedCompressionType, CompressionCodec.unknown(header.compressionCodecRaw))
         }
@@ -323,8 +365,19 @@ public struct KafkaRequestHandler: Sendable {
                 return refuse(.invalidRecord, "\(count) event(s) of the batch do not match their schema, so none was written; the first: event \(first.eventId) (\(first.type) \(first.version ?? "")) at '\(first.instancePath)': \(first.message) (\(first.keyword))")
             }
         }
-        do {
-            switch try await broker.appendBatch(batch, to: tp, acks: acks) {
+        do throws(BrokerError) {
+            let outcome: BatchAppend
+            if header.isTransactional {
+                do {
+                    outcome = try await broker.appendTransactionalBatch(batch, to: tp, acks: acks, transactionalId: transactionalId)
+                } catch {
+                    if case .broker(let failure) = error.kind { throw failure }
+                    return refuse(error.kafkaError, error.message)
+                }
+            } else {
+                outcome = try await broker.appendBatch(batch, to: tp, acks: acks)
+            }
+            switch outcome {
             case .written(let info):
                 return .init(index: tp.partition, error: .none, baseOffset: info.baseOffset, logStartOffset: log.logStartOffset, message: nil)
             case .duplicate(let baseOffset, _):
@@ -348,14 +401,30 @@ public struct KafkaRequestHandler: Sendable {
 
     // MARK: - InitProducerId
 
-    /// A new producer id (epoch 0) for an idempotent producer; transactional ids are not served yet.
-    private func initProducerId(_ request: InitProducerIdRequest, session: KafkaSession, into w: inout KafkaWriter) -> KafkaError {
-        guard request.transactionalId == nil else {
-            logger.warning("InitProducerId refused: transactions are not supported", metadata: [
-                LogField.clientId: .string(session.clientId ?? ""), LogField.clientAddress: .string(session.clientAddress),
-            ])
-            InitProducerIdRequest.encodeResponse(error: .invalidRequest, producerId: -1, epoch: -1, into: &w)
-            return .invalidRequest
+    /// Kafka's transaction.max.timeout.ms default: a longer transaction.timeout.ms is refused.
+    static let maxTransactionTimeoutMs: Int32 = 900_000
+
+    /// A new producer id (epoch 0) for an idempotent producer; for a transactional id, its producer id with the
+    /// epoch bumped (fencing older producers of the id and aborting their open transaction).
+    private func initProducerId(_ request: InitProducerIdRequest, session: KafkaSession, into w: inout KafkaWriter) async -> KafkaError {
+        if let id = request.transactionalId {
+            guard request.transactionTimeoutMs > 0, request.transactionTimeoutMs <= Self.maxTransactionTimeoutMs else {
+                InitProducerIdRequest.encodeResponse(error: .invalidTransactionTimeout, producerId: -1, epoch: -1, into: &w)
+                return .invalidTransactionTimeout
+            }
+            do {
+                let (producerId, epoch) = try await broker.initTransactionalProducer(id: id, timeoutMs: Int64(request.transactionTimeoutMs))
+                logger.info("transactional producer initialised", metadata: [
+                    LogField.transactionId: .string(id), LogField.clientId: .string(session.clientId ?? ""),
+                    LogField.clientAddress: .string(session.clientAddress), "producer.id": .stringConvertible(producerId), "producer.epoch": .stringConvertible(epoch),
+                ])
+                InitProducerIdRequest.encodeResponse(error: .none, producerId: producerId, epoch: epoch, into: &w)
+                return .none
+            } catch {
+                let code = refused(error, api: "InitProducerId")
+                InitProducerIdRequest.encodeResponse(error: code, producerId: -1, epoch: -1, into: &w)
+                return code
+            }
         }
         do {
             let id = try broker.producerIds.allocate()
@@ -366,6 +435,50 @@ public struct KafkaRequestHandler: Sendable {
             InitProducerIdRequest.encodeResponse(error: .kafkaStorageError, producerId: -1, epoch: -1, into: &w)
             return .kafkaStorageError
         }
+    }
+
+    // MARK: - Transactions
+
+    /// AddPartitionsToTxn: every partition gets the same outcome (Kafka's rule: all are added or none).
+    private func addPartitions(_ request: AddPartitionsToTxnRequest) async -> [(name: String, partitions: [(index: Int32, error: KafkaError)])] {
+        var code = KafkaError.none
+        var partitions: [TopicPartition] = []
+        for topic in request.topics {
+            for index in topic.partitions {
+                let tp = TopicPartition(topic.name, index)
+                if (try? broker.partitionLog(tp, autoCreate: true)) == nil { code = .unknownTopicOrPartition }
+                partitions.append(tp)
+            }
+        }
+        if code == .none {
+            do {
+                try await broker.addPartitionsToTransaction(request.producer.transactionalId, producerId: request.producer.producerId,
+                                                            epoch: request.producer.producerEpoch, partitions: partitions)
+            } catch {
+                code = refused(error, api: "AddPartitionsToTxn")
+            }
+        }
+        return request.topics.map { topic in (topic.name, topic.partitions.map { ($0, code) }) }
+    }
+
+    private func transactionError(_ body: () throws(TransactionFailure) -> Void) -> KafkaError {
+        do {
+            try body()
+            return .none
+        } catch {
+            return refused(error, api: "")
+        }
+    }
+
+    /// The Kafka error for a refused transactional request, logged when it is the broker's fault.
+    private func refused(_ failure: TransactionFailure, api: String) -> KafkaError {
+        if case .broker = failure.kind {
+            logger.error("transactional request failed", metadata: [LogField.kafkaAPI: .string(api), "error.message": .string(failure.message)])
+        } else {
+            logger.debug("transactional request refused", metadata: [LogField.kafkaAPI: .string(api), LogField.kafkaError: .string(failure.kafkaError.description),
+                                                                      "error.message": .string(failure.message)])
+        }
+        return failure.kafkaError
     }
 
     // MARK: - Fetch

@@ -198,13 +198,6 @@ struct BrokerService: Service {
 
     func run() async throws {
         let broker = try Broker(config: config, metrics: metrics, logger: logger)
-        do {
-            // Transactions a crash left unfinished are committed or aborted before anything reads.
-            try await broker.recoverTransactions()
-        } catch {
-            try? await broker.shutdown()
-            throw error
-        }
         let groups: GroupCoordinator
         let delivery: DeliveryService
         let sagas: SagaEngine
@@ -212,6 +205,15 @@ struct BrokerService: Service {
             groups = try GroupCoordinator(broker: broker)
             delivery = try DeliveryService(groups: groups, logger: logger)
             sagas = SagaEngine(catalog: try SagaCatalog.load(config: config), groups: groups, logger: logger)
+            // Transactions a crash left unfinished are committed (with their consumer offsets) or aborted before
+            // anything reads.
+            let commitOffsets: @Sendable ([GroupPartition: CommittedOffset]) async throws -> Void = { [groups] offsets in
+                for (group, commits) in Dictionary(grouping: offsets, by: { $0.key.group }) {
+                    try await groups.commitKafkaOffsets(group: group, Dictionary(uniqueKeysWithValues: commits.map { ($0.key, $0.value) }))
+                }
+            }
+            broker.transactions.commitOffsets(with: commitOffsets)
+            try await broker.recoverTransactions(applyOffsets: commitOffsets)
         } catch {
             try await broker.shutdown()
             throw error

@@ -223,6 +223,27 @@ struct KafkaClientTests {
         }
     }
 
+    /// Exactly-once consume-transform-produce with confluent-kafka (librdkafka): init_transactions, begin,
+    /// send_offsets_to_transaction, commit and abort, and a zombie fenced by a newer producer of the same id.
+    @Test func confluentTransactionalProducerIsExactlyOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "1"])
+            defer { agent.stop() }
+            let result = try runProcess("/usr/bin/env", ["python3", Self.clients + "/confluent_transactions.py", agent.kafka])
+            #expect(result.status == 0, "confluent-kafka failed: \(result.stderr.suffix(3000))")
+            let summary = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+            let committed = (0..<10).map { "out-\($0)" } + (20..<30).map { "out-\($0)" }
+            #expect(summary["read_committed"] as? [String] == committed, "\(result.stdout)")
+            #expect(summary["read_uncommitted"] as? [String] == (0..<30).map { "out-\($0)" }, "the aborted ten are in the log")
+            #expect(summary["group_committed"] as? Int == 30, "offsets of the aborted transaction are not committed, the last commit's are")
+            #expect(summary["zombie"] as? String == "fenced", "\(result.stdout)")
+            #expect(summary["after_fencing"] as? [String] == ["out-29", "successor"], "\(result.stdout)")
+            let metrics = try await http("GET", "http://\(agent.metrics)/metrics").text
+            #expect(metrics.contains(#"sluice_kafka_requests_total{api="EndTxn""#))
+            #expect(metrics.contains(#"sluice_kafka_requests_total{api="TxnOffsetCommit""#))
+        }
+    }
+
     @Test func kafkaPythonProducesWithEveryAcksAndConsumes() async throws {
         try await withTemporaryDirectory { dir in
             let agent = try await startServed(dir, ["--num-partitions", "3"])
