@@ -57,10 +57,12 @@ SAGA_SCENARIOS = {
 }
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def reserve_port():
+    """A socket bound to a free loopback port, not listening yet: the port is ours from now on (a service started
+    later listens on it), and until then a connection to it is refused, as to a service that is down."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 def http(method, url, body=None, content_type="application/json"):
@@ -96,11 +98,9 @@ class Run:
     def __init__(self, args):
         self.args = args
         self.work = tempfile.mkdtemp(prefix="sluice-example-")
-        self.api_port = args.api_port or free_port()
-        self.metrics_port = args.metrics_port or free_port()
-        self.api = f"http://127.0.0.1:{self.api_port}"
-        self.metrics = f"http://127.0.0.1:{self.metrics_port}"
-        self.ports = {name: free_port() for name in ORDER_SERVICES + PAYMENT_SERVICES + CONSUMERS}
+        self.api = self.metrics = None  # known once Sluice names its bound addresses
+        self.sockets = {name: reserve_port() for name in ORDER_SERVICES + PAYMENT_SERVICES + CONSUMERS}
+        self.ports = {name: sock.getsockname()[1] for name, sock in self.sockets.items()}
         self.children = []
         self.log = open(os.path.join(self.work, "services.log"), "w")
         self.problems = []
@@ -118,31 +118,41 @@ class Run:
             config = config.replace(f"@{name.upper()}_PORT@", str(port))
         path = os.path.join(self.work, "sluice.yaml")
         open(path, "w").write(config)
+        log = os.path.join(self.work, "sluice.log")
+        # Port 0 unless asked otherwise (the Kafka listener always): Sluice binds what is free and names it in its
+        # first log line.
         self.children.append(subprocess.Popen(
             [sluice_binary(), "serve", "--config", path, "--data-dir", os.path.join(self.work, "data"),
-             "--api-address", f"127.0.0.1:{self.api_port}", "--metrics-address", f"127.0.0.1:{self.metrics_port}",
-             "--log-file", os.path.join(self.work, "sluice.log"), "--lag-interval-ms", "1000",
+             "--api-address", f"127.0.0.1:{self.args.api_port}", "--metrics-address", f"127.0.0.1:{self.args.metrics_port}",
+             "--kafka-address", "127.0.0.1:0", "--log-file", log, "--lag-interval-ms", "1000",
              "--schemas", os.path.join(HERE, "schemas"), "--schema-validation", "enforce"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
         deadline = time.time() + 60
         while True:
             try:
-                if http("GET", f"{self.metrics}/readyz"):
+                if self.metrics is None:
+                    with open(log) as lines:
+                        started = next((json.loads(line) for line in lines if '"sluice started"' in line), None)
+                    if started:
+                        self.api, self.metrics = f"http://{started['api.address']}", f"http://{started['metrics.address']}"
+                if self.metrics and http("GET", f"{self.metrics}/readyz"):
                     break
             except OSError:
                 pass
             if time.time() > deadline or self.children[-1].poll() is not None:
-                sys.exit(f"sluice did not start; see {self.work}/sluice.log")
+                sys.exit(f"sluice did not start; see {log}")
             time.sleep(0.1)
         print(f"sluice: API {self.api}, metrics {self.metrics}/metrics, data and logs in {self.work}", flush=True)
 
     def start_service(self, name, flags=()):
         script = "consumers.py" if name in CONSUMERS else "participant.py"
+        sock = self.sockets[name]
         command = [sys.executable, os.path.join(HERE, "services", script), *(["serve"] if script == "participant.py" else []),
-                   "--service", name, "--port", str(self.ports[name])]
+                   "--service", name, "--fd", str(sock.fileno())]
         if script == "participant.py":
             command += ["--sluice", self.api, *flags]
-        self.children.append(subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT))
+        self.children.append(subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=[sock.fileno()]))
+        sock.close()  # the service has it now
         deadline = time.time() + 10
         while time.time() < deadline:
             with socket.socket() as s:

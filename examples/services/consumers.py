@@ -21,7 +21,9 @@ import json
 import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+import listen
 
 
 def main():
@@ -29,7 +31,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--service", required=True, choices=["profile", "trending", "welcome"])
-    parser.add_argument("--port", type=int, required=True)
+    listen.add_arguments(parser)
     args = parser.parse_args()
     lock = threading.Lock()
     profiles = collections.defaultdict(lambda: {"watched": [], "genres": collections.Counter()})
@@ -100,8 +102,8 @@ def main():
                         views[data.get("content_id", "unknown")] += 1
             self.answer(200)
 
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    print(f"{args.service} consumer listening on 127.0.0.1:{args.port}", flush=True)
+    server = listen.server(args, Handler)
+    print(f"{args.service} consumer listening on 127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 
 

@@ -26,7 +26,9 @@ import sys
 import threading
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+import listen
 
 # Command type -> (service, success reply, failure reply). Compensations have a success reply only when the
 # saga definition waits for one.
@@ -134,8 +136,8 @@ def serve(args):
             self.send_response(200)
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    print(f"{args.service} service listening on 127.0.0.1:{args.port}", flush=True)
+    server = listen.server(args, Handler)
+    print(f"{args.service} service listening on 127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 
 
@@ -147,7 +149,7 @@ def main():
     commands = parser.add_subparsers(dest="command", required=True)
     s = commands.add_parser("serve")
     s.add_argument("--service", required=True, choices=sorted({v[0] for v in COMMANDS.values()}))
-    s.add_argument("--port", type=int, required=True)
+    listen.add_arguments(s)
     s.add_argument("--sluice", default="http://127.0.0.1:7470")
     s.add_argument("--reply-topic", default="saga-replies")
     s.add_argument("--fail", action="append", default=[], metavar="TYPE")
