@@ -124,34 +124,30 @@ final class Startup: Sendable {
 
     func listenerUp(api: String? = nil, metricsAddress: String? = nil, kafka: String? = nil) {
         let kafkaEnabled = self.kafkaEnabled
-        let (announce, report) = state.withLock { state -> (BoundAddresses?, (@Sendable () -> Void)?) in
+        state.withLock { state in
             if let api { state.api = api }
             if let metricsAddress { state.metrics = metricsAddress }
             if let kafka { state.kafka = kafka }
-            guard let a = state.api, let m = state.metrics, !kafkaEnabled || state.kafka != nil, !state.announced else { return (nil, nil) }
+            guard let a = state.api, let m = state.metrics, !kafkaEnabled || state.kafka != nil, !state.announced else { return }
             state.announced = true
-            defer { state.report = nil }
-            return (BoundAddresses(api: a, metrics: m, kafka: state.kafka), state.report)
-        }
-        if let announce {
+            // Written under the lock, so that no other line (the recovery report) can come first: tools read the
+            // bound addresses from the first line.
             logger.info("sluice started", metadata: [
-                "api.address": .string(announce.api), "metrics.address": .string(announce.metrics),
-                "kafka.address": .string(announce.kafka ?? "off"), "data.dir": .string(config.dataDirectory),
+                "api.address": .string(a), "metrics.address": .string(m),
+                "kafka.address": .string(state.kafka ?? "off"), "data.dir": .string(config.dataDirectory),
             ])
+            state.report?()
+            state.report = nil
         }
-        report?()
         becomeReadyIfDone()
     }
 
     /// Records the recovered broker; `report` (the recovery log lines) runs after the start line.
     func brokerRecovered(_ broker: Broker, report: @escaping @Sendable () -> Void) {
-        let reportNow = state.withLock { state -> Bool in
+        state.withLock { state in
             state.broker = broker
-            if state.announced { return true }
-            state.report = report
-            return false
+            if state.announced { report() } else { state.report = report }
         }
-        if reportNow { report() }
         becomeReadyIfDone()
     }
 
