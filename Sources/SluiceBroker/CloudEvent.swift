@@ -205,17 +205,73 @@ public struct CloudEvent: Sendable, Hashable {
         guard scanner.atEnd else { throw BrokerError.badRequest("the body is not valid JSON: unexpected data after the value at byte \(scanner.index)", attribute: nil) }
     }
 
-    static let stringAttributes: Set<String> = ["specversion", "id", "source", "type", "time", "subject", "dataschema", "datacontenttype", "data_base64"]
+    /// The string context attributes of one event as sent, in any mode, before they are checked.
+    struct Attributes {
+        var specversion: String?
+        var id: String?
+        var source: String?
+        var type: String?
+        var time: String?
+        var subject: String?
+        var dataschema: String?
+        var datacontenttype: String?
+        var dataBase64: String?
+
+        /// Whether `name` is one of the attributes above (`data_base64` by its JSON name).
+        static func isStringAttribute(_ name: String) -> Bool {
+            switch name {
+            case "specversion", "id", "source", "type", "time", "subject", "dataschema", "datacontenttype", "data_base64": true
+            default: false
+            }
+        }
+
+        static func isRequired(_ name: String) -> Bool {
+            name == "specversion" || name == "id" || name == "source" || name == "type"
+        }
+
+        subscript(name: String) -> String? {
+            get {
+                switch name {
+                case "specversion": specversion
+                case "id": id
+                case "source": source
+                case "type": type
+                case "time": time
+                case "subject": subject
+                case "dataschema": dataschema
+                case "datacontenttype": datacontenttype
+                case "data_base64": dataBase64
+                default: nil
+                }
+            }
+            set {
+                switch name {
+                case "specversion": specversion = newValue
+                case "id": id = newValue
+                case "source": source = newValue
+                case "type": type = newValue
+                case "time": time = newValue
+                case "subject": subject = newValue
+                case "dataschema": dataschema = newValue
+                case "datacontenttype": datacontenttype = newValue
+                case "data_base64": dataBase64 = newValue
+                default: break
+                }
+            }
+        }
+    }
+
+    /// "event N: " for the Nth event of a batch, "" for a single event: the start of every message about it.
+    static func prefix(_ index: Int?) -> String { index.map { "event \($0): " } ?? "" }
 
     /// Parses the object at the scanner's position, naming the attribute at fault in any error.
     static func parseObject(_ scanner: inout JSONScanner, index: Int?) throws(BrokerError) -> CloudEvent {
-        let at = index.map { "event \($0): " } ?? ""
         scanner.skipWhitespace()
         guard scanner.peek == UInt8(ascii: "{") else {
             if scanner.atEnd { throw BrokerError.badRequest("the body is not valid JSON: it is empty", attribute: nil) }
-            throw BrokerError.badRequest("\(at)a CloudEvent must be a JSON object", attribute: nil)
+            throw BrokerError.badRequest("\(prefix(index))a CloudEvent must be a JSON object", attribute: nil)
         }
-        var strings: [String: String] = [:]
+        var attributes = Attributes()
         var extensions: [String: String] = [:]
         var dataRange: Range<Int>?
         var problem: BrokerError?
@@ -224,19 +280,19 @@ public struct CloudEvent: Sendable, Hashable {
                 let first = inner.peek
                 if key == "data" {
                     dataRange = try inner.skipValue()
-                } else if stringAttributes.contains(key) {
+                } else if Attributes.isStringAttribute(key) {
                     if first == UInt8(ascii: "\"") {
-                        strings[key] = try inner.string()
+                        attributes[key] = try inner.string()
                     } else {
                         try inner.skipValue()
-                        if first != UInt8(ascii: "n") || key == "specversion" || key == "id" || key == "source" || key == "type" {
-                            problem = problem ?? .badRequest("\(at)attribute '\(key)' must be a non-empty string", attribute: key)
+                        if first != UInt8(ascii: "n") || Attributes.isRequired(key) {
+                            problem = problem ?? .badRequest("\(prefix(index))attribute '\(key)' must be a non-empty string", attribute: key)
                         }
                     }
                 } else {
                     guard isValidExtensionName(key) else {
                         try inner.skipValue()
-                        problem = problem ?? .badRequest("\(at)attribute name '\(key)' is invalid: CloudEvents attribute names are 1–20 lower-case letters or digits", attribute: key)
+                        problem = problem ?? .badRequest("\(prefix(index))attribute name '\(key)' is invalid: CloudEvents attribute names are 1–20 lower-case letters or digits", attribute: key)
                         return
                     }
                     if first == UInt8(ascii: "\"") {
@@ -250,7 +306,7 @@ public struct CloudEvent: Sendable, Hashable {
                     case UInt8(ascii: "n"):
                         break  // null: the attribute is absent
                     default:
-                        problem = problem ?? .badRequest("\(at)extension '\(key)' must be a string, number or boolean", attribute: key)
+                        problem = problem ?? .badRequest("\(prefix(index))extension '\(key)' must be a string, number or boolean", attribute: key)
                     }
                 }
             }
@@ -259,61 +315,61 @@ public struct CloudEvent: Sendable, Hashable {
         }
         if let problem { throw problem }
         for name in ["specversion", "id", "source", "type"] {
-            guard let value = strings[name] else {
-                throw BrokerError.badRequest("\(at)required attribute '\(name)' is missing", attribute: name)
+            guard let value = attributes[name] else {
+                throw BrokerError.badRequest("\(prefix(index))required attribute '\(name)' is missing", attribute: name)
             }
-            if value.isEmpty { throw BrokerError.badRequest("\(at)attribute '\(name)' must be a non-empty string", attribute: name) }
+            if value.isEmpty { throw BrokerError.badRequest("\(prefix(index))attribute '\(name)' must be a non-empty string", attribute: name) }
         }
-        var event = try make(strings: strings, extensions: extensions, at: at)
+        var event = try make(attributes, extensions: extensions, index: index)
         if let dataRange {
-            if strings["data_base64"] != nil {
-                throw BrokerError.badRequest("\(at)'data' and 'data_base64' cannot both be present", attribute: "data")
+            if attributes.dataBase64 != nil {
+                throw BrokerError.badRequest("\(prefix(index))'data' and 'data_base64' cannot both be present", attribute: "data")
             }
-            let raw = Array(scanner.bytes[dataRange])
-            if raw == Array("null".utf8) {
+            let raw = scanner.bytes[dataRange]
+            if raw.elementsEqual("null".utf8) {
                 event.data = nil
             } else if raw.first == UInt8(ascii: "\""), !event.isJSONData {
-                var text = JSONScanner(raw)
+                var text = JSONScanner(Array(raw))
                 event.data = Array((try? text.string())?.utf8 ?? "".utf8)
             } else {
-                event.data = raw  // JSON data exactly as sent
+                event.data = Array(raw)  // JSON data exactly as sent
             }
         }
         return event
     }
 
     /// Builds and validates an event from its attributes (all modes end here).
-    static func make(strings: [String: String], extensions: [String: String], at: String) throws(BrokerError) -> CloudEvent {
-        let specversion = strings["specversion"] ?? ""
+    static func make(_ attributes: Attributes, extensions: [String: String], index: Int?) throws(BrokerError) -> CloudEvent {
+        let specversion = attributes.specversion ?? ""
         guard specversion == "1.0" else {
-            throw BrokerError.badRequest("\(at)specversion is '\(specversion)'; Sluice accepts CloudEvents 1.0 (\"specversion\": \"1.0\")", attribute: "specversion")
+            throw BrokerError.badRequest("\(prefix(index))specversion is '\(specversion)'; Sluice accepts CloudEvents 1.0 (\"specversion\": \"1.0\")", attribute: "specversion")
         }
-        var event = CloudEvent(id: strings["id"] ?? "", source: strings["source"] ?? "", type: strings["type"] ?? "")
-        event.time = strings["time"]
-        event.subject = strings["subject"]
-        event.dataschema = strings["dataschema"]
-        event.datacontenttype = strings["datacontenttype"]
+        var event = CloudEvent(id: attributes.id ?? "", source: attributes.source ?? "", type: attributes.type ?? "")
+        event.time = attributes.time
+        event.subject = attributes.subject
+        event.dataschema = attributes.dataschema
+        event.datacontenttype = attributes.datacontenttype
         event.extensions = extensions
         if let time = event.time, !isRFC3339(time) {
-            throw BrokerError.badRequest("\(at)attribute 'time' is '\(time)', not an RFC 3339 timestamp such as 2026-11-22T16:00:00Z", attribute: "time")
+            throw BrokerError.badRequest("\(prefix(index))attribute 'time' is '\(time)', not an RFC 3339 timestamp such as 2026-11-22T16:00:00Z", attribute: "time")
         }
-        if let base64 = strings["data_base64"] {
+        if let base64 = attributes.dataBase64 {
             guard let bytes = Data(base64Encoded: base64) else {
-                throw BrokerError.badRequest("\(at)attribute 'data_base64' must be a base64 string", attribute: "data_base64")
+                throw BrokerError.badRequest("\(prefix(index))attribute 'data_base64' must be a base64 string", attribute: "data_base64")
             }
             event.data = Array(bytes)
         }
-        try event.validateExtensions(at: at)
+        try event.validateExtensions(index: index)
         return event
     }
 
     /// Builds an event from binary-mode HTTP headers (`ce-*`, `Content-Type`) and the body.
     public static func parse(binaryHeaders headers: [(name: String, value: String)], body: [UInt8]) throws(BrokerError) -> CloudEvent {
-        var strings: [String: String] = [:]
+        var attributes = Attributes()
         var extensions: [String: String] = [:]
         for (name, value) in headers {
             let lower = name.lowercased()
-            if lower == "content-type" { strings["datacontenttype"] = value }
+            if lower == "content-type" { attributes.datacontenttype = value }
             guard lower.hasPrefix("ce-") else { continue }
             let attribute = String(lower.dropFirst(3))
             guard attribute != "data", attribute != "data_base64", attribute != "datacontenttype" else {
@@ -321,7 +377,7 @@ public struct CloudEvent: Sendable, Hashable {
             }
             let decoded = percentDecoded(value)
             if contextAttributes.contains(attribute) {
-                strings[attribute] = decoded
+                attributes[attribute] = decoded
             } else {
                 guard isValidExtensionName(attribute) else {
                     throw BrokerError.badRequest("header \(name): attribute name '\(attribute)' is invalid: CloudEvents attribute names are 1–20 lower-case letters or digits", attribute: attribute)
@@ -329,13 +385,13 @@ public struct CloudEvent: Sendable, Hashable {
                 extensions[attribute] = decoded
             }
         }
-        guard strings["specversion"] != nil else {
+        guard attributes.specversion != nil else {
             throw BrokerError.badRequest("binary-mode events need the ce-specversion header (1.0), plus ce-id, ce-source and ce-type", attribute: "specversion")
         }
-        for name in ["id", "source", "type"] where (strings[name] ?? "").isEmpty {
+        for name in ["id", "source", "type"] where (attributes[name] ?? "").isEmpty {
             throw BrokerError.badRequest("binary-mode events need a non-empty ce-\(name) header", attribute: name)
         }
-        var event = try make(strings: strings, extensions: extensions, at: "")
+        var event = try make(attributes, extensions: extensions, index: nil)
         event.data = body.isEmpty ? nil : body
         if event.isJSONData, let data = event.data {
             var scanner = JSONScanner(data)
@@ -347,15 +403,16 @@ public struct CloudEvent: Sendable, Hashable {
         return event
     }
 
-    func validateExtensions(at: String) throws(BrokerError) {
+    func validateExtensions(index: Int?) throws(BrokerError) {
+        let at = { Self.prefix(index) }
         if let traceparent, !Correlation.isTraceparent(traceparent) {
-            throw BrokerError.badRequest("\(at)traceparent '\(traceparent)' is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>, trace id and parent id not all zeros)", attribute: "traceparent")
+            throw BrokerError.badRequest("\(at())traceparent '\(traceparent)' is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>, trace id and parent id not all zeros)", attribute: "traceparent")
         }
         if let id = correlationId, id.utf8.count > Correlation.maxIdLength {
-            throw BrokerError.badRequest("\(at)correlationid is \(id.utf8.count) bytes; at most \(Correlation.maxIdLength) are accepted", attribute: "correlationid")
+            throw BrokerError.badRequest("\(at())correlationid is \(id.utf8.count) bytes; at most \(Correlation.maxIdLength) are accepted", attribute: "correlationid")
         }
         if let key = partitionKey, key.isEmpty {
-            throw BrokerError.badRequest("\(at)partitionkey must not be empty; leave it out for unkeyed events", attribute: "partitionkey")
+            throw BrokerError.badRequest("\(at())partitionkey must not be empty; leave it out for unkeyed events", attribute: "partitionkey")
         }
     }
 

@@ -164,7 +164,32 @@ struct JSONScanner {
         return value
     }
 
-    /// Validates and skips any value, returning its byte range.
+    /// Checks a string value as ``string()`` does and moves past it, without making a `String`: plain ASCII
+    /// (the usual case) is checked byte by byte; anything with escapes or non-ASCII bytes goes through
+    /// ``string()``, so both accept and refuse exactly the same strings.
+    mutating func skipString() throws(Failure) {
+        skipWhitespace()
+        guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
+        let opening = index
+        var cursor = index + 1
+        while cursor < bytes.count {
+            let byte = bytes[cursor]
+            if byte == UInt8(ascii: "\"") {
+                index = cursor + 1
+                return
+            }
+            if byte == UInt8(ascii: "\\") || byte >= 0x80 { break }
+            if byte < 0x20 {
+                index = cursor
+                throw fail("control character in string")
+            }
+            cursor += 1
+        }
+        index = opening
+        _ = try string()
+    }
+
+    /// Validates and skips any value, returning its byte range. Nothing is allocated for plain ASCII text.
     @discardableResult
     mutating func skipValue(depth: Int = 0) throws(Failure) -> Range<Int> {
         guard depth < 128 else { throw fail("nesting deeper than 128") }
@@ -173,11 +198,26 @@ struct JSONScanner {
         guard let first = peek else { throw fail("expected a value") }
         switch first {
         case UInt8(ascii: "{"):
-            try object { scanner, _ throws(Failure) in try scanner.skipValue(depth: depth + 1) }
+            index += 1
+            skipWhitespace()
+            if peek == UInt8(ascii: "}") {
+                index += 1
+                break
+            }
+            while true {
+                try skipString()
+                try expect(UInt8(ascii: ":"))
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard let next = peek else { throw fail("unterminated object") }
+                index += 1
+                if next == UInt8(ascii: "}") { break }
+                guard next == UInt8(ascii: ",") else { throw fail("expected ',' or '}'") }
+            }
         case UInt8(ascii: "["):
             try array { scanner, _ throws(Failure) in try scanner.skipValue(depth: depth + 1) }
         case UInt8(ascii: "\""):
-            _ = try string()
+            try skipString()
         case UInt8(ascii: "t"): try literal("true")
         case UInt8(ascii: "f"): try literal("false")
         case UInt8(ascii: "n"): try literal("null")
@@ -189,12 +229,14 @@ struct JSONScanner {
         return start..<index
     }
 
-    private mutating func literal(_ word: String) throws(Failure) {
-        let expected = Array(word.utf8)
-        guard index + expected.count <= bytes.count, Array(bytes[index..<index + expected.count]) == expected else {
-            throw fail("invalid literal")
+    private mutating func literal(_ word: StaticString) throws(Failure) {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count else { throw fail("invalid literal") }
+        let matches = word.withUTF8Buffer { expected in
+            (0..<count).allSatisfy { bytes[index + $0] == expected[$0] }
         }
-        index += expected.count
+        guard matches else { throw fail("invalid literal") }
+        index += count
     }
 
     private mutating func number() throws(Failure) {
