@@ -75,9 +75,9 @@ struct TransactionTests {
             let broker = try makeBroker(dir, ["--num-partitions", "1", "--transaction-timeout-ms", "1000"])
             let txn = try await broker.beginTransaction(partitions: [TopicPartition("slow", 0)])
             try broker.appendTransactional(txn, to: TopicPartition("slow", 0), records: records("slow", 2))
-            await broker.expireTransactions(now: currentTimeMillis() + 500)
+            await broker.expireTransactions(now: txn.started + 500)
             #expect(broker.transactions.open.withLock { $0.count } == 1, "not yet")
-            await broker.expireTransactions(now: currentTimeMillis() + 1500)
+            await broker.expireTransactions(now: txn.started + 1500)
             #expect(broker.transactions.open.withLock { $0.isEmpty })
             do {
                 try await broker.endTransaction(txn, commit: true)
