@@ -153,8 +153,8 @@ public final class Broker: Sendable {
             while offset < partition.logEndOffset, let records = try? partition.readRecords(from: offset, maxRecords: 10_000), let last = records.last {
                 for record in records {
                     guard let event = CloudEvent(record: record) else { continue }
-                    _ = dedup.claim(DedupIndex.key(source: event.source, id: event.id), partition: partition.partition,
-                                    promise: OffsetPromise(resolved: record.offset), now: record.timestamp)
+                    _ = dedup.claim(DedupIndex.Key(source: event.source, id: event.id), partition: partition.partition,
+                                    location: .written(record.offset), now: record.timestamp)
                 }
                 offset = last.offset + 1
             }
@@ -384,76 +384,109 @@ public final class Broker: Sendable {
         let partitionCount = state.producers.count
         let stickyPartition = Int32(state.sticky.wrappingAdd(1, ordering: .relaxed).oldValue % partitionCount)
 
-        // Decide each event's partition and whether it is a duplicate. With idempotence, the promise claimed in
-        // the dedup index is the one the producer resolves, so a re-sent event awaits the original's offset.
-        var perPartition: [Int32: [(record: Record, size: Int, promise: OffsetPromise, index: Int)]] = [:]
-        var results: [PublishResult?] = Array(repeating: nil, count: events.count)
-        var duplicates: [(index: Int, promise: OffsetPromise)] = []
-        var claims: [(key: String, promise: OffsetPromise)] = []
-        var totalBytes = 0
+        // Decide each event's partition and whether it is a duplicate, and write its record. With idempotence, a
+        // re-sent event waits for the original's offset: the dedup index points at the original's ticket slot.
+        struct PartitionWork {
+            let ticket = PublishTicket()
+            var tails = RecordTails()
+            /// Per record: the event's index in the request and where its tail ends in `tails`.
+            var records: [(index: Int, end: Int)] = []
+        }
+        var work: [Int32: PartitionWork] = [:]
+        var results: [PublishResult] = []
+        results.reserveCapacity(events.count)
+        var duplicates: [(index: Int, earlier: DedupIndex.Location)] = []
+        var claims: [(partition: Int32, key: DedupIndex.Key)] = []
         for (index, event) in events.enumerated() {
-            let partition = event.partitionKey.map { Partitioner.partition(forKey: Array($0.utf8), partitions: partitionCount) } ?? stickyPartition
+            let partition = event.partitionKey.map { Partitioner.partition(forKey: $0, partitions: partitionCount) } ?? stickyPartition
             let correlation = event.correlationId ?? ""
-            let promise = OffsetPromise()
+            if work[partition] == nil { work[partition] = PartitionWork() }
             if let dedup = state.dedup {
-                let key = DedupIndex.key(source: event.source, id: event.id)
-                if let earlier = dedup.claim(key, partition: partition, promise: promise, now: now) {
-                    results[index] = PublishResult(id: event.id, topic: name, partition: earlier.partition, offset: nil, duplicate: true, correlationId: correlation)
-                    duplicates.append((index, earlier.promise))
+                let key = DedupIndex.Key(source: event.source, id: event.id)
+                let ticket = work[partition]!.ticket
+                // The slot is the next record's: claimed only when this event is not a duplicate.
+                let slot = work[partition]!.records.count
+                if let earlier = dedup.claim(key, partition: partition, location: .pending(ticket, slot: slot), now: now) {
+                    results.append(PublishResult(id: event.id, topic: name, partition: earlier.partition, offset: nil, duplicate: true, correlationId: correlation))
+                    duplicates.append((index, earlier.location))
                     continue
                 }
-                claims.append((key, promise))
+                claims.append((partition, key))
             }
-            let record = event.record(timestamp: now)
-            let size = Self.estimatedSize(record)
-            totalBytes += size
-            perPartition[partition, default: []].append((record, size, promise, index))
-            results[index] = PublishResult(id: event.id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: correlation)
+            event.writeRecordTail(into: &work[partition]!.tails)
+            work[partition]!.records.append((index, work[partition]!.tails.count))
+            results.append(PublishResult(id: event.id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: correlation))
+        }
+        let parts = work.filter { !$0.value.records.isEmpty }.sorted { $0.key < $1.key }
+        var totalBytes = 0
+        var batches: [(partition: Int32, ticket: PublishTicket, records: [(record: EncodedRecord, size: Int, slot: Int)])] = []
+        for (partition, part) in parts {
+            let bytes = part.tails.bytes
+            var start = 0
+            var records: [(record: EncodedRecord, size: Int, slot: Int)] = []
+            records.reserveCapacity(part.records.count)
+            for (slot, (_, end)) in part.records.enumerated() {
+                let size = Self.recordOverhead + end - start
+                records.append((EncodedRecord(timestamp: now, tail: bytes[start..<end]), size, slot))
+                totalBytes += size
+                start = end
+            }
+            for _ in records { _ = part.ticket.claimSlot() }
+            part.ticket.expectClaimed()
+            batches.append((partition, part.ticket, records))
         }
 
-        func releaseClaims() {
-            for (key, promise) in claims { state.dedup?.release(key, promise: promise) }
+        func giveUp(_ error: BrokerError) -> BrokerError {
+            for (_, part) in work { part.ticket.fail(error) }
+            if let dedup = state.dedup {
+                for (partition, part) in work { dedup.release(claims.filter { $0.partition == partition }.map(\.key), ticket: part.ticket) }
+            }
+            return error
         }
         guard buffer.reserve(totalBytes) else {
-            releaseClaims()
             metrics.producerBufferFull.increment()
-            throw BrokerError(.tooManyRequests, "the producer buffer is full (buffer.memory=\(buffer.limit) bytes); retry after the Retry-After delay", retryAfter: 1)
+            throw giveUp(BrokerError(.tooManyRequests, "the producer buffer is full (buffer.memory=\(buffer.limit) bytes); retry after the Retry-After delay", retryAfter: 1))
         }
         metrics.producerBufferBytes.set(Double(buffer.bytes))
         throughput.record(topic: name, bytes: totalBytes, nowMillis: now)
 
-        var waits: [(index: Int, promise: OffsetPromise, partition: Int32)] = []
-        for (partition, items) in perPartition.sorted(by: { $0.key < $1.key }) {
+        for (position, batch) in batches.enumerated() {
             do {
-                try state.producers[Int(partition)].submit(items.map { ($0.record, $0.size, $0.promise) })
+                try state.producers[Int(batch.partition)].submit(batch.records, ticket: batch.ticket)
             } catch {
-                buffer.release(items.reduce(0) { $0 + $1.size })
-                releaseClaims()
+                // What went to earlier partitions stays; this and later ones are refused.
+                buffer.release(batches[position...].reduce(0) { $0 + $1.records.reduce(0) { $0 + $1.size } })
+                for later in batches[position...] {
+                    later.ticket.fail(error)
+                    state.dedup?.release(claims.filter { $0.partition == later.partition }.map(\.key), ticket: later.ticket)
+                }
                 throw error
             }
-            for item in items { waits.append((item.index, item.promise, partition)) }
         }
 
-        if settings.acks == .none { return results.map { $0! } }
+        if settings.acks == .none { return results }
 
         var durableTargets: [Int32: Int64] = [:]
-        var failure: BrokerError?
-        for (index, promise, partition) in waits {
-            switch await promise.value() {
-            case .success(let offset):
-                results[index]!.offset = offset
-                durableTargets[partition] = max(durableTargets[partition] ?? 0, offset + 1)
+        for (partition, part) in parts {
+            switch await part.ticket.value() {
+            case .success(let offsets):
+                for (slot, record) in part.records.enumerated() { results[record.index].offset = offsets[slot] }
+                if let last = offsets.last { durableTargets[partition] = max(durableTargets[partition] ?? 0, last + 1) }
             case .failure(let error):
-                failure = failure ?? error
+                throw error
             }
         }
-        for (index, promise) in duplicates {
-            if case .success(let offset) = await promise.value() {
-                results[index]!.offset = offset
-                durableTargets[results[index]!.partition] = max(durableTargets[results[index]!.partition] ?? 0, offset + 1)
+        for (index, earlier) in duplicates {
+            let offset: Int64?
+            switch earlier {
+            case .written(let written): offset = written
+            case .pending(let ticket, let slot): offset = (try? await ticket.value().get())?[slot]
+            }
+            if let offset {
+                results[index].offset = offset
+                durableTargets[results[index].partition] = max(durableTargets[results[index].partition] ?? 0, offset + 1)
             }
         }
-        if let failure { throw failure }
         if settings.acks == .all {
             for (partition, target) in durableTargets {
                 do {
@@ -463,7 +496,7 @@ public final class Broker: Sendable {
                 }
             }
         }
-        return results.map { $0! }
+        return results
     }
 
     /// Appends records as they are — no CloudEvent mapping, no deduplication — each to the partition given
@@ -482,49 +515,49 @@ public final class Broker: Sendable {
         }
         let state = try state(for: name, create: false)
         let count = Int32(state.producers.count)
-        var perPartition: [Int32: [(record: Record, size: Int, promise: OffsetPromise, index: Int)]] = [:]
+        var perPartition: [Int32: (ticket: PublishTicket, records: [(record: EncodedRecord, size: Int, slot: Int)], indices: [Int])] = [:]
         var total = 0
         for (index, item) in records.enumerated() {
-            let size = Self.estimatedSize(item.record)
+            let partition = ((item.partition % count) + count) % count
+            let encoded = EncodedRecord(item.record)
+            let size = Self.recordOverhead + encoded.tail.count
             total += size
-            perPartition[((item.partition % count) + count) % count, default: []].append((item.record, size, OffsetPromise(), index))
+            if perPartition[partition] == nil { perPartition[partition] = (PublishTicket(), [], []) }
+            let slot = perPartition[partition]!.ticket.claimSlot()
+            perPartition[partition]!.records.append((encoded, size, slot))
+            perPartition[partition]!.indices.append(index)
         }
         // Dead letters are not refused under backpressure: they carry events already accepted.
         buffer.forceReserve(total)
         var offsets = [Int64](repeating: -1, count: records.count)
-        for (partition, items) in perPartition.sorted(by: { $0.key < $1.key }) {
+        for (partition, part) in perPartition.sorted(by: { $0.key < $1.key }) {
+            part.ticket.expectClaimed()
             do {
-                try state.producers[Int(partition)].submit(items.map { ($0.record, $0.size, $0.promise) })
+                try state.producers[Int(partition)].submit(part.records, ticket: part.ticket)
             } catch {
-                buffer.release(items.reduce(0) { $0 + $1.size })
+                buffer.release(part.records.reduce(0) { $0 + $1.size })
                 throw error
             }
         }
-        for (partition, items) in perPartition {
-            var last: Int64 = -1
-            for item in items {
-                switch await item.promise.value() {
-                case .success(let offset):
-                    offsets[item.index] = offset
-                    last = max(last, offset)
-                case .failure(let error):
-                    throw error
+        for (partition, part) in perPartition {
+            switch await part.ticket.value() {
+            case .success(let written):
+                for (slot, index) in part.indices.enumerated() { offsets[index] = written[slot] }
+                do {
+                    try await state.topic.partitions[Int(partition)].waitUntilDurable((written.last ?? -1) + 1)
+                } catch {
+                    throw BrokerError(error)
                 }
-            }
-            do {
-                try await state.topic.partitions[Int(partition)].waitUntilDurable(last + 1)
-            } catch {
-                throw BrokerError(error)
+            case .failure(let error):
+                throw error
             }
         }
         return offsets
     }
 
-    static func estimatedSize(_ record: Record) -> Int {
-        var size = 24 + (record.key?.count ?? 0) + (record.value?.count ?? 0)
-        for header in record.headers { size += 4 + header.key.utf8.count + (header.value?.count ?? 0) }
-        return size
-    }
+    /// What a record costs in the producer's buffer and batch beyond its key, value and headers (length, attributes,
+    /// deltas, and the batch's share): the size used for `buffer.memory` and `batch.size`.
+    static let recordOverhead = 16
 
     // MARK: - Read
 

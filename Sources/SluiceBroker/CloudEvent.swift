@@ -80,6 +80,36 @@ public struct CloudEvent: Sendable, Hashable {
         return Record(timestamp: timestamp, key: partitionKey.map { Array($0.utf8) }, value: data, headers: headers)
     }
 
+    /// Writes this event's record as ``record(timestamp:)`` makes it (key, value and headers in the same order),
+    /// straight into `tails`, without building the record.
+    public func writeRecordTail(into tails: inout RecordTails) {
+        let keyed = extensions["partitionkey"]
+        let optional = (time == nil ? 0 : 1) + (subject == nil ? 0 : 1) + (dataschema == nil ? 0 : 1) + (datacontenttype == nil ? 0 : 1)
+        let headerCount = 4 + optional + extensions.count - (keyed == nil ? 0 : 1)
+        tails.beginRecord(key: keyed, value: data, headerCount: headerCount)
+        tails.header("ce_specversion", text: specversion)
+        tails.header("ce_id", text: id)
+        tails.header("ce_source", text: source)
+        tails.header("ce_type", text: type)
+        if let time { tails.header("ce_time", text: time) }
+        if let subject { tails.header("ce_subject", text: subject) }
+        if let dataschema { tails.header("ce_dataschema", text: dataschema) }
+        if let datacontenttype { tails.header("content-type", text: datacontenttype) }
+        guard !extensions.isEmpty else { return }
+        // Sorted by name, on the stack: most events carry a handful of extensions.
+        withUnsafeTemporaryAllocation(of: (key: String, value: String).self, capacity: extensions.count) { sorted in
+            var count = 0
+            for pair in extensions where pair.key != "partitionkey" {
+                (sorted.baseAddress! + count).initialize(to: pair)
+                count += 1
+            }
+            var used = UnsafeMutableBufferPointer(rebasing: sorted[..<count])
+            used.sort { $0.key < $1.key }
+            for (name, value) in used { tails.header(prefix: "ce_", key: name, text: value) }
+            _ = used.deinitialize()
+        }
+    }
+
     /// Rebuilds the event from a record written by ``record(timestamp:)`` or by any producer using the
     /// CloudEvents Kafka binding: binary mode (`ce_*` headers) or structured mode (`content-type:
     /// application/cloudevents+json`, the whole event as the value; the record key is its `partitionkey` unless
@@ -217,6 +247,37 @@ public struct CloudEvent: Sendable, Hashable {
         var datacontenttype: String?
         var dataBase64: String?
 
+        enum Field { case specversion, id, source, type, time, subject, dataschema, datacontenttype, dataBase64 }
+
+        /// The field of a member named like one of the attributes above, matched on its bytes.
+        static func field(_ member: JSONScanner.Key, in bytes: [UInt8]) -> Field? {
+            guard let plain = member.plain else { return nil }
+            switch plain.count {
+            case 2: return member.is("id", in: bytes) ? .id : nil
+            case 4: return member.is("type", in: bytes) ? .type : member.is("time", in: bytes) ? .time : nil
+            case 6: return member.is("source", in: bytes) ? .source : nil
+            case 7: return member.is("subject", in: bytes) ? .subject : nil
+            case 10: return member.is("dataschema", in: bytes) ? .dataschema : nil
+            case 11: return member.is("specversion", in: bytes) ? .specversion : member.is("data_base64", in: bytes) ? .dataBase64 : nil
+            case 15: return member.is("datacontenttype", in: bytes) ? .datacontenttype : nil
+            default: return nil
+            }
+        }
+
+        mutating func set(_ field: Field, _ value: String) {
+            switch field {
+            case .specversion: specversion = value
+            case .id: id = value
+            case .source: source = value
+            case .type: type = value
+            case .time: time = value
+            case .subject: subject = value
+            case .dataschema: dataschema = value
+            case .datacontenttype: datacontenttype = value
+            case .dataBase64: dataBase64 = value
+            }
+        }
+
         /// Whether `name` is one of the attributes above (`data_base64` by its JSON name).
         static func isStringAttribute(_ name: String) -> Bool {
             switch name {
@@ -276,11 +337,18 @@ public struct CloudEvent: Sendable, Hashable {
         var dataRange: Range<Int>?
         var problem: BrokerError?
         do throws(JSONScanner.Failure) {
-            try scanner.object { inner, key throws(JSONScanner.Failure) in
+            try scanner.objectMembers { inner, member throws(JSONScanner.Failure) in
                 let first = inner.peek
-                if key == "data" {
+                if member.is("data", in: inner.bytes) {
                     dataRange = try inner.skipValue()
-                } else if Attributes.isStringAttribute(key) {
+                    return
+                }
+                if first == UInt8(ascii: "\""), let field = Attributes.field(member, in: inner.bytes) {
+                    attributes.set(field, try inner.string())
+                    return
+                }
+                let key = member.name(in: inner.bytes)
+                if Attributes.isStringAttribute(key) {
                     if first == UInt8(ascii: "\"") {
                         attributes[key] = try inner.string()
                     } else {

@@ -3,15 +3,47 @@ import Synchronization
 /// Recently published CloudEvents by `source` + `id`, so a re-sent event gets its original partition and
 /// offset back (idempotence). Entries expire after the window.
 final class DedupIndex: Sendable {
+    /// An event's identity: its source and id, kept as the event's own strings (no joined copy), with their hash
+    /// computed once, so that lookups and probes compare it before the strings.
+    struct Key: Hashable, Sendable {
+        let source: String
+        let id: String
+        private let hash: Int
+
+        init(source: String, id: String) {
+            self.source = source
+            self.id = id
+            var hasher = Hasher()
+            hasher.combine(source)
+            hasher.combine(id)
+            hash = hasher.finalize()
+        }
+
+        static func == (a: Key, b: Key) -> Bool { a.hash == b.hash && a.id == b.id && a.source == b.source }
+        func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+    }
+
+    /// Where the earlier publication is: written at an offset, or still on its way (a slot of a publish's ticket).
+    enum Location: Sendable {
+        case written(Int64)
+        case pending(PublishTicket, slot: Int)
+    }
+
     struct Entry: Sendable {
         var partition: Int32
-        var promise: OffsetPromise
+        var location: Location
         var expires: Int64
+
+        /// Whether the publication it stands for failed, so that it no longer counts.
+        var failed: Bool {
+            if case .pending(let ticket, _) = location { return ticket.failed }
+            return false
+        }
     }
 
     private struct State {
-        var entries: [String: Entry] = [:]
-        var order: [(key: String, expires: Int64)] = []
+        var entries: [Key: Entry] = [:]
+        var order: [(key: Key, expires: Int64)] = []
         var head = 0
     }
 
@@ -20,29 +52,27 @@ final class DedupIndex: Sendable {
 
     init(windowMs: Int64) { self.windowMs = windowMs }
 
-    static func key(source: String, id: String) -> String { source + "\u{0}" + id }
-
     var count: Int { state.withLock { $0.entries.count } }
 
-    /// The earlier publication of `key`, or `nil` after recording this one as `partition`/`promise`.
-    func claim(_ key: String, partition: Int32, promise: OffsetPromise, now: Int64) -> Entry? {
+    /// The earlier publication of `key`, or `nil` after recording this one as `partition`/`location`.
+    func claim(_ key: Key, partition: Int32, location: Location, now: Int64) -> Entry? {
         state.withLock { state in
             expire(&state, now: now)
-            if let existing = state.entries[key] {
-                // A publication that failed does not count: this one takes its place.
-                if case .failure = existing.promise.peek {} else { return existing }
-            }
-            let entry = Entry(partition: partition, promise: promise, expires: now + windowMs)
+            // A publication that failed does not count: this one takes its place.
+            if let existing = state.entries[key], !existing.failed { return existing }
+            let entry = Entry(partition: partition, location: location, expires: now + windowMs)
             state.entries[key] = entry
             state.order.append((key, entry.expires))
             return nil
         }
     }
 
-    /// Forgets a claim whose event was never accepted (so a retry is not treated as a duplicate).
-    func release(_ key: String, promise: OffsetPromise) {
+    /// Forgets claims made with `ticket` whose events were never accepted (so a retry is not treated as a duplicate).
+    func release(_ keys: [Key], ticket: PublishTicket) {
         state.withLock { state in
-            if let entry = state.entries[key], entry.promise === promise { state.entries[key] = nil }
+            for key in keys {
+                if case .pending(let claimed, _) = state.entries[key]?.location, claimed === ticket { state.entries[key] = nil }
+            }
         }
     }
 

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A strict, allocation-light JSON scanner for the publish path: it walks objects and arrays, decodes strings,
 /// and hands back the exact byte range of any value (so an event's `data` is stored as it was sent).
 struct JSONScanner {
@@ -18,8 +24,28 @@ struct JSONScanner {
     }
 
     mutating func skipWhitespace() {
-        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
-            index += 1
+        index = bytes.withUnsafeBufferPointer { buffer in
+            var i = index
+            while i < buffer.count {
+                let byte = buffer[i]
+                guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { break }
+                i += 1
+            }
+            return i
+        }
+    }
+
+    /// Where the plain ASCII run of a string's content starting at `start` ends: at its closing quote, at a
+    /// backslash or non-ASCII byte (which need ``string()``), at a control character, or at the end of the text.
+    private func plainRun(from start: Int) -> Int {
+        bytes.withUnsafeBufferPointer { buffer in
+            var i = start
+            while i < buffer.count {
+                let byte = buffer[i]
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte >= 0x80 || byte < 0x20 { break }
+                i += 1
+            }
+            return i
         }
     }
 
@@ -32,8 +58,49 @@ struct JSONScanner {
         index += 1
     }
 
+    /// An object member's name: where its plain ASCII bytes are in the text, or its decoded text when it has
+    /// escapes or non-ASCII characters.
+    struct Key {
+        var plain: Range<Int>?
+        var decoded: String?
+
+        /// The name as a `String`.
+        func name(in bytes: [UInt8]) -> String {
+            if let decoded { return decoded }
+            return String(decoding: bytes[plain!], as: UTF8.self)
+        }
+
+        /// Whether the name is `expected` (ASCII), without making a `String`.
+        func `is`(_ expected: StaticString, in bytes: [UInt8]) -> Bool {
+            guard let plain else { return decoded == expected.description }
+            guard plain.count == expected.utf8CodeUnitCount else { return false }
+            return expected.withUTF8Buffer { name in
+                bytes.withUnsafeBufferPointer { text in
+                    memcmp(text.baseAddress! + plain.lowerBound, name.baseAddress!, plain.count) == 0
+                }
+            }
+        }
+    }
+
+    /// A member name: its byte range when it is plain ASCII, else decoded.
+    mutating func key() throws(Failure) -> Key {
+        skipWhitespace()
+        guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
+        let end = plainRun(from: index + 1)
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            defer { index = end + 1 }
+            return Key(plain: index + 1..<end)
+        }
+        return Key(decoded: try string())
+    }
+
     /// Calls `body` with each member's key while positioned at its value; `body` must consume the value.
     mutating func object(_ body: (inout JSONScanner, String) throws(Failure) -> Void) throws(Failure) {
+        try objectMembers { scanner, key throws(Failure) in try body(&scanner, key.name(in: scanner.bytes)) }
+    }
+
+    /// ``object(_:)`` with each name as a ``Key``, so that known names are matched without making a `String`.
+    mutating func objectMembers(_ body: (inout JSONScanner, Key) throws(Failure) -> Void) throws(Failure) {
         try expect(UInt8(ascii: "{"))
         skipWhitespace()
         if peek == UInt8(ascii: "}") {
@@ -42,7 +109,7 @@ struct JSONScanner {
         }
         while true {
             skipWhitespace()
-            let key = try string()
+            let key = try key()
             try expect(UInt8(ascii: ":"))
             skipWhitespace()
             try body(&self, key)
@@ -81,8 +148,15 @@ struct JSONScanner {
         guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
         index += 1
         let start = index
+        // Fastest path: plain ASCII up to the closing quote.
+        let run = plainRun(from: start)
+        if run < bytes.count, bytes[run] == UInt8(ascii: "\"") {
+            index = run + 1
+            return String(decoding: bytes[start..<run], as: UTF8.self)
+        }
         // Fast path: no escapes. JSON text is UTF-8 (RFC 8259): a string that is not is refused, never repaired.
         var ascii = true
+        index = run
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -170,22 +244,11 @@ struct JSONScanner {
     mutating func skipString() throws(Failure) {
         skipWhitespace()
         guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
-        let opening = index
-        var cursor = index + 1
-        while cursor < bytes.count {
-            let byte = bytes[cursor]
-            if byte == UInt8(ascii: "\"") {
-                index = cursor + 1
-                return
-            }
-            if byte == UInt8(ascii: "\\") || byte >= 0x80 { break }
-            if byte < 0x20 {
-                index = cursor
-                throw fail("control character in string")
-            }
-            cursor += 1
+        let end = plainRun(from: index + 1)
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            index = end + 1
+            return
         }
-        index = opening
         _ = try string()
     }
 

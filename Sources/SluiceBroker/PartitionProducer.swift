@@ -31,9 +31,11 @@ public struct ProducerSettings: Sendable {
 /// appended strictly in order by one drain task.
 final class PartitionProducer: Sendable {
     struct Entry: Sendable {
-        var record: Record
+        var record: EncodedRecord
         var size: Int
-        var promise: OffsetPromise
+        /// Whose record this is: a slot of a publish's ticket.
+        var ticket: PublishTicket
+        var slot: Int
     }
 
     struct Sealed: Sendable {
@@ -72,13 +74,14 @@ final class PartitionProducer: Sendable {
 
     private var lingerNanos: UInt64 { UInt64(settings.lingerMs) * 1_000_000 }
 
-    /// Adds records to the open batch; each record's promise resolves with its offset once it is appended.
-    func submit(_ records: [(record: Record, size: Int, promise: OffsetPromise)]) throws(BrokerError) {
+    /// Adds records to the open batch, the records of `ticket`'s slots in order; the ticket resolves once the last
+    /// of them is appended.
+    func submit(_ records: [(record: EncodedRecord, size: Int, slot: Int)], ticket: PublishTicket) throws(BrokerError) {
         let (armTimer, startDrain) = try state.withLock { state throws(BrokerError) -> (Bool, Bool) in
             if state.closed { throw BrokerError(.unavailable, "the agent is shutting down; retry against the restarted agent", retryAfter: 1) }
             if state.open.isEmpty { state.openSince = DispatchTime.now().uptimeNanoseconds }
             for item in records {
-                state.open.append(Entry(record: item.record, size: item.size, promise: item.promise))
+                state.open.append(Entry(record: item.record, size: item.size, ticket: ticket, slot: item.slot))
                 state.openBytes += item.size
             }
             let started = sealReady(&state)
@@ -107,7 +110,7 @@ final class PartitionProducer: Sendable {
             let compression = log.config.compression.map { Compression(codec: $0) } ?? settings.compression
             let encoded = Task<Result<CheckedBatch, BrokerError>, Never> {
                 do {
-                    return .success(try RecordBatch.encodeChecked(entries.map(\.record), compression: compression))
+                    return .success(try RecordBatch.encodeChecked(encoded: entries.map(\.record), compression: compression))
                 } catch {
                     return .failure(BrokerError(error))
                 }
@@ -185,27 +188,40 @@ final class PartitionProducer: Sendable {
             metrics.producerBufferBytes.set(Double(buffer.bytes))
             switch outcome {
             case .success(let info):
-                for (index, entry) in next.entries.enumerated() { entry.promise.resolve(.success(info.baseOffset + Int64(index))) }
+                Self.resolve(next.entries, base: info.baseOffset)
                 metrics.batchWritten(topic: topic, records: next.entries.count, uncompressedBytes: next.bytes + RecordBatchHeader.size, storedBytes: stored)
                 metrics.partitionChanged(topic: topic, partition: log.partition, startOffset: log.logStartOffset, endOffset: info.lastOffset + 1, lastStableOffset: log.lastStableOffset,
                                          sizeBytes: log.sizeInBytes, lastAppendMillis: info.appendTime)
                 notifier.notify()
             case .failure(let error):
-                for entry in next.entries { entry.promise.resolve(.failure(error)) }
+                for entry in next.entries { entry.ticket.fail(error) }
             }
+        }
+    }
+
+    /// Resolves the tickets of a batch's entries, appended from `base` on: one call per run of consecutive slots
+    /// of the same ticket (usually one per request).
+    static func resolve(_ entries: [Entry], base: Int64) {
+        var start = 0
+        while start < entries.count {
+            var end = start + 1
+            while end < entries.count, entries[end].ticket === entries[start].ticket, entries[end].slot == entries[end - 1].slot + 1 { end += 1 }
+            entries[start].ticket.resolve(entries[start].slot..<entries[end - 1].slot + 1, base: base + Int64(start))
+            start = end
         }
     }
 
     /// Seals and appends everything accepted so far, refuses new events, and waits until it is written.
     func close() async {
-        let (promises, startDrain) = state.withLock { state -> ([OffsetPromise], Bool) in
+        let (tickets, startDrain) = state.withLock { state -> ([PublishTicket], Bool) in
             state.closed = true
             state.flushRequested = true
             let started = sealReady(&state)
-            let pending = state.sealed.flatMap { $0.entries.map(\.promise) } + state.open.map(\.promise)
+            var seen = Set<ObjectIdentifier>()
+            let pending = (state.sealed.flatMap(\.entries) + state.open).map(\.ticket).filter { seen.insert(ObjectIdentifier($0)).inserted }
             return (pending, started)
         }
         if startDrain { startDrainTask() }
-        for promise in promises { _ = await promise.value() }
+        for ticket in tickets { _ = await ticket.value() }
     }
 }

@@ -3,6 +3,10 @@
 public enum Partitioner {
     /// Kafka's 32-bit murmur2 (seed 0x9747b28c), as in `org.apache.kafka.common.utils.Utils.murmur2`.
     public static func murmur2(_ data: [UInt8]) -> Int32 {
+        data.withUnsafeBufferPointer { murmur2($0) }
+    }
+
+    static func murmur2(_ data: UnsafeBufferPointer<UInt8>) -> Int32 {
         let m: UInt32 = 0x5BD1_E995
         let r: UInt32 = 24
         let length = data.count
@@ -43,5 +47,11 @@ public enum Partitioner {
     /// The partition for `key` among `partitions`.
     public static func partition(forKey key: [UInt8], partitions: Int) -> Int32 {
         Int32((Int(murmur2(key)) & 0x7FFF_FFFF) % partitions)
+    }
+
+    /// The partition for the UTF-8 bytes of `key` among `partitions`.
+    public static func partition(forKey key: String, partitions: Int) -> Int32 {
+        let hash = key.utf8.withContiguousStorageIfAvailable { murmur2($0) } ?? murmur2(Array(key.utf8))
+        return Int32((Int(hash) & 0x7FFF_FFFF) % partitions)
     }
 }

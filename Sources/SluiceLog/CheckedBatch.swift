@@ -47,4 +47,9 @@ extension RecordBatch {
     public static func encodeChecked(_ records: [Record], compression: Compression = .none, producer: ProducerInfo = .none) throws -> CheckedBatch {
         try CheckedBatch(encoded: encode(records, compression: compression, producer: producer))
     }
+
+    /// ``encode(encoded:baseOffset:compression:producer:)`` for appending.
+    public static func encodeChecked(encoded records: [EncodedRecord], compression: Compression = .none, producer: ProducerInfo = .none) throws -> CheckedBatch {
+        try CheckedBatch(encoded: encode(encoded: records, compression: compression, producer: producer))
+    }
 }

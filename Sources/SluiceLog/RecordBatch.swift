@@ -108,7 +108,6 @@ public enum RecordBatch {
         control: Bool = false
     ) throws -> [UInt8] {
         guard !records.isEmpty else { throw LogError(.invalidBatch, "a record batch needs at least one record") }
-        guard records.count <= Int(Int32.max) else { throw LogError(.invalidBatch, "too many records for one batch") }
         let baseTimestamp = records[0].timestamp
         var maxTimestamp = Int64.min
         var estimated = 0
@@ -117,26 +116,68 @@ public enum RecordBatch {
             estimated += 24 + (record.key?.count ?? 0) + (record.value?.count ?? 0)
             for header in record.headers { estimated += 8 + header.key.utf8.count + (header.value?.count ?? 0) }
         }
+        return try encodeBatch(count: records.count, baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, estimated: estimated,
+                               baseOffset: baseOffset, compression: compression, producer: producer, partitionLeaderEpoch: partitionLeaderEpoch,
+                               transactional: transactional, control: control) { out in
+            for (index, record) in records.enumerated() {
+                encodeRecord(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &out)
+            }
+        }
+    }
 
+    /// Encodes records whose key, value and headers are already laid out (``EncodedRecord``) as one batch: the
+    /// same bytes ``encode(_:baseOffset:compression:producer:partitionLeaderEpoch:transactional:control:)`` writes
+    /// for the same records.
+    public static func encode(
+        encoded records: [EncodedRecord],
+        baseOffset: Int64 = 0,
+        compression: Compression = .none,
+        producer: ProducerInfo = .none
+    ) throws -> [UInt8] {
+        guard !records.isEmpty else { throw LogError(.invalidBatch, "a record batch needs at least one record") }
+        let baseTimestamp = records[0].timestamp
+        var maxTimestamp = Int64.min
+        var estimated = 0
+        for record in records {
+            maxTimestamp = max(maxTimestamp, record.timestamp)
+            estimated += 16 + record.tail.count
+        }
+        return try encodeBatch(count: records.count, baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, estimated: estimated,
+                               baseOffset: baseOffset, compression: compression, producer: producer, partitionLeaderEpoch: 0,
+                               transactional: false, control: false) { out in
+            for (index, record) in records.enumerated() {
+                let timestampDelta = record.timestamp - baseTimestamp, offsetDelta = Int64(index)
+                out.writeVarint(Int64(1 + ByteWriter.varintSize(timestampDelta) + ByteWriter.varintSize(offsetDelta) + record.tail.count))
+                out.write(Int8(0))  // record attributes: unused
+                out.writeVarint(timestampDelta)
+                out.writeVarint(offsetDelta)
+                out.write(bytes: record.tail)
+            }
+        }
+    }
+
+    /// The batch around a records section that `writeRecords` writes: uncompressed, the records go right after
+    /// room for the header; compressed, the codec writes straight after it. Either way the section is never copied
+    /// into the batch afterwards.
+    private static func encodeBatch(
+        count: Int, baseTimestamp: Int64, maxTimestamp: Int64, estimated: Int, baseOffset: Int64, compression: Compression,
+        producer: ProducerInfo, partitionLeaderEpoch: Int32, transactional: Bool, control: Bool,
+        writeRecords: (inout ByteWriter) -> Void
+    ) throws -> [UInt8] {
+        guard count <= Int(Int32.max) else { throw LogError(.invalidBatch, "too many records for one batch") }
         let header = RecordBatchHeader(
             baseOffset: baseOffset, batchLength: 0, partitionLeaderEpoch: partitionLeaderEpoch, magic: 2, crc: 0,
-            attributes: compression.codec.rawValue | (transactional ? 0x10 : 0) | (control ? 0x20 : 0), lastOffsetDelta: Int32(records.count - 1),
-            baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, producer: producer, recordCount: Int32(records.count))
-        // Uncompressed, the records are written right after room for the header; compressed, the codec writes
-        // straight after it. Either way the section is never copied into the batch afterwards.
+            attributes: compression.codec.rawValue | (transactional ? 0x10 : 0) | (control ? 0x20 : 0), lastOffsetDelta: Int32(count - 1),
+            baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, producer: producer, recordCount: Int32(count))
         var batch: [UInt8]
         if compression.codec == .none {
             var out = ByteWriter(capacity: RecordBatchHeader.size + estimated)
             out.write(bytes: repeatElement(0, count: RecordBatchHeader.size))
-            for (index, record) in records.enumerated() {
-                encodeRecord(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &out)
-            }
+            writeRecords(&out)
             batch = out.bytes
         } else {
             var body = ByteWriter(capacity: estimated)
-            for (index, record) in records.enumerated() {
-                encodeRecord(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &body)
-            }
+            writeRecords(&body)
             batch = try body.bytes.withUnsafeBytes { section throws in
                 try [UInt8](unsafeUninitializedCapacity: RecordBatchHeader.size + compression.bound(section.count)) { buffer, count in
                     let raw = UnsafeMutableRawBufferPointer(buffer)

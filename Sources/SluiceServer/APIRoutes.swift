@@ -143,6 +143,13 @@ struct APIRoutes: Sendable {
 
     enum Target { case routed }
 
+    /// What one publish counts in `sluice_events_published_total`.
+    struct PublishedCount: Equatable {
+        var topic: String
+        var type: String
+        var duplicate: Bool
+    }
+
     func publish(_ request: Request, _ context: AgentRequestContext, topic target: Target?) async throws -> Response {
         let started = DispatchTime.now().uptimeNanoseconds
         let broker = try self.broker
@@ -237,9 +244,17 @@ struct APIRoutes: Sendable {
         broker.metrics.publishDuration(acks: acks, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
         // One debug line per event, built only when debug lines are written (it parses the traceparent again).
         let logEach = logger.logLevel <= .debug
+        // One counter update per topic, type and outcome, not per event (a request has few of them).
+        var counts: [(key: PublishedCount, count: Int)] = []
         for (event, result) in zip(events, results) {
-            broker.metrics.eventPublished(topic: result.topic, eventType: event.type, status: result.duplicate ? "duplicate" : "written")
-            guard logEach else { continue }
+            let key = PublishedCount(topic: result.topic, type: event.type, duplicate: result.duplicate)
+            if let index = counts.lastIndex(where: { $0.key == key }) { counts[index].count += 1 } else { counts.append((key, 1)) }
+        }
+        for (key, count) in counts {
+            broker.metrics.eventPublished(topic: key.topic, eventType: key.type, status: key.duplicate ? "duplicate" : "written", count: count)
+        }
+        for (event, result) in zip(events, results) {
+            guard logEach else { break }
             let trace = event.traceparent.flatMap(Correlation.parseTraceparent)
             let eventContext = CorrelationContext(
                 correlationId: event.correlationId ?? "", causationId: event.causationId,
@@ -250,8 +265,10 @@ struct APIRoutes: Sendable {
             }
         }
 
-        let correlations = Set(events.compactMap(\.correlationId))
-        let echoed = correlations.count == 1 ? correlations.first! : (requestContext?.correlationId ?? "")
+        // The events' correlation id when they share one, else the request's.
+        let first = events.first?.correlationId
+        let shared = first != nil && events.allSatisfy { $0.correlationId == first }
+        let echoed = shared ? first! : (requestContext?.correlationId ?? "")
         var out = JSONWriter()
         out.beginObject()
         out.field("acks", string: acks)

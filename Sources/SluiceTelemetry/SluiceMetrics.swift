@@ -18,6 +18,7 @@ public final class SluiceMetrics: Sendable {
     private let cpuSecondsCounted = Mutex<Double>(0)
     /// Handles of labelled series already made, so hot paths skip building label arrays for registry look-ups.
     private let counters = Mutex<[[String]: Counter]>([:])
+    private let gauges = Mutex<[[String]: Gauge]>([:])
     private let durations = Mutex<[String: DurationHistogram]>([:])
     static let publishBuckets: [Duration] = [
         .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
@@ -66,8 +67,24 @@ public final class SluiceMetrics: Sendable {
         return counter
     }
 
+    /// The gauge of `family` with these label values (cached: the write path sets partition gauges per batch).
     public func gauge(_ family: MetricFamily, _ values: String...) -> Gauge {
-        registry.makeGauge(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)))
+        gauge(family, values)
+    }
+
+    private func gauge(_ family: MetricFamily, _ values: [String]) -> Gauge {
+        let key = [family.name] + values
+        if let cached = gauges.withLock({ $0[key] }) { return cached }
+        let gauge = registry.makeGauge(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)))
+        gauges.withLock { $0[key] = gauge }
+        return gauge
+    }
+
+    /// Removes a gauge's series (and forgets it, so that setting it again brings the series back).
+    private func unregisterGauge(_ family: MetricFamily, _ values: String...) {
+        let key = [family.name] + values
+        let gauge = gauges.withLock { $0.removeValue(forKey: key) } ?? registry.makeGauge(descriptor: .sluice(family.name, family.help), labels: Array(zip(family.labels, values)))
+        registry.unregisterGauge(gauge)
     }
 
     /// A duration histogram of `family` (cached per label values).
@@ -155,11 +172,11 @@ public final class SluiceMetrics: Sendable {
 
     /// Removes a deleted topic's series.
     public func topicDeleted(_ topic: String, partitions: Int) {
-        registry.unregisterGauge(gauge(MetricName.topicPartitions, topic))
-        registry.unregisterGauge(gauge(MetricName.producerCompressionRatio, topic))
+        unregisterGauge(MetricName.topicPartitions, topic)
+        unregisterGauge(MetricName.producerCompressionRatio, topic)
         for p in 0..<partitions {
             for family in [MetricName.partitionLogEndOffset, MetricName.partitionLogStartOffset, MetricName.partitionLastStableOffset, MetricName.partitionSizeBytes, MetricName.partitionLastAppend] {
-                registry.unregisterGauge(gauge(family, topic, String(p)))
+                unregisterGauge(family, topic, String(p))
             }
         }
     }

@@ -27,6 +27,39 @@ struct CloudEventTests {
         #expect(json["partitionkey"] as? String == "cust-7")
     }
 
+    @Test("an event written straight into a batch makes the same bytes as its record does, for varied events")
+    func directEncodingMatchesRecords() throws {
+        var events: [CloudEvent] = []
+        for n in 0..<200 {
+            var event = CloudEvent(id: "e-\(n)-" + String(repeating: "x", count: n % 40), source: n % 3 == 0 ? "/s" : "/orders/service-\(n)",
+                                   type: "order.created", data: n % 7 == 0 ? nil : Array(#"{"n":\#(n),"text":"héllo"}"#.utf8),
+                                   datacontenttype: n % 5 == 0 ? nil : "application/json")
+            if n % 2 == 0 { event.time = "2026-12-06T10:00:00.\(n % 10)Z" }
+            if n % 4 == 1 { event.subject = "subject-\(n)" }
+            if n % 6 == 2 { event.dataschema = "https://schemas.example/\(n)" }
+            let names = ["partitionkey", "correlationid", "causationid", "traceparent", "zeta", "alpha", "tenant"]
+            for (k, name) in names.enumerated() where (n >> k) & 1 == 1 {
+                event.extensions[name] = name == "traceparent" ? "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" : "\(name)-\(n)-é"
+            }
+            events.append(event)
+        }
+        var tails = RecordTails()
+        var ends: [Int] = []
+        for event in events {
+            event.writeRecordTail(into: &tails)
+            ends.append(tails.count)
+        }
+        let bytes = tails.bytes
+        let encoded = zip([0] + ends.dropLast(), ends).enumerated().map { EncodedRecord(timestamp: 1_700_000_000_000 + Int64($0.offset), tail: bytes[$0.element.0..<$0.element.1]) }
+        let records = events.enumerated().map { $0.element.record(timestamp: 1_700_000_000_000 + Int64($0.offset)) }
+        for compression in [Compression.none, Compression(codec: .gzip)] {
+            #expect(try RecordBatch.encode(encoded: encoded, compression: compression) == RecordBatch.encode(records, compression: compression))
+        }
+        #expect(try RecordBatch.encode(encoded: records.map(EncodedRecord.init)) == RecordBatch.encode(records))
+        let decoded = try RecordBatch.decode(RecordBatch.encode(encoded: encoded)).records
+        #expect(decoded.map { CloudEvent(record: $0) } == events)
+    }
+
     @Test("a structured-mode record (the whole event as the value) is an event; a plain or broken one is not")
     func structuredRecords() throws {
         let value = Array(#"{"specversion":"1.0","id":"s-1","source":"/py","type":"order.paid","data":{"paid":true}}"#.utf8)

@@ -1,39 +1,5 @@
 import Synchronization
 
-/// An offset that becomes known once, awaited by any number of tasks.
-final class OffsetPromise: Sendable {
-    private let state = Mutex<(result: Result<Int64, BrokerError>?, waiters: [CheckedContinuation<Result<Int64, BrokerError>, Never>])>((nil, []))
-
-    init() {}
-
-    init(resolved offset: Int64) {
-        state.withLock { $0.result = .success(offset) }
-    }
-
-    func resolve(_ result: Result<Int64, BrokerError>) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Result<Int64, BrokerError>, Never>] in
-            guard state.result == nil else { return [] }
-            state.result = result
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(returning: result) }
-    }
-
-    var peek: Result<Int64, BrokerError>? { state.withLock { $0.result } }
-
-    func value() async -> Result<Int64, BrokerError> {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Result<Int64, BrokerError>? in
-                if let result = state.result { return result }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
-    }
-}
-
 /// Wakes readers waiting for new data in a partition (long polls). A generation counter makes sure a wake-up
 /// between a reader's check and its wait is not lost.
 final class AppendNotifier: Sendable {
