@@ -166,12 +166,12 @@ struct APIRoutes: Sendable {
 
         // Correlation id: the event's extension, else X-Correlation-ID, else traceparent's trace id, else new.
         for index in events.indices where events[index].correlationId == nil {
-            if let trace = events[index].traceparent.flatMap(Correlation.parseTraceparent), request.headers[HTTPField.Name(HeaderName.correlationId)!] == nil {
+            if let trace = events[index].traceparent.flatMap(Correlation.parseTraceparent), request.headers[HTTPField.Name.correlationId] == nil {
                 events[index].extensions["correlationid"] = trace.traceId
             } else {
-                events[index].extensions["correlationid"] = requestContext?.correlationId ?? UUID().uuidString.lowercased()
+                events[index].extensions["correlationid"] = requestContext?.correlationId ?? Correlation.newId()
             }
-            if events[index].traceparent == nil, let header = request.headers[HTTPField.Name(HeaderName.traceparent)!], Correlation.isTraceparent(header) {
+            if events[index].traceparent == nil, let header = request.headers[HTTPField.Name.traceparent], Correlation.isTraceparent(header) {
                 events[index].extensions["traceparent"] = header
             }
         }
@@ -288,9 +288,11 @@ struct APIRoutes: Sendable {
     }
 
     func parseEvents(_ request: Request, body: [UInt8]) throws -> [CloudEvent] {
-        let contentType = request.headers[.contentType]?.lowercased() ?? ""
-        let media = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-        if request.headers[HTTPField.Name("ce-specversion")!] != nil {
+        let contentType = request.headers[.contentType] ?? ""
+        // The usual spellings are taken as they are; anything else is read without case and parameters.
+        let media = contentType == MediaTypes.cloudEvent || contentType == MediaTypes.cloudEventBatch
+            ? contentType : contentType.lowercased().split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if request.headers[HTTPField.Name.ceSpecversion] != nil {
             let headers = request.headers.map { (name: $0.name.canonicalName, value: $0.value) }
             return [try CloudEvent.parse(binaryHeaders: headers, body: body)]
         }

@@ -1,3 +1,4 @@
+import HTTPTypes
 /// The HTTP paths Sluice serves. These are a contract: clients, probes and the OpenAPI file use them.
 public enum HTTPPath {
     public static let health = "/healthz"
@@ -45,6 +46,14 @@ public enum HTTPPath {
 public enum HeaderName {
     public static let correlationId = "X-Correlation-ID"
     public static let traceparent = "traceparent"
+}
+
+extension HTTPField.Name {
+    /// ``HeaderName`` as field names, made once.
+    static let correlationId = HTTPField.Name(HeaderName.correlationId)!
+    static let traceparent = HTTPField.Name(HeaderName.traceparent)!
+    /// The header that marks a binary-mode CloudEvent.
+    static let ceSpecversion = HTTPField.Name("ce-specversion")!
 }
 
 /// Media types of the CloudEvents HTTP binding and RFC 9457.

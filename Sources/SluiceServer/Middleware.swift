@@ -17,10 +17,10 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = DispatchTime.now().uptimeNanoseconds
-        let trace = request.headers[HTTPField.Name(HeaderName.traceparent)!].flatMap(Correlation.parseTraceparent)
-        let header = request.headers[HTTPField.Name(HeaderName.correlationId)!].flatMap { $0.isEmpty ? nil : $0 }
+        let trace = request.headers[HTTPField.Name.traceparent].flatMap(Correlation.parseTraceparent)
+        let header = request.headers[HTTPField.Name.correlationId].flatMap { $0.isEmpty ? nil : $0 }
         let headerTooLong = (header?.utf8.count ?? 0) > Correlation.maxIdLength
-        let correlationId = (headerTooLong ? nil : header) ?? trace?.traceId ?? UUID().uuidString.lowercased()
+        let correlationId = (headerTooLong ? nil : header) ?? trace?.traceId ?? Correlation.newId()
         let correlation = CorrelationContext(correlationId: correlationId, traceId: trace?.traceId, spanId: trace?.spanId)
 
         let response = await Correlation.with(correlation) { () async -> Response in
@@ -32,8 +32,8 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
                     throw BrokerError.badRequest("X-Correlation-ID is \(header?.utf8.count ?? 0) bytes; at most \(Correlation.maxIdLength) are accepted", attribute: "X-Correlation-ID")
                 }
                 var response = try await next(request, context)
-                if response.headers[HTTPField.Name(HeaderName.correlationId)!] == nil {
-                    response.headers[HTTPField.Name(HeaderName.correlationId)!] = correlationId
+                if response.headers[HTTPField.Name.correlationId] == nil {
+                    response.headers[HTTPField.Name.correlationId] = correlationId
                 }
                 return response
             } catch var error as BrokerError {

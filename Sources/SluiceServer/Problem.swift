@@ -59,7 +59,7 @@ struct Problem {
         }
         var headers: HTTPFields = [.contentType: MediaTypes.problem]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        if let correlationId { headers[HTTPField.Name(HeaderName.correlationId)!] = correlationId }
+        if let correlationId { headers[HTTPField.Name.correlationId] = correlationId }
         if status == 401 { headers[.wwwAuthenticate] = "Bearer realm=\"sluice\"" }
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jsonBytes(body))))
     }
@@ -71,13 +71,13 @@ func jsonBytes(_ object: Any) -> [UInt8] {
 
 func jsonResponse(_ object: Any, status: HTTPResponse.Status = .ok, correlationId: String? = nil) -> Response {
     var headers: HTTPFields = [.contentType: MediaTypes.json]
-    if let correlationId { headers[HTTPField.Name(HeaderName.correlationId)!] = correlationId }
+    if let correlationId { headers[HTTPField.Name.correlationId] = correlationId }
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jsonBytes(object))))
 }
 
 /// A response whose body is already-encoded JSON.
 func rawJSONResponse(_ bytes: [UInt8], status: HTTPResponse.Status = .ok, correlationId: String? = nil) -> Response {
     var headers: HTTPFields = [.contentType: MediaTypes.json]
-    if let correlationId { headers[HTTPField.Name(HeaderName.correlationId)!] = correlationId }
+    if let correlationId { headers[HTTPField.Name.correlationId] = correlationId }
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
 }

@@ -1,4 +1,5 @@
 public import Logging
+import Synchronization
 
 /// The ids that tie log lines of one request or one event together, carried in a task-local so that every
 /// log line written while handling it gets them without passing them through every call.
@@ -52,6 +53,56 @@ public enum Correlation {
     public static let metadataProvider = Logger.MetadataProvider {
         current?.metadata ?? [:]
     }
+
+    /// A new correlation id for a request or event that came without one: 128 random bits written like a
+    /// lower-case UUID (version 4). The bits come from a generator seeded once from the system's, so an id costs
+    /// no system call; ids only need to be unique, not secret.
+    public static func newId() -> String {
+        let (high, low) = idGenerator.withLock { state -> (UInt64, UInt64) in (state.next(), state.next()) }
+        // Version 4, variant 10, as UUIDs are.
+        let a = (high & ~0xF000) | 0x4000, b = (low & ~(0xC000_0000_0000_0000)) | 0x8000_0000_0000_0000
+        return String(unsafeUninitializedCapacity: 36) { out in
+            let digits: StaticString = "0123456789abcdef"
+            var index = 0
+            func put(_ value: UInt64, nibbles: Int) {
+                for shift in stride(from: (nibbles - 1) * 4, through: 0, by: -4) {
+                    out[index] = digits.utf8Start[Int((value >> UInt64(shift)) & 0xF)]
+                    index += 1
+                }
+            }
+            func dash() {
+                out[index] = UInt8(ascii: "-")
+                index += 1
+            }
+            put(a >> 32, nibbles: 8); dash(); put(a >> 16, nibbles: 4); dash(); put(a, nibbles: 4); dash()
+            put(b >> 48, nibbles: 4); dash(); put(b, nibbles: 12)
+            return 36
+        }
+    }
+
+    /// xoshiro256** seeded from the system generator.
+    struct IdGenerator {
+        var s: (UInt64, UInt64, UInt64, UInt64)
+
+        init() {
+            var system = SystemRandomNumberGenerator()
+            s = (system.next(), system.next(), system.next(), system.next() | 1)
+        }
+
+        mutating func next() -> UInt64 {
+            let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
+            let t = s.1 << 17
+            s.2 ^= s.0
+            s.3 ^= s.1
+            s.1 ^= s.2
+            s.0 ^= s.3
+            s.2 ^= t
+            s.3 = s.3 << 45 | s.3 >> 19
+            return result
+        }
+    }
+
+    private static let idGenerator = Mutex(IdGenerator())
 
     /// Runs `body` with `context` as the current correlation context.
     public static func with<T: Sendable>(_ context: CorrelationContext, _ body: () async throws -> T) async rethrows -> T {
