@@ -167,8 +167,7 @@ public struct CloudEvent: Sendable, Hashable {
         if let datacontenttype { out.field("datacontenttype", string: datacontenttype) }
         for (name, value) in extensions.sorted(by: { $0.key < $1.key }) { out.field(name, string: value) }
         if let data {
-            var scanner = JSONScanner(data)
-            if isJSONData, (try? scanner.skipValue()) != nil, ({ scanner.skipWhitespace(); return scanner.atEnd }()) {
+            if isJSONData, JSONScanner.isJSONValue(data) {
                 out.field("data", raw: data)
             } else if Self.isText(contentType: datacontenttype), let text = String(validating: data, as: UTF8.self) {
                 out.field("data", string: text)
@@ -187,21 +186,24 @@ public struct CloudEvent: Sendable, Hashable {
               let data = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes]) else {
             throw BrokerError.badRequest("\(index.map { "event \($0): " } ?? "")a CloudEvent must be a JSON object", attribute: nil)
         }
-        var scanner = JSONScanner(Array(data))
-        return try parseObject(&scanner, index: index)
+        return try JSONScanner.withScanner(over: Array(data)) { (scanner) throws(BrokerError) in try parseObject(&scanner, index: index) }
     }
 
     /// Parses a structured-mode body: exactly one JSON object.
     public static func parse(json bytes: [UInt8]) throws(BrokerError) -> CloudEvent {
-        var scanner = JSONScanner(bytes)
-        let event = try parseObject(&scanner, index: nil)
-        try expectEnd(&scanner)
-        return event
+        try JSONScanner.withScanner(over: bytes) { (scanner) throws(BrokerError) in
+            let event = try parseObject(&scanner, index: nil)
+            try expectEnd(&scanner)
+            return event
+        }
     }
 
     /// Parses a batched-mode body: a JSON array of one or more objects.
     public static func parseBatch(json bytes: [UInt8]) throws(BrokerError) -> [CloudEvent] {
-        var scanner = JSONScanner(bytes)
+        try JSONScanner.withScanner(over: bytes) { (scanner) throws(BrokerError) in try parseBatch(&scanner) }
+    }
+
+    private static func parseBatch(_ scanner: inout JSONScanner) throws(BrokerError) -> [CloudEvent] {
         scanner.skipWhitespace()
         guard scanner.peek == UInt8(ascii: "[") else {
             throw BrokerError.badRequest("a batch (application/cloudevents-batch+json) must be a JSON array of CloudEvents", attribute: nil)
@@ -250,7 +252,7 @@ public struct CloudEvent: Sendable, Hashable {
         enum Field { case specversion, id, source, type, time, subject, dataschema, datacontenttype, dataBase64 }
 
         /// The field of a member named like one of the attributes above, matched on its bytes.
-        static func field(_ member: JSONScanner.Key, in bytes: [UInt8]) -> Field? {
+        static func field(_ member: JSONScanner.Key, in bytes: UnsafeBufferPointer<UInt8>) -> Field? {
             guard let plain = member.plain else { return nil }
             switch plain.count {
             case 2: return member.is("id", in: bytes) ? .id : nil
@@ -334,6 +336,7 @@ public struct CloudEvent: Sendable, Hashable {
         }
         var attributes = Attributes()
         var extensions: [String: String] = [:]
+        extensions.reserveCapacity(4)  // partitionkey, correlationid, causationid, traceparent: one allocation
         var dataRange: Range<Int>?
         var problem: BrokerError?
         do throws(JSONScanner.Failure) {
@@ -397,7 +400,7 @@ public struct CloudEvent: Sendable, Hashable {
             if raw.elementsEqual("null".utf8) {
                 event.data = nil
             } else if raw.first == UInt8(ascii: "\""), !event.isJSONData {
-                var text = JSONScanner(Array(raw))
+                var text = JSONScanner(UnsafeBufferPointer(rebasing: raw))
                 event.data = Array((try? text.string())?.utf8 ?? "".utf8)
             } else {
                 event.data = Array(raw)  // JSON data exactly as sent
@@ -462,9 +465,7 @@ public struct CloudEvent: Sendable, Hashable {
         var event = try make(attributes, extensions: extensions, index: nil)
         event.data = body.isEmpty ? nil : body
         if event.isJSONData, let data = event.data {
-            var scanner = JSONScanner(data)
-            let valid = (try? scanner.skipValue()) != nil && { scanner.skipWhitespace(); return scanner.atEnd }()
-            if !valid {
+            if !JSONScanner.isJSONValue(data) {
                 throw BrokerError.badRequest("Content-Type says the body is JSON, but it does not parse as JSON", attribute: "data")
             }
         }
@@ -494,7 +495,11 @@ public struct CloudEvent: Sendable, Hashable {
 
     /// RFC 3339: `YYYY-MM-DDTHH:MM:SS(.fraction)?(Z|±HH:MM)`.
     static func isRFC3339(_ text: String) -> Bool {
-        let b = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { isRFC3339(bytes: $0) }
+    }
+
+    private static func isRFC3339(bytes b: UnsafeBufferPointer<UInt8>) -> Bool {
         func digits(_ range: Range<Int>) -> Int? {
             guard range.upperBound <= b.count else { return nil }
             var value = 0

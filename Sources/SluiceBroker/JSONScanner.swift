@@ -7,12 +7,31 @@ import Darwin
 /// A strict, allocation-light JSON scanner for the publish path: it walks objects and arrays, decodes strings,
 /// and hands back the exact byte range of any value (so an event's `data` is stored as it was sent).
 struct JSONScanner {
-    let bytes: [UInt8]
+    /// The text, borrowed for as long as the scanner is used (see ``withScanner(over:_:)``): no reference
+    /// counting and no bounds-check traps on the hot loops.
+    let bytes: UnsafeBufferPointer<UInt8>
     var index: Int
 
-    init(_ bytes: [UInt8], index: Int = 0) {
+    init(_ bytes: UnsafeBufferPointer<UInt8>, index: Int = 0) {
         self.bytes = bytes
         self.index = index
+    }
+
+    /// Whether `bytes` are exactly one JSON value (whitespace around it aside).
+    static func isJSONValue(_ bytes: [UInt8]) -> Bool {
+        withScanner(over: bytes) { scanner in
+            guard (try? scanner.skipValue()) != nil else { return false }
+            scanner.skipWhitespace()
+            return scanner.atEnd
+        }
+    }
+
+    /// Runs `body` with a scanner over `bytes` from its start.
+    static func withScanner<R, E: Error>(over bytes: [UInt8], _ body: (inout JSONScanner) throws(E) -> R) throws(E) -> R {
+        try bytes.withUnsafeBufferPointer { (buffer) throws(E) -> R in
+            var scanner = JSONScanner(buffer)
+            return try body(&scanner)
+        }
     }
 
     struct Failure: Error {
@@ -24,29 +43,25 @@ struct JSONScanner {
     }
 
     mutating func skipWhitespace() {
-        index = bytes.withUnsafeBufferPointer { buffer in
-            var i = index
-            while i < buffer.count {
-                let byte = buffer[i]
-                guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { break }
-                i += 1
-            }
-            return i
+        var i = index
+        while i < bytes.count {
+            let byte = bytes[i]
+            guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { break }
+            i += 1
         }
+        index = i
     }
 
     /// Where the plain ASCII run of a string's content starting at `start` ends: at its closing quote, at a
     /// backslash or non-ASCII byte (which need ``string()``), at a control character, or at the end of the text.
     private func plainRun(from start: Int) -> Int {
-        bytes.withUnsafeBufferPointer { buffer in
-            var i = start
-            while i < buffer.count {
-                let byte = buffer[i]
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte >= 0x80 || byte < 0x20 { break }
-                i += 1
-            }
-            return i
+        var i = start
+        while i < bytes.count {
+            let byte = bytes[i]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte >= 0x80 || byte < 0x20 { break }
+            i += 1
         }
+        return i
     }
 
     var atEnd: Bool { index >= bytes.count }
@@ -65,20 +80,16 @@ struct JSONScanner {
         var decoded: String?
 
         /// The name as a `String`.
-        func name(in bytes: [UInt8]) -> String {
+        func name(in bytes: UnsafeBufferPointer<UInt8>) -> String {
             if let decoded { return decoded }
             return String(decoding: bytes[plain!], as: UTF8.self)
         }
 
         /// Whether the name is `expected` (ASCII), without making a `String`.
-        func `is`(_ expected: StaticString, in bytes: [UInt8]) -> Bool {
+        func `is`(_ expected: StaticString, in bytes: UnsafeBufferPointer<UInt8>) -> Bool {
             guard let plain else { return decoded == expected.description }
             guard plain.count == expected.utf8CodeUnitCount else { return false }
-            return expected.withUTF8Buffer { name in
-                bytes.withUnsafeBufferPointer { text in
-                    memcmp(text.baseAddress! + plain.lowerBound, name.baseAddress!, plain.count) == 0
-                }
-            }
+            return memcmp(bytes.baseAddress! + plain.lowerBound, expected.utf8Start, plain.count) == 0
         }
     }
 
@@ -295,10 +306,7 @@ struct JSONScanner {
     private mutating func literal(_ word: StaticString) throws(Failure) {
         let count = word.utf8CodeUnitCount
         guard index + count <= bytes.count else { throw fail("invalid literal") }
-        let matches = word.withUTF8Buffer { expected in
-            (0..<count).allSatisfy { bytes[index + $0] == expected[$0] }
-        }
-        guard matches else { throw fail("invalid literal") }
+        guard memcmp(bytes.baseAddress! + index, word.utf8Start, count) == 0 else { throw fail("invalid literal") }
         index += count
     }
 
