@@ -388,7 +388,8 @@ public final class Broker: Sendable {
         // re-sent event waits for the original's offset: the dedup index points at the original's ticket slot.
         struct PartitionWork {
             let ticket = PublishTicket()
-            var tails = RecordTails()
+            var tails: RecordTails
+            init(capacity: Int) { tails = RecordTails(capacity: capacity) }
             /// Per record: the event's index in the request and where its tail ends in `tails`.
             var records: [(index: Int, end: Int)] = []
         }
@@ -397,25 +398,26 @@ public final class Broker: Sendable {
         results.reserveCapacity(events.count)
         var duplicates: [(index: Int, earlier: DedupIndex.Location)] = []
         var claims: [(partition: Int32, key: DedupIndex.Key)] = []
-        for (index, event) in events.enumerated() {
-            let partition = event.partitionKey.map { Partitioner.partition(forKey: $0, partitions: partitionCount) } ?? stickyPartition
-            let correlation = event.correlationId ?? ""
-            if work[partition] == nil { work[partition] = PartitionWork() }
+        // Events are read in place (events[index]), never copied: a copy retains each of their strings.
+        for index in events.indices {
+            let partition = events[index].partitionKey.map { Partitioner.partition(forKey: $0, partitions: partitionCount) } ?? stickyPartition
+            let correlation = events[index].correlationId ?? ""
+            if work[partition] == nil { work[partition] = PartitionWork(capacity: events.count * 1200 / max(partitionCount, 1)) }
             if let dedup = state.dedup {
-                let key = DedupIndex.Key(source: event.source, id: event.id)
+                let key = DedupIndex.Key(source: events[index].source, id: events[index].id)
                 let ticket = work[partition]!.ticket
                 // The slot is the next record's: claimed only when this event is not a duplicate.
                 let slot = work[partition]!.records.count
                 if let earlier = dedup.claim(key, partition: partition, location: .pending(ticket, slot: slot), now: now) {
-                    results.append(PublishResult(id: event.id, topic: name, partition: earlier.partition, offset: nil, duplicate: true, correlationId: correlation))
+                    results.append(PublishResult(id: events[index].id, topic: name, partition: earlier.partition, offset: nil, duplicate: true, correlationId: correlation))
                     duplicates.append((index, earlier.location))
                     continue
                 }
                 claims.append((partition, key))
             }
-            event.writeRecordTail(into: &work[partition]!.tails)
+            events[index].writeRecordTail(into: &work[partition]!.tails)
             work[partition]!.records.append((index, work[partition]!.tails.count))
-            results.append(PublishResult(id: event.id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: correlation))
+            results.append(PublishResult(id: events[index].id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: correlation))
         }
         let parts = work.filter { !$0.value.records.isEmpty }.sorted { $0.key < $1.key }
         var totalBytes = 0

@@ -210,6 +210,7 @@ public struct CloudEvent: Sendable, Hashable {
         }
         scanner.index += 1
         var events: [CloudEvent] = []
+        events.reserveCapacity(min(scanner.bytes.count / 512 + 1, 4096))  // realistic events are 0.5–2 KB
         scanner.skipWhitespace()
         if scanner.peek == UInt8(ascii: "]") {
             scanner.index += 1

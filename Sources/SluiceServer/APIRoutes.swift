@@ -191,7 +191,6 @@ struct APIRoutes: Sendable {
             requestOrder = order.flatMap { groups[$0]!.map(\.index) }
         } else {
             byTopic = [(try context.parameters.require("topic"), events)]
-            requestOrder = Array(events.indices)
         }
 
         // Schemas first: a request with an event that fails its schema (enforce) writes nothing.
@@ -236,9 +235,11 @@ struct APIRoutes: Sendable {
                 throw error
             }
         }
-        var ordered = results
-        for (position, index) in requestOrder.enumerated() where position < results.count { ordered[index] = results[position] }
-        results = ordered
+        if target == .routed {
+            var ordered = results
+            for (position, index) in requestOrder.enumerated() where position < results.count { ordered[index] = results[position] }
+            results = ordered
+        }
         // An atomic publish always waits for fsync.
         let acks = atomic ? "all" : config.string("acks")
         broker.metrics.publishDuration(acks: acks, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
@@ -246,8 +247,8 @@ struct APIRoutes: Sendable {
         let logEach = logger.logLevel <= .debug
         // One counter update per topic, type and outcome, not per event (a request has few of them).
         var counts: [(key: PublishedCount, count: Int)] = []
-        for (event, result) in zip(events, results) {
-            let key = PublishedCount(topic: result.topic, type: event.type, duplicate: result.duplicate)
+        for index in results.indices {
+            let key = PublishedCount(topic: results[index].topic, type: events[index].type, duplicate: results[index].duplicate)
             if let index = counts.lastIndex(where: { $0.key == key }) { counts[index].count += 1 } else { counts.append((key, 1)) }
         }
         for (key, count) in counts {
@@ -267,7 +268,7 @@ struct APIRoutes: Sendable {
 
         // The events' correlation id when they share one, else the request's.
         let first = events.first?.correlationId
-        let shared = first != nil && events.allSatisfy { $0.correlationId == first }
+        let shared = first != nil && !events.indices.contains { events[$0].correlationId != first }
         let echoed = shared ? first! : (requestContext?.correlationId ?? "")
         var out = JSONWriter()
         out.beginObject()
