@@ -2,7 +2,8 @@
 // connections: `scripts/bench/peers.sh` builds and runs it.
 //
 //   peerload sluice HOST:PORT EVENTS CONNECTIONS BATCH SECONDS   POST /v1/topics/bench/events (BATCH 1: one
-//                                                                structured event; else a batch of BATCH)
+//                                                                structured event; else a batch of BATCH), or
+//                                                                to $PEERLOAD_PATH
 //   peerload redis  HOST:PORT EVENTS CONNECTIONS BATCH SECONDS   XADD bench * e EVENT, BATCH pipelined
 //   peerload nats   HOST:PORT EVENTS CONNECTIONS BATCH SECONDS   JetStream publish to bench.events (BATCH 1:
 //                                                                wait for each ack; else BATCH in flight)
@@ -158,6 +159,9 @@ static void skip_bytes(Reader *r, size_t count) {
     r->start += count;
 }
 
+/// Where Sluice requests go: $PEERLOAD_PATH, e.g. /v1/events?atomic=true (routed by type, one transaction).
+static const char *sluice_path = "/v1/topics/bench/events";
+
 static void *run_sluice(void *arg) {
     Worker *w = arg;
     int fd = connect_tcp();
@@ -173,8 +177,8 @@ static void *run_sluice(void *arg) {
             length += next_event(w, n++, body + length);
         }
         if (batch > 1) body[length++] = ']';
-        int head = snprintf(request, 512, "POST /v1/topics/bench/events HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-                            host, batch > 1 ? "application/cloudevents-batch+json" : "application/cloudevents+json", length);
+        int head = snprintf(request, 512, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                            sluice_path, host, batch > 1 ? "application/cloudevents-batch+json" : "application/cloudevents+json", length);
         memcpy(request + head, body, length);
         uint64_t started = now_us();
         send_all(fd, request, (size_t)head + length);
@@ -307,6 +311,7 @@ static void split_address(const char *address) {
 }
 
 int main(int argc, char **argv) {
+    if (getenv("PEERLOAD_PATH")) sluice_path = getenv("PEERLOAD_PATH");
     if (argc >= 3 && (strcmp(argv[1], "nats-setup") == 0 || strcmp(argv[1], "nats-count") == 0)) {
         split_address(argv[2]);
         natsConnection *nc;
