@@ -54,54 +54,59 @@ extension Broker {
         let mode = schemaValidation(topic: topic)
         guard mode != "off" else { return [] }
         var refused: [EventSchemaViolation] = []
-        // Looked up once per type and version of the request, and counted once per outcome.
-        var versionsByType: [String: [String]] = [:]
-        var schemaByKey: [String: RegisteredSchema?] = [:]
-        var counts: [[String]: Int] = [:]
+        // Schemas are looked up once per type and named version of the request, and checks counted once per outcome;
+        // a request has few of each, so short lists searched from the end beat hashing every event's strings.
+        var lookups: [(type: String, named: String?, versions: [String], schema: RegisteredSchema?)] = []
+        var counts: [(type: String, version: String, result: String, count: Int)] = []
         let attribute = config.string("schema.version.attribute")
         defer {
-            for (labels, count) in counts {
-                metrics.counter(MetricName.schemaValidations, labels[0], labels[1], labels[2], labels[3]).increment(by: Int64(count))
+            for entry in counts {
+                metrics.counter(MetricName.schemaValidations, topic, entry.type, entry.version, entry.result).increment(by: Int64(entry.count))
             }
         }
-        for (offset, event) in events.enumerated() {
-            let versions = versionsByType[event.type] ?? {
-                let found = schemas.versions(of: event.type)
-                versionsByType[event.type] = found
-                return found
-            }()
-            guard let latest = versions.last else { continue }
-            let named = schemaVersion(of: event, attribute: attribute)
+        // Events are read in place (events[offset]): a copy would retain each of their strings.
+        for offset in events.indices {
+            let type = events[offset].type
+            let named = schemaVersion(of: events[offset], attribute: attribute)
+            let lookup: (versions: [String], schema: RegisteredSchema?)
+            if let known = lookups.last(where: { $0.type == type && $0.named == named }) {
+                lookup = (known.versions, known.schema)
+            } else {
+                let versions = schemas.versions(of: type)
+                let schema = versions.last.flatMap { schemas.schema(type: type, version: named ?? $0) }
+                lookups.append((type, named, versions, schema))
+                lookup = (versions, schema)
+            }
+            guard let latest = lookup.versions.last else { continue }
             let version = named ?? latest
-            let key = event.type + "\u{0}" + version
-            let registeredSchema = schemaByKey[key] ?? {
-                let found = schemas.schema(type: event.type, version: version)
-                schemaByKey[key] = found
-                return found
-            }()
             var found: [EventSchemaViolation] = []
             func violation(_ keyword: String, _ path: String, _ schemaPath: String, _ message: String) -> EventSchemaViolation {
-                EventSchemaViolation(index: firstIndex + offset, eventId: event.id, type: event.type, version: named ?? latest,
+                EventSchemaViolation(index: firstIndex + offset, eventId: events[offset].id, type: type, version: version,
                                      instancePath: path, keyword: keyword, schemaPath: schemaPath, message: message)
             }
             let result: String
-            if let registered = registeredSchema {
-                let data = event.data.map { event.isJSONData ? JSONValue.parse($0) : nil } ?? .null
+            if let registered = lookup.schema {
+                let data = events[offset].data.map { events[offset].isJSONData ? JSONValue.parse($0) : nil } ?? .null
                 if let data {
                     found = registered.schema.validate(data).map { violation($0.keyword, $0.instancePath, $0.schemaPath, $0.message) }
                     result = found.isEmpty ? "valid" : "invalid"
                 } else {
-                    found = [violation("data", "", "", "the data is not JSON (datacontenttype \(event.datacontenttype ?? "?")); a schema checks JSON data")]
+                    found = [violation("data", "", "", "the data is not JSON (datacontenttype \(events[offset].datacontenttype ?? "?")); a schema checks JSON data")]
                     result = "not_json"
                 }
             } else {
-                found = [violation("version", "", "", "type \(event.type) has no schema for version \(version); registered versions: \(versions.joined(separator: ", "))")]
+                found = [violation("version", "", "", "type \(type) has no schema for version \(version); registered versions: \(lookup.versions.joined(separator: ", "))")]
                 result = "unknown_version"
             }
-            counts[[topic, event.type, result == "unknown_version" ? "_unknown" : version, result], default: 0] += 1
+            let counted = result == "unknown_version" ? "_unknown" : version
+            if let index = counts.lastIndex(where: { $0.type == type && $0.version == counted && $0.result == result }) {
+                counts[index].count += 1
+            } else {
+                counts.append((type, counted, result, 1))
+            }
             for problem in found {
                 logger.warning(mode == "enforce" ? "event refused: its data does not match its schema" : "event data does not match its schema (schema.validation=warn: published anyway)", metadata: [
-                    LogField.topic: .string(topic), LogField.eventId: .string(event.id), LogField.eventType: .string(event.type),
+                    LogField.topic: .string(topic), LogField.eventId: .string(events[offset].id), LogField.eventType: .string(type),
                     LogField.schemaVersion: .string(version), LogField.schemaPointer: .string(problem.instancePath),
                     LogField.schemaKeyword: .string(problem.keyword), "error": .string(problem.message),
                 ])
