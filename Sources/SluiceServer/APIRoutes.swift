@@ -224,16 +224,37 @@ struct APIRoutes: Sendable {
                 throw error
             }
         }
-        for (topic, group) in byTopic where !atomic {
-            do {
-                results += try await broker.publish(topic: topic, events: group)
-            } catch {
-                let exists = broker.log.topic(topic) != nil
-                for event in group {
-                    broker.metrics.eventRefused(topic: topic, topicExists: exists, eventType: event.type, status: error.status >= 500 ? "failed" : "rejected")
+        if !atomic {
+            // Every topic's events are handed over before any is waited for, so a request routed to several topics
+            // waits for one round of fsyncs, not one after another.
+            let outcomes = await withTaskGroup(of: (Int, Result<[PublishResult], BrokerError>).self) { tasks in
+                for (position, (topic, group)) in byTopic.enumerated() {
+                    tasks.addTask {
+                        do throws(BrokerError) {
+                            return (position, .success(try await broker.publish(topic: topic, events: group)))
+                        } catch {
+                            return (position, .failure(error))
+                        }
+                    }
                 }
-                throw error
+                var outcomes = [Result<[PublishResult], BrokerError>?](repeating: nil, count: byTopic.count)
+                for await (position, outcome) in tasks { outcomes[position] = outcome }
+                return outcomes
             }
+            var firstError: BrokerError?
+            for (position, outcome) in outcomes.enumerated() {
+                switch outcome! {
+                case .success(let published): results += published
+                case .failure(let error):
+                    let (topic, group) = byTopic[position]
+                    let exists = broker.log.topic(topic) != nil
+                    for event in group {
+                        broker.metrics.eventRefused(topic: topic, topicExists: exists, eventType: event.type, status: error.status >= 500 ? "failed" : "rejected")
+                    }
+                    firstError = firstError ?? error
+                }
+            }
+            if let firstError { throw firstError }
         }
         if target == .routed {
             var ordered = results
