@@ -143,6 +143,12 @@ struct APIRoutes: Sendable {
 
     enum Target { case routed }
 
+    /// How the publish of one topic's part of a request went.
+    struct TopicOutcome: Sendable {
+        var position: Int
+        var result: Result<[PublishResult], BrokerError>
+    }
+
     /// What one publish counts in `sluice_events_published_total`.
     struct PublishedCount: Equatable {
         var topic: String
@@ -227,18 +233,20 @@ struct APIRoutes: Sendable {
         if !atomic {
             // Every topic's events are handed over before any is waited for, so a request routed to several topics
             // waits for one round of fsyncs, not one after another.
-            let outcomes = await withTaskGroup(of: (Int, Result<[PublishResult], BrokerError>).self) { tasks in
-                for (position, (topic, group)) in byTopic.enumerated() {
+            let parts = byTopic
+            let outcomes = await withTaskGroup(of: TopicOutcome.self) { tasks in
+                for position in parts.indices {
+                    let (topic, group) = parts[position]
                     tasks.addTask {
                         do throws(BrokerError) {
-                            return (position, .success(try await broker.publish(topic: topic, events: group)))
+                            return TopicOutcome(position: position, result: .success(try await broker.publish(topic: topic, events: group)))
                         } catch {
-                            return (position, .failure(error))
+                            return TopicOutcome(position: position, result: .failure(error))
                         }
                     }
                 }
-                var outcomes = [Result<[PublishResult], BrokerError>?](repeating: nil, count: byTopic.count)
-                for await (position, outcome) in tasks { outcomes[position] = outcome }
+                var outcomes = [Result<[PublishResult], BrokerError>?](repeating: nil, count: parts.count)
+                while let outcome = await tasks.next() { outcomes[outcome.position] = outcome.result }
                 return outcomes
             }
             var firstError: BrokerError?
