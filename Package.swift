@@ -68,6 +68,11 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // Correlation traces: every event, delivery, dead letter, replay and saga step of a correlation id, bounded and journalled.
+        .target(
+            name: "SluiceTrace",
+            dependencies: ["SluiceBroker", "SluiceLog", "SluiceTelemetry"]
+        ),
         // Push delivery to the app: subscriptions, retries, circuit breaking, dead letters and replay.
         .target(
             name: "SluiceDelivery",
@@ -75,6 +80,7 @@ let package = Package(
                 "SluiceBroker",
                 "SluiceLog",
                 "SluiceTelemetry",
+                "SluiceTrace",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -92,6 +98,7 @@ let package = Package(
                 "SluiceDelivery",
                 "SluiceLog",
                 "SluiceTelemetry",
+                "SluiceTrace",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -120,6 +127,7 @@ let package = Package(
                 "SluiceSchema",
                 "SluiceKafka",
                 "SluiceTelemetry",
+                "SluiceTrace",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -141,6 +149,7 @@ let package = Package(
                 "SluiceSaga",
                 "SluiceSchema",
                 "SluiceTelemetry",
+                "SluiceTrace",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -172,6 +181,10 @@ let package = Package(
         .testTarget(
             name: "SluiceTelemetryTests",
             dependencies: ["SluiceTelemetry"]
+        ),
+        .testTarget(
+            name: "SluiceTraceTests",
+            dependencies: ["SluiceTrace", "SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SluiceBrokerTests",

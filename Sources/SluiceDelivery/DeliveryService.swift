@@ -4,6 +4,7 @@ public import Logging
 public import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
+public import SluiceTrace
 import Synchronization
 import Yams
 
@@ -61,6 +62,8 @@ public final class DeliveryService: Sendable {
     /// only what reached the disk takes effect.
     private let changes = Mutex<Void>(())
     private let replays = Mutex<[String: ReplayProgress]>([:])
+    /// Where deliveries, dead letters and replays are traced, if anywhere.
+    let traces: TraceIndex?
 
     struct State {
         var subscriptions: [String: (subscription: Subscription, fromFile: Bool)] = [:]
@@ -94,7 +97,9 @@ public final class DeliveryService: Sendable {
         }
     }
 
-    public init(groups: GroupCoordinator, logger: Logger, makeClient: @escaping @Sendable () -> HTTPClient = DeliveryService.makeClient) throws {
+    public init(groups: GroupCoordinator, logger: Logger, makeClient: @escaping @Sendable () -> HTTPClient = DeliveryService.makeClient,
+                traces: TraceIndex? = nil) throws {
+        self.traces = traces
         self.broker = groups.broker
         self.groups = groups
         self.makeClientNow = makeClient
@@ -210,7 +215,7 @@ public final class DeliveryService: Sendable {
             guard state.runners[name] == nil, let subscription = state.subscriptions[name]?.subscription else { return nil }
             let rewind = state.rewinds[name].flatMap { $0.completedMillis == nil ? $0 : nil }
             let runner = SubscriptionRunner(subscription: subscription, groups: groups, client: client, deadLetters: writer, logger: logger,
-                                            rewind: rewind, rewindCompleted: { [weak self] id in self?.rewindCompleted(name, id: id) })
+                                            rewind: rewind, rewindCompleted: { [weak self] id in self?.rewindCompleted(name, id: id) }, traces: traces)
             // Not the correlation of the request that created the subscription: each event brings its own.
             let task = Task { await Correlation.$current.withValue(nil) { await runner.run() } }
             state.runners[name] = (runner, task)
@@ -233,6 +238,23 @@ public final class DeliveryService: Sendable {
         state.withLock { state in
             Set(state.subscriptions.values.flatMap { entry in entry.subscription.topics.map { entry.subscription.deadLetterTopic(for: $0) } })
         }
+    }
+
+    /// Whether `topic` holds dead letters or poison: its records are copies of events traced already.
+    public func isDeadLetterTopic(_ topic: String) -> Bool {
+        topic.hasSuffix(".dlq") || topic.hasSuffix(".poison") || dlqTopicNames.contains(topic)
+    }
+
+    /// The subscriptions that will deliver the event at `offset` of `topic/partition`: those reading the topic,
+    /// accepting the type, whose group has not committed past the event.
+    public func deliverers(topic: String, partition: Int32, offset: Int64, eventType: String) -> [String] {
+        let reading = state.withLock { state in
+            state.subscriptions.values.map(\.subscription).filter { $0.topics.contains(topic) && $0.accepts(eventType: eventType) }
+        }
+        return reading.filter { subscription in
+            let committed = groups.store.offset(GroupPartition(group: subscription.group, topic: topic, partition: partition))?.offset
+            return (committed ?? 0) <= offset
+        }.map(\.name).sorted()
     }
 
     // MARK: - Managing subscriptions
@@ -474,7 +496,22 @@ public final class DeliveryService: Sendable {
     }
 
     /// Re-delivers one dead letter to its own subscription with that subscription's retry policy.
+    /// Replays one dead letter and traces what came of it (unless skipped: then nothing happened).
     private func replayOne(_ letter: DeadLetter) async -> String {
+        let result = await replayAttempts(letter)
+        if let traces, result != "skipped", let correlation = letter.correlationId ?? CloudEvent(record: letter.originalRecord)?.correlationId {
+            let original = letter.originalRecord
+            let fetched = FetchedEvent(topic: letter.originalTopic, partition: letter.originalPartition, offset: letter.originalOffset,
+                                       timestamp: original.timestamp, record: original, event: CloudEvent(record: original))
+            var hop = TraceHop.about(fetched, kind: .replay, subscription: letter.subscription, time: currentTimeMillis())
+            hop.outcome = result
+            hop.topic = letter.originalTopic
+            traces.record(hop, correlationId: correlation)
+        }
+        return result
+    }
+
+    private func replayAttempts(_ letter: DeadLetter) async -> String {
         guard index.isUnresolved(letter.topic, partition: letter.partition, offset: letter.offset),
               let subscription = subscription(letter.subscription) else { return "skipped" }
         let original = letter.originalRecord

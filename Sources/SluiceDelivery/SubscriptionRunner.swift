@@ -6,6 +6,7 @@ import Prometheus
 import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
+import SluiceTrace
 import Synchronization
 
 /// The circuit breaker of one subscription.
@@ -60,6 +61,7 @@ actor SubscriptionRunner {
     let deadLetters: DeadLetterWriter
     let logger: Logger
     let metrics: SluiceMetrics
+    let traces: TraceIndex?
 
     struct Pending: Sendable {
         var fetched: FetchedEvent
@@ -109,8 +111,9 @@ actor SubscriptionRunner {
     private let rewindCompleted: @Sendable (String) -> Void
 
     init(subscription: Subscription, groups: GroupCoordinator, client: HTTPClient, deadLetters: DeadLetterWriter, logger: Logger,
-         rewind: SubscriptionRewind? = nil, rewindCompleted: @escaping @Sendable (String) -> Void = { _ in }) {
+         rewind: SubscriptionRewind? = nil, rewindCompleted: @escaping @Sendable (String) -> Void = { _ in }, traces: TraceIndex? = nil) {
         self.subscription = subscription
+        self.traces = traces
         self.rewind = rewind
         self.rewindCompleted = rewindCompleted
         self.groups = groups
@@ -250,7 +253,7 @@ actor SubscriptionRunner {
                 readyHead += 1
                 busyKeys.insert(key)
                 attempting += 1
-                Task { await self.completed(key: key, outcome: .unsupportedVersion(message: message)) }
+                Task { await self.completed(key: key, outcome: .unsupportedVersion(message: message), latency: nil) }
                 continue
             }
             switch breaker {
@@ -277,17 +280,22 @@ actor SubscriptionRunner {
             let upcastFrom = pending.upcastFrom
             if attempt > 1 { metrics.counter(MetricName.deliveryRetries, subscription.name).increment() }
             Task {
+                let started = ContinuousClock.now
                 let outcome = await deliverer.attempt(fetched, attempt: attempt, rewind: replayOf, upcastFrom: upcastFrom)
-                await self.completed(key: key, outcome: outcome)
+                await self.completed(key: key, outcome: outcome, latency: started.duration(to: .now))
             }
         }
     }
 
-    private func completed(key: String, outcome: AttemptOutcome) async {
+    private func completed(key: String, outcome: AttemptOutcome, latency: Duration?) async {
         attempting -= 1
         guard var pending = queues[key]?.first else { return }
         let event = pending.fetched.event
         let context = correlation(pending)
+        if let traces, let correlation = event?.correlationId {
+            traces.record(.attempt(pending.fetched, subscription: subscription.name, attempt: max(pending.attempts, 1), outcome: outcome, latency: latency,
+                                   time: currentTimeMillis()), correlationId: correlation)
+        }
         if case .unsupportedVersion(let message) = outcome {
             record(&pending, now: currentTimeMillis(), status: nil, type: .unsupportedEventVersion, message: message)
             queues[key]![0] = pending
@@ -391,6 +399,14 @@ actor SubscriptionRunner {
                 logger.error("could not write a dead letter; retrying in 1 s", metadata: [LogField.subscription: .string(subscription.name), "error": .string(error.message)])
                 try? await Task.sleep(for: .seconds(1))
             }
+        }
+        if let traces, let correlation = pending.fetched.event?.correlationId {
+            var hop = TraceHop.about(pending.fetched, kind: .deadLetter, subscription: subscription.name, time: currentTimeMillis())
+            hop.outcome = history.errorType.rawValue
+            hop.attempt = pending.attempts
+            hop.httpStatus = pending.lastStatus
+            hop.final = true
+            traces.record(hop, correlationId: correlation)
         }
         Correlation.$current.withValue(context) {
             logger.warning("event dead-lettered", metadata: [

@@ -4,6 +4,7 @@ public import Logging
 public import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
+public import SluiceTrace
 import Synchronization
 
 /// Runs orchestrated sagas and follows observed ones.
@@ -25,6 +26,8 @@ public final class SagaEngine: Sendable {
     let broker: Broker
     let groups: GroupCoordinator
     let logger: Logger
+    /// Where saga changes are traced, if anywhere.
+    let traces: TraceIndex?
     let metrics: SagaMetrics
     /// Topics the reader follows and the event types it hands to the loop.
     let watchedTopics: [String]
@@ -97,7 +100,8 @@ public final class SagaEngine: Sendable {
         for line in logs { logger.log(level: line.level, "\(line.message)", metadata: line.metadata) }
     }
 
-    public init(catalog: SagaCatalog, groups: GroupCoordinator, logger: Logger) {
+    public init(catalog: SagaCatalog, groups: GroupCoordinator, logger: Logger, traces: TraceIndex? = nil) {
+        self.traces = traces
         self.catalog = catalog
         self.broker = groups.broker
         self.groups = groups
@@ -305,11 +309,13 @@ public final class SagaEngine: Sendable {
         guard !changed.isEmpty else { return true }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var recorded: [(transition: String, saga: SagaInstance)] = []
         let records: [(partition: Int32, record: Record)] = state.withLock { state in
             changed.compactMap { key, transition in
                 guard state.instances[key] != nil else { return nil }
                 state.instances[key]!.version += 1
                 state.recordedAt[key] = currentTimeMillis()
+                recorded.append((transition, state.instances[key]!))
                 let entry = StateRecord(transition: transition, saga: state.instances[key]!)
                 guard let value = try? encoder.encode(entry) else { return nil }
                 return (0, Record(timestamp: currentTimeMillis(), key: Array(key.utf8), value: Array(value), headers: [
@@ -322,6 +328,7 @@ public final class SagaEngine: Sendable {
         while true {
             do {
                 _ = try await broker.appendDurably(topic: Self.stateTopic, partitions: 1, records)
+                if let traces { trace(recorded, into: traces) }
                 return true
             } catch {
                 // Stopping: what was not recorded did not happen (the previous states are resumed at start).

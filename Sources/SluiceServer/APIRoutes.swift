@@ -33,6 +33,7 @@ struct APIRoutes: Sendable {
         registerDelivery(on: router)
         registerSagas(on: router)
         registerSchemas(on: router)
+        registerTraces(on: router)
     }
 
     static func health() -> Response {

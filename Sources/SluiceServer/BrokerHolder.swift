@@ -2,19 +2,31 @@ import SluiceBroker
 import SluiceDelivery
 import SluiceKafka
 import SluiceSaga
+import SluiceTrace
 import Synchronization
 
 /// The broker once the log is recovered. The listeners start before recovery so that `/healthz` answers while
 /// a large log is still being checked; until then API calls get 503 and `/readyz` says `starting`.
 final class BrokerHolder: Sendable {
-    private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine)?>(nil)
+    private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine, traces: TraceIndex?)?>(nil)
 
     var broker: Broker? { state.withLock { $0?.broker } }
     var kafkaBackend: KafkaListener.Backend? { state.withLock { $0.map { KafkaListener.Backend(broker: $0.broker, groups: $0.groups) } } }
     var sagasLoaded: Bool { state.withLock { $0?.sagas }?.isLoaded ?? false }
 
-    func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine) {
-        state.withLock { $0 = (broker, groups, delivery, sagas) }
+    func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine, traces: TraceIndex?) {
+        state.withLock { $0 = (broker, groups, delivery, sagas, traces) }
+    }
+
+    /// The trace index, or a 503 like ``require()``, or a 404 when `trace.enabled` is false.
+    func requireTraces() throws(BrokerError) -> TraceIndex {
+        guard let held = state.withLock({ $0 }) else {
+            throw BrokerError(.unavailable, "the agent is still recovering its log; retry shortly (GET /readyz says when it is ready)", retryAfter: 1)
+        }
+        guard let traces = held.traces else {
+            throw BrokerError(.notFound, "the trace index is off (trace.enabled=false); start the agent with --trace-enabled true to keep traces")
+        }
+        return traces
     }
 
     /// The saga engine, or a 503 like ``require()``.

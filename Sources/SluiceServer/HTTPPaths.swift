@@ -35,11 +35,16 @@ public enum HTTPPath {
     public static let sagas = "/v1/sagas"
     /// POST: start a saga of this type. GET: the saga with this id.
     public static let saga = "/v1/sagas/{name}"
+    /// GET: traces, most recent activity first (`?status=in_flight|stale|complete&limit=`).
+    public static let traces = "/v1/traces"
+    /// GET: one correlation's journey (a saga id finds the trace of the request or event that started it).
+    public static let trace = "/v1/traces/{correlationId}"
 
     /// Every path above.
     public static let all = [health, ready, metrics, topics, topic, topicEvents, partitionEvents, routedEvents,
                              groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets, groupOffsetsReset,
-                             subscriptions, subscription, subscriptionRewind, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, schemas, schemaType, schema, sagas, saga]
+                             subscriptions, subscription, subscriptionRewind, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, schemas, schemaType, schema, sagas, saga,
+                             traces, trace]
 }
 
 /// Header names Sluice reads or writes.

@@ -10,6 +10,7 @@ import SluiceKafka
 import SluiceLog
 import SluiceSaga
 public import SluiceTelemetry
+import SluiceTrace
 import ServiceLifecycle
 import Synchronization
 
@@ -197,10 +198,12 @@ struct BrokerService: Service {
         let groups: GroupCoordinator
         let delivery: DeliveryService
         let sagas: SagaEngine
+        let traces: TraceIndex?
         do {
             groups = try GroupCoordinator(broker: broker)
-            delivery = try DeliveryService(groups: groups, logger: logger)
-            sagas = SagaEngine(catalog: try SagaCatalog.load(config: config), groups: groups, logger: logger)
+            traces = config.bool("trace.enabled") ? try TraceIndex(settings: TraceSettings(config: config), metrics: metrics) : nil
+            delivery = try DeliveryService(groups: groups, logger: logger, traces: traces)
+            sagas = SagaEngine(catalog: try SagaCatalog.load(config: config), groups: groups, logger: logger, traces: traces)
             // Transactions a crash left unfinished are committed (with their consumer offsets) or aborted before
             // anything reads.
             let commitOffsets: @Sendable ([GroupPartition: CommittedOffset]) async throws -> Void = { [groups] offsets in
@@ -215,12 +218,16 @@ struct BrokerService: Service {
             throw error
         }
         let recovery = broker.log.recovery
-        holder.set(broker, groups: groups, delivery: delivery, sagas: sagas)
+        holder.set(broker, groups: groups, delivery: delivery, sagas: sagas, traces: traces)
         startup.brokerRecovered(broker) { [logger] in Self.report(recovery, logger: logger) }
         let maintenance = Task { await broker.runMaintenance() }
         let groupWork = Task { await groups.run() }
         let deliveryWork = Task { await delivery.run() }
         let sagaWork = Task { await sagas.run(onLoaded: startup.sagasLoaded) }
+        let traceWork = traces.map { traces in
+            let tailer = TraceTailer(broker: broker, index: traces, deliverers: delivery.deliverers, skip: delivery.isDeadLetterTopic)
+            return (Task { await tailer.run() }, Task { await traces.run() })
+        }
         try? await gracefulShutdown()
         // Sagas and deliveries stop first (recording what they changed, finishing attempts in progress and
         // committing), then the log closes.
@@ -228,6 +235,12 @@ struct BrokerService: Service {
         await sagaWork.value
         deliveryWork.cancel()
         await deliveryWork.value
+        if let (tailing, upkeep) = traceWork {
+            tailing.cancel()
+            await tailing.value
+            upkeep.cancel()
+            await upkeep.value
+        }
         maintenance.cancel()
         groupWork.cancel()
         logger.info("shutting down: writing accepted events and closing the log")

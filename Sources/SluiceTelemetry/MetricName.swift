@@ -177,6 +177,19 @@ public enum MetricName {
         name: "sluice_saga_compensations_total", help: "Compensation attempts, by outcome: succeeded, failed (a failure reply), timed_out.",
         labels: ["saga_type", "step", "outcome"])
 
+    // Traces
+    public static let tracesInFlight = MetricFamily(
+        name: "sluice_traces_in_flight", help: "Correlation traces with an event awaiting a delivery or a saga not final, with progress within trace.stale.ms.", labels: [])
+    public static let tracesStale = MetricFamily(
+        name: "sluice_traces_stale", help: "Correlation traces in flight without progress for trace.stale.ms.", labels: [])
+    public static let traceDuration = MetricFamily(
+        name: "sluice_trace_duration_seconds", help: "Time from a trace's first hop to its last, observed when it completes, by the type of its first event.",
+        labels: ["event_type"])
+    public static let traceIndexTraces = MetricFamily(
+        name: "sluice_trace_index_traces", help: "Correlation traces held by the trace index (bounded by trace.max.traces).", labels: [])
+    public static let traceIndexBytes = MetricFamily(
+        name: "sluice_trace_index_bytes", help: "Bytes of hops held by the trace index (bounded by trace.max.traces × trace.max.hops).", labels: [])
+
     // HTTP
     public static let httpRequests = MetricFamily(
         name: "sluice_http_requests_total", help: "HTTP API requests by route template, method and status code.",
@@ -224,6 +237,6 @@ public enum MetricName {
         kafkaConnections, kafkaReceivedBytes, kafkaSentBytes, logLinesDropped,
         dlqEvents, dlqDepth, dlqOldestAge, deliveryAttempts, deliveryRetries, processingDuration, deliveryInFlight,
         deliveryOldestPending, poisonEvents, dlqReplayed, schemaValidations, eventsUpcast, rewinds, rewindRemaining, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
-        sagaOldestInFlight, sagaCompensations, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
+        sagaOldestInFlight, sagaCompensations, tracesInFlight, tracesStale, traceDuration, traceIndexTraces, traceIndexBytes, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,
     ]
 }

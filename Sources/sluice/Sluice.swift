@@ -12,7 +12,7 @@ struct Sluice: AsyncParsableCommand {
             Exit codes: 0 success; 1 failure (or damage found by fsck); 2 bad input (unknown flag, \
             invalid value); 4 damage fsck could not repair.
             """,
-        subcommands: [ServeCommand.self, ConfigCommand.self, LogsCommand.self, PartitionsCommand.self, GroupsCommand.self, SubscriptionsCommand.self, SchemasCommand.self, DLQCommand.self, SagasCommand.self, ProduceCommand.self, DumpCommand.self, FsckCommand.self, BenchCommand.self, CrashWriterCommand.self]
+        subcommands: [ServeCommand.self, ConfigCommand.self, LogsCommand.self, PartitionsCommand.self, GroupsCommand.self, SubscriptionsCommand.self, SchemasCommand.self, DLQCommand.self, SagasCommand.self, TraceCommand.self, TracesCommand.self, ProduceCommand.self, DumpCommand.self, FsckCommand.self, BenchCommand.self, CrashWriterCommand.self]
     )
 
     /// Parses and runs a command; bad input exits with code 2 and a message saying what to fix.

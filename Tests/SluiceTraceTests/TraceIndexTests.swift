@@ -1,0 +1,191 @@
+import Foundation
+import SluiceBroker
+import SluiceLog
+import SluiceTelemetry
+import Testing
+@testable import SluiceTrace
+import SluiceTestSupport
+
+/// An event hop at `topic/0@offset` that `expected` subscriptions will deliver.
+func eventHop(_ id: String, offset: Int64, time: Int64, type: String = "order.placed", cause: String? = nil, expected: [String] = []) -> TraceHop {
+    var hop = TraceHop(kind: .event, time: time)
+    hop.eventId = id
+    hop.eventType = type
+    hop.source = "/tests"
+    hop.causationId = cause
+    hop.topic = "orders"
+    hop.partition = 0
+    hop.offset = offset
+    if !expected.isEmpty { hop.expected = expected }
+    return hop
+}
+
+func deliveryHop(offset: Int64, subscription: String, time: Int64, outcome: String, final: Bool) -> TraceHop {
+    var hop = TraceHop(kind: .delivery, time: time)
+    hop.topic = "orders"
+    hop.partition = 0
+    hop.offset = offset
+    hop.subscription = subscription
+    hop.outcome = outcome
+    hop.final = final
+    hop.attempt = 1
+    return hop
+}
+
+func sagaHop(_ id: String, time: Int64, status: String, final: Bool) -> TraceHop {
+    var hop = TraceHop(kind: .saga, time: time)
+    hop.sagaId = id
+    hop.sagaType = "order"
+    hop.sagaStatus = status
+    hop.outcome = final ? "finished" : "started"
+    hop.final = final
+    return hop
+}
+
+@Suite("Trace index")
+struct TraceIndexTests {
+    @Test("hops survive the binary form: 3,000 random hops with every field present or absent")
+    func binaryRoundTrip() throws {
+        var generator = SystemRandomNumberGenerator()
+        func maybe<T>(_ value: @autoclosure () -> T) -> T? { Bool.random(using: &generator) ? value() : nil }
+        func text() -> String { String((0..<Int.random(in: 0...40)).map { _ in "aé/-_.9✓\u{1F}x".randomElement()! }) }
+        for _ in 0..<3000 {
+            var hop = TraceHop(kind: TraceHop.Kind.allCases.randomElement()!, time: Int64.random(in: Int64.min...Int64.max))
+            hop.eventId = maybe(text()); hop.eventType = maybe(text()); hop.source = maybe(text()); hop.causationId = maybe(text())
+            hop.topic = maybe(text()); hop.partition = maybe(Int32.random(in: Int32.min...Int32.max)); hop.offset = maybe(Int64.random(in: Int64.min...Int64.max))
+            hop.subscription = maybe(text()); hop.attempt = maybe(Int.random(in: 0...1_000_000)); hop.httpStatus = maybe(Int.random(in: 100...599))
+            hop.outcome = maybe(text()); hop.latencyMs = maybe(Double.random(in: 0...100_000)); hop.sagaId = maybe(text()); hop.sagaType = maybe(text())
+            hop.sagaStatus = maybe(text()); hop.step = maybe(text()); hop.final = maybe(Bool.random()); hop.expected = maybe((0..<Int.random(in: 0...4)).map { _ in text() })
+            var bytes: [UInt8] = []
+            hop.encode(into: &bytes)
+            var reader = BinaryReader(bytes)
+            #expect(try TraceHop.decode(&reader) == hop)
+            #expect(reader.isAtEnd)
+            // Every cut of it is an error, never a crash.
+            let cut = Int.random(in: 0..<bytes.count)
+            var short = BinaryReader(Array(bytes[..<cut]))
+            #expect(throws: TraceCodingError.self) { try TraceHop.decode(&short) }
+        }
+    }
+
+    @Test("in flight while a delivery is awaited, whichever comes first; complete when every subscription is done; stale without progress")
+    func statuses() throws {
+        let index = try TraceIndex(settings: TraceSettings(staleMs: 1000))
+        index.recordEvents([("c-1", eventHop("e-1", offset: 7, time: 1_000, expected: ["billing", "mail"]))], positions: [:])
+        #expect(index.trace("c-1", now: 1_500)?.status == .inFlight)
+        #expect(index.trace("c-1", now: 1_500)?.pendingDeliveries == 2)
+        #expect(index.trace("c-1", now: 2_001)?.status == .stale)
+        // A retry is progress, not an end.
+        index.record(deliveryHop(offset: 7, subscription: "billing", time: 2_100, outcome: "http_error", final: false), correlationId: "c-1")
+        #expect(index.trace("c-1", now: 2_200)?.status == .inFlight)
+        index.record(deliveryHop(offset: 7, subscription: "billing", time: 2_300, outcome: "delivered", final: true), correlationId: "c-1")
+        #expect(index.trace("c-1", now: 2_400)?.pendingDeliveries == 1)
+        var dead = deliveryHop(offset: 7, subscription: "mail", time: 2_500, outcome: "rejected", final: false)
+        index.record(dead, correlationId: "c-1")
+        dead.kind = .deadLetter
+        index.record(dead, correlationId: "c-1")
+        let done = try #require(index.trace("c-1", now: 99_999))
+        #expect(done.status == .complete)
+        #expect(done.hops.map(\.kind) == [.event, .delivery, .delivery, .delivery, .deadLetter])
+        #expect(done.firstMillis == 1_000 && done.lastMillis == 2_500)
+
+        // The runner can finish before the tailer reads the event: the delivery waits for it.
+        index.record(deliveryHop(offset: 9, subscription: "billing", time: 3_000, outcome: "delivered", final: true), correlationId: "c-2")
+        index.recordEvents([("c-2", eventHop("e-2", offset: 9, time: 2_990, expected: ["billing"]))], positions: [:])
+        let early = try #require(index.trace("c-2", now: 3_001))
+        #expect(early.status == .complete)
+        #expect(early.hops.map(\.kind) == [.event, .delivery], "ordered by time, not by arrival")
+    }
+
+    @Test("a saga keeps its trace in flight until final; events correlated by the saga id join the trace that started it")
+    func sagasAndLinks() throws {
+        let index = try TraceIndex(settings: TraceSettings())
+        index.recordEvents([("order-7", eventHop("e-1", offset: 1, time: 1_000))], positions: [:])
+        index.link(sagaId: "saga-1", to: "order-7")
+        index.record(sagaHop("saga-1", time: 1_100, status: "running", final: false), correlationId: "order-7")
+        index.recordEvents([("saga-1", eventHop("cmd-1", offset: 2, time: 1_200, type: "payment.process", cause: "e-1"))], positions: [:])
+        let running = try #require(index.trace("saga-1", now: 1_300))
+        #expect(running.correlationId == "order-7")
+        #expect(running.status == .inFlight && running.openSagas == ["saga-1"])
+        #expect(running.aliases == ["saga-1"])
+        index.record(sagaHop("saga-1", time: 1_400, status: "completed", final: true), correlationId: "saga-1")
+        let done = try #require(index.trace("order-7", now: 1_500))
+        #expect(done.status == .complete)
+        #expect(done.hops.count == 4)
+        let tree = done.causationTree()
+        #expect(tree.count == 1)
+        #expect((tree[0]["children"] as? [[String: Any]])?.first?["event_id"] as? String == "cmd-1")
+        #expect(index.list(status: .complete, limit: 10).traces.map(\.correlationId) == ["order-7"])
+    }
+
+    @Test("bounds: hops past trace.max.hops are counted and still finish deliveries; the oldest traces go past trace.max.traces; retention drops idle ones")
+    func bounds() throws {
+        let index = try TraceIndex(settings: TraceSettings(maxTraces: 100, retentionMs: 60_000, maxHopsPerTrace: 3))
+        index.recordEvents([("big", eventHop("e", offset: 1, time: 10, expected: ["s"]))], positions: [:])
+        for n in 0..<5 { index.record(deliveryHop(offset: 1, subscription: "s", time: 20 + Int64(n), outcome: "timeout", final: false), correlationId: "big") }
+        index.record(deliveryHop(offset: 1, subscription: "s", time: 30, outcome: "delivered", final: true), correlationId: "big")
+        let big = try #require(index.trace("big", now: 40))
+        #expect(big.hops.count == 3 && big.droppedHops == 4)
+        #expect(big.status == .complete)
+
+        for n in 0..<150 { index.recordEvents([("t-\(n)", eventHop("e-\(n)", offset: Int64(n), time: 1_000 + Int64(n)))], positions: [:]) }
+        index.maintain(now: 2_000)
+        #expect(index.size.traces == 95, "down to 95% of trace.max.traces")
+        #expect(index.trace("big") == nil && index.trace("t-0") == nil && index.trace("t-149") != nil)
+        index.maintain(now: 1_100 + 60_000)
+        #expect(index.size.traces == 50, "idle for retention.ms: t-55…t-99 went, t-100… stay")
+        #expect(index.trace("t-100") != nil && index.trace("t-99") == nil)
+    }
+
+    @Test("the journal brings back every trace, link and read position after a restart, also after compaction and with a torn tail")
+    func journal() async throws {
+        try await withTemporaryDirectory { dir in
+            let settings = TraceSettings(directory: dir + "/traces")
+            var index: TraceIndex? = try TraceIndex(settings: settings)
+            index!.recordEvents([("c-1", eventHop("e-1", offset: 4, time: 1_000, expected: ["billing"]))], positions: [TopicPartition("orders", 0): 5])
+            index!.link(sagaId: "saga-1", to: "c-1")
+            index!.record(sagaHop("saga-1", time: 1_100, status: "running", final: false), correlationId: "saga-1")
+            index!.record(deliveryHop(offset: 4, subscription: "billing", time: 1_200, outcome: "delivered", final: true), correlationId: "c-1")
+            let before = try #require(index!.trace("c-1", now: 1_300))
+            index!.close()
+            index = nil
+
+            let reopened = try TraceIndex(settings: settings)
+            let after = try #require(reopened.trace("saga-1", now: 1_300))
+            #expect(after.hops == before.hops)
+            #expect(after.status == .inFlight && after.openSagas == ["saga-1"] && after.pendingDeliveries == 0)
+            #expect(reopened.positions == [TopicPartition("orders", 0): 5])
+            reopened.compactIfDue(force: true)
+            reopened.close()
+
+            // A torn last entry (a crash in the middle of a write) is cut off; what was whole stays.
+            let path = dir + "/traces/traces.journal"
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            handle.seekToEndOfFile()
+            handle.write(Data([0, 0, 0, 40, 1, 2, 3]))
+            try handle.close()
+            let compacted = try TraceIndex(settings: settings)
+            #expect(compacted.trace("c-1", now: 1_300)?.hops == before.hops)
+            #expect(compacted.positions == [TopicPartition("orders", 0): 5])
+            compacted.close()
+        }
+    }
+
+    @Test("gauges count statuses, and a trace's duration is observed once when it completes, under its first event's type")
+    func metrics() throws {
+        let metrics = SluiceMetrics()
+        let index = try TraceIndex(settings: TraceSettings(staleMs: 1000), metrics: metrics)
+        let now = currentTimeMillis()
+        index.recordEvents([("a", eventHop("e-a", offset: 1, time: now - 5_000, expected: ["s"])),
+                            ("b", eventHop("e-b", offset: 2, time: now - 100, expected: ["s"])),
+                            ("c", eventHop("e-c", offset: 3, time: now - 300, type: "cart.checked_out"))], positions: [:])
+        index.record(deliveryHop(offset: 3, subscription: "s", time: now - 50, outcome: "delivered", final: true), correlationId: "c")
+        index.maintain(now: now)
+        index.maintain(now: now)
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains("sluice_traces_stale 1"))
+        #expect(text.contains("sluice_traces_in_flight 1"))
+        #expect(text.contains("sluice_trace_index_traces 3"))
+        #expect(text.contains("sluice_trace_duration_seconds_count{event_type=\"cart.checked_out\"} 1"), "\(text.split(separator: "\n").filter { $0.contains("trace") })")
+    }
+}
