@@ -67,6 +67,9 @@ public final class TraceTailer: Sendable {
                 }
                 if !hops.isEmpty || !result.next.isEmpty { index.recordEvents(hops, positions: result.next) }
                 positions.merge(result.next) { _, new in new }
+                // A read answers at once, empty, once shutdown has ended long polls: sleep, so this loop never
+                // holds a thread of the cooperative pool until it is cancelled.
+                if result.next.isEmpty { try? await Task.sleep(for: .milliseconds(100)) }
             } catch {
                 // A topic deleted between listing and reading: the next pass lists again.
                 try? await Task.sleep(for: .milliseconds(200))
