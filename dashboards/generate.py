@@ -143,6 +143,18 @@ ROWS = [
          [q(f'sum by (saga_type, step, outcome) (increase(sluice_saga_compensations_total{{{ST},{J}}}[1h]))', "{{saga_type}} {{step}} {{outcome}}")],
          "Compensation attempts by outcome."),
     ]),
+    ("Traces", "Which journeys are still moving, which are stuck, and how long they take end to end.", [
+        ("Traces in flight and stale", "short", "timeseries",
+         [q(f'sluice_traces_in_flight{{{J}}}', "{{instance}} in flight"), q(f'sluice_traces_stale{{{J}}}', "{{instance}} stale")],
+         "In flight: an event awaits a delivery or a saga is not final. Stale: in flight without progress for trace.stale.ms (sluice traces --status stale)."),
+        ("Trace duration (p50, p95)", "s", "timeseries",
+         [q(f'histogram_quantile(0.5, sum by (le, event_type) (rate(sluice_trace_duration_seconds_bucket{{{J}}}[{RATE}])))', "p50 {{event_type}}"),
+          q(f'histogram_quantile(0.95, sum by (le, event_type) (rate(sluice_trace_duration_seconds_bucket{{{J}}}[{RATE}])))', "p95 {{event_type}}")],
+         "First hop to last of completed traces, by the type of the first event."),
+        ("Trace index", "short", "timeseries",
+         [q(f'sluice_trace_index_traces{{{J}}}', "{{instance}} traces"), q(f'sluice_trace_index_bytes{{{J}}} / 1048576', "{{instance}} hop MiB")],
+         "Traces held and the MiB of their hops, against trace.max.traces and trace.max.bytes."),
+    ]),
     ("Agent", "Is it up, and what does it cost.", [
         ("Up", "short", "stat", [q(f'up{{{J}}}', "{{instance}}")], "1 when Prometheus can scrape the agent."),
         ("Resident memory", "bytes", "timeseries", [q(f'process_resident_memory_bytes{{{J}}}', "{{instance}}")], "RSS of the agent."),

@@ -33,7 +33,8 @@ public struct TraceSummary: Sendable {
     public var hops: Int
 }
 
-/// Every correlation's journey, bounded in count (`trace.max.traces`), per trace (`trace.max.hops`) and in time
+/// Every correlation's journey, bounded in count (`trace.max.traces`), in bytes (`trace.max.bytes`), per trace
+/// (`trace.max.hops`) and in time
 /// (`trace.retention.ms`), and kept in a journal so that it survives a restart.
 ///
 /// Hops are held in their binary form (a trace costs its hops' bytes plus a small entry); what a status needs
@@ -178,11 +179,16 @@ public final class TraceIndex: Sendable {
     }
 
     private static func apply(_ hop: TraceHop, encoded: ArraySlice<UInt8>, to id: String, state: inout State, settings: TraceSettings) {
-        var entry = state.entries.removeValue(forKey: id) ?? Entry()
+        state.hopBytes += apply(hop, encoded: encoded, to: &state.entries[id, default: Entry()], settings: settings)
+    }
+
+    /// Adds the hop to the entry (in place: one hash of the id per hop); returns the bytes kept.
+    private static func apply(_ hop: TraceHop, encoded: ArraySlice<UInt8>, to entry: inout Entry, settings: TraceSettings) -> Int {
+        var kept = 0
         if entry.hopCount < settings.maxHopsPerTrace {
             entry.hops.append(contentsOf: encoded)
             entry.hopCount += 1
-            state.hopBytes += encoded.count
+            kept = encoded.count
         } else {
             entry.droppedHops += 1
         }
@@ -227,7 +233,7 @@ public final class TraceIndex: Sendable {
             }
         }
         if !entry.outstanding.isEmpty || !entry.openSagas.isEmpty { entry.reported = false }
-        state.entries[id] = entry
+        return kept
     }
 
     private static func replay(_ payload: [UInt8], into state: inout State, settings: TraceSettings) {
@@ -300,7 +306,7 @@ public final class TraceIndex: Sendable {
 
     // MARK: - Upkeep
 
-    /// Writes the journal every 200 ms and, every second, drops what is past retention or over `trace.max.traces`,
+    /// Writes the journal every 200 ms and, every second, drops what is past retention or over `trace.max.traces` or `trace.max.bytes`,
     /// observes completed traces and sets the gauges; until cancelled, then writes what is left and closes.
     public func run() async {
         var tick = 0
@@ -332,26 +338,34 @@ public final class TraceIndex: Sendable {
         var completed: [(type: String, seconds: Double)] = []
         let (inFlight, stale, traces, bytes) = state.withLock { state -> (Int, Int, Int, Int) in
             let cutoff = now - settings.retentionMs
-            var expired: [String] = []
-            // An entry without hops holds a saga's link until its first event is read: it is kept.
-            for (id, entry) in state.entries where entry.last < cutoff && !entry.isEmpty { expired.append(id) }
-            if state.entries.count - expired.count > settings.maxTraces {
-                // Down to 95% of the bound, so that this sort runs once per 5% of growth, not every pass.
-                let keep = settings.maxTraces * 95 / 100
-                let live = state.entries.filter { $0.value.last >= cutoff }.map { ($0.value.last, $0.key) }.sorted { $0 < $1 }
-                expired += live.prefix(max(0, live.count - keep)).map(\.1)
+            if state.entries.count > settings.maxTraces || state.hopBytes > settings.maxBytes {
+                // The least recently active go first (those past retention among them), down to 95% of both
+                // bounds, so that this sort runs once per 5% of growth, not every pass.
+                var byActivity = state.entries.map { ($0.value.last, $0.key) }
+                byActivity.sort { $0 < $1 }
+                for (_, id) in byActivity {
+                    guard state.entries.count > settings.maxTraces * 95 / 100 || state.hopBytes > settings.maxBytes / 100 * 95 else { break }
+                    Self.remove(id, state: &state)
+                }
             }
-            for id in expired { Self.remove(id, state: &state) }
+            var expired: [String] = []
             var inFlight = 0
             var stale = 0
-            for id in state.entries.keys where !state.entries[id]!.isEmpty {
-                switch state.entries[id]!.status(now: now, staleMs: settings.staleMs) {
+            // One pass by index: entries are read and marked in place, never hashed or copied.
+            for position in state.entries.indices {
+                let entry = state.entries.values[position]
+                guard !entry.isEmpty else { continue }
+                // An entry without hops holds a saga's link until its first event is read: it is kept.
+                if entry.last < cutoff {
+                    expired.append(state.entries.keys[position])
+                    continue
+                }
+                switch entry.status(now: now, staleMs: settings.staleMs) {
                 case .inFlight: inFlight += 1
                 case .stale: stale += 1
                 case .complete:
-                    guard !state.entries[id]!.reported else { continue }
-                    state.entries[id]!.reported = true
-                    let entry = state.entries[id]!
+                    guard !entry.reported else { continue }
+                    state.entries.values[position].reported = true
                     var type = entry.firstEventType ?? "none"
                     if type.utf8.count > SluiceMetrics.maxLabelValueLength || (!state.durationTypes.contains(type) && state.durationTypes.count >= 200) {
                         type = "other"
@@ -360,6 +374,7 @@ public final class TraceIndex: Sendable {
                     completed.append((type, Double(max(0, entry.last - entry.first)) / 1000))
                 }
             }
+            for id in expired { Self.remove(id, state: &state) }
             return (inFlight, stale, state.entries.count, state.hopBytes)
         }
         if let metrics {

@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the storage engine (build with -c release for meaningful numbers).",
-        subcommands: [LogBench.self, MetricsBench.self, LagBench.self, DeliveryBench.self, SagaBench.self, BatchesBench.self, SchemaBench.self, PublishBench.self]
+        subcommands: [LogBench.self, MetricsBench.self, LagBench.self, DeliveryBench.self, SagaBench.self, BatchesBench.self, SchemaBench.self, PublishBench.self, TraceBench.self]
     )
 }
 

@@ -137,6 +137,16 @@ struct TraceIndexTests {
         #expect(index.trace("t-100") != nil && index.trace("t-99") == nil)
     }
 
+    @Test("trace.max.bytes: past it, the least recently active traces go until the hops fit in 95% of it")
+    func byteBound() throws {
+        let index = try TraceIndex(settings: TraceSettings(maxBytes: 10_000))
+        for n in 0..<400 { index.recordEvents([("t-\(n)", eventHop("e-\(n)", offset: Int64(n), time: 1_000 + Int64(n)))], positions: [:]) }
+        let perHop = index.size.hopBytes / 400
+        index.maintain(now: 2_000)
+        #expect(index.size.hopBytes <= 9_500 && index.size.hopBytes > 9_500 - perHop, "\(index.size)")
+        #expect(index.trace("t-399") != nil && index.trace("t-0") == nil)
+    }
+
     @Test("the journal brings back every trace, link and read position after a restart, also after compaction and with a torn tail")
     func journal() async throws {
         try await withTemporaryDirectory { dir in
