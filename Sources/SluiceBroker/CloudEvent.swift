@@ -37,7 +37,7 @@ public struct CloudEvent: Sendable, Hashable {
 
     /// Whether a record's `content-type` marks a structured-mode CloudEvent in JSON (parameters such as
     /// `charset` aside, any letter case).
-    static func isStructured(contentType: String) -> Bool {
+    public static func isStructured(contentType: String) -> Bool {
         if contentType == "application/cloudevents+json" { return true }  // the usual spelling, without the work below
         let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         return mediaType.lowercased() == "application/cloudevents+json"

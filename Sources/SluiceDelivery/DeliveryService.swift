@@ -245,16 +245,15 @@ public final class DeliveryService: Sendable {
         topic.hasSuffix(".dlq") || topic.hasSuffix(".poison") || dlqTopicNames.contains(topic)
     }
 
-    /// The subscriptions that will deliver the event at `offset` of `topic/partition`: those reading the topic,
-    /// accepting the type, whose group has not committed past the event.
-    public func deliverers(topic: String, partition: Int32, offset: Int64, eventType: String) -> [String] {
+    /// The subscriptions reading `topic` that accept `eventType`, with the offset their group committed on
+    /// `partition` (0 when none): they will deliver the partition's events from that offset on.
+    public func deliveryTargets(topic: String, partition: Int32, eventType: String) -> [(subscription: String, committed: Int64)] {
         let reading = state.withLock { state in
             state.subscriptions.values.map(\.subscription).filter { $0.topics.contains(topic) && $0.accepts(eventType: eventType) }
         }
-        return reading.filter { subscription in
-            let committed = groups.store.offset(GroupPartition(group: subscription.group, topic: topic, partition: partition))?.offset
-            return (committed ?? 0) <= offset
-        }.map(\.name).sorted()
+        return reading.map { subscription in
+            (subscription.name, groups.store.offset(GroupPartition(group: subscription.group, topic: topic, partition: partition))?.offset ?? 0)
+        }.sorted { $0.subscription < $1.subscription }
     }
 
     // MARK: - Managing subscriptions

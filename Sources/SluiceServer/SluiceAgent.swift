@@ -225,7 +225,7 @@ struct BrokerService: Service {
         let deliveryWork = Task { await delivery.run() }
         let sagaWork = Task { await sagas.run(onLoaded: startup.sagasLoaded) }
         let traceWork = traces.map { traces in
-            let tailer = TraceTailer(broker: broker, index: traces, deliverers: delivery.deliverers, skip: delivery.isDeadLetterTopic)
+            let tailer = TraceTailer(broker: broker, index: traces, deliverers: delivery.deliveryTargets, skip: delivery.isDeadLetterTopic)
             return (Task { await tailer.run() }, Task { await traces.run() })
         }
         try? await gracefulShutdown()

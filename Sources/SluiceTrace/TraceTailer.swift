@@ -3,12 +3,15 @@ import SluiceLog
 import SluiceTelemetry
 
 /// Reads every topic's committed events behind the writers and records those with a correlation id as event hops,
-/// with the push subscriptions that will deliver each. Publishing pays nothing for it; HTTP, Kafka, saga and
-/// transactional writes are all seen the same way, once committed. It resumes where the index's journal says the
-/// reads stopped, so after a restart the events written meanwhile are read from the log.
+/// with the push subscriptions that will deliver each. Publishing pays nothing for it on its request path; HTTP,
+/// Kafka, saga and transactional writes are all seen the same way, once committed. It resumes where the index's
+/// journal says the reads stopped, so after a restart the events written meanwhile are read from the log.
+///
+/// It reads stored batches itself and takes only the headers it needs from each record (``RecordBatch/scan``),
+/// without making records or CloudEvents of them.
 public final class TraceTailer: Sendable {
-    /// Who will deliver an event: the subscriptions of its topic that accept its type and have not committed past it.
-    public typealias Deliverers = @Sendable (_ topic: String, _ partition: Int32, _ offset: Int64, _ eventType: String) -> [String]
+    /// The subscriptions reading `topic` that accept `eventType`, with the offset their group committed on the partition.
+    public typealias Deliverers = @Sendable (_ topic: String, _ partition: Int32, _ eventType: String) -> [(subscription: String, committed: Int64)]
 
     let broker: Broker
     let index: TraceIndex
@@ -24,56 +27,103 @@ public final class TraceTailer: Sendable {
         self.skip = skip
     }
 
-    /// Reads until cancelled.
+    /// Reads until cancelled: a pass over every partition, then a pause of 100 ms when nothing was there.
     public func run() async {
         while !broker.isReady && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
         var positions = index.positions
-        var rotation = 0
         while !Task.isCancelled {
-            var reads: [(TopicPartition, Int64)] = []
-            for name in broker.log.topicNames.sorted() where !name.hasPrefix("__") && !skip(name) {
-                guard let topic = broker.topic(name) else { continue }
-                for (number, log) in topic.partitions.enumerated() {
-                    let tp = TopicPartition(name, Int32(number))
-                    let at = min(max(positions[tp] ?? log.logStartOffset, log.logStartOffset), log.logEndOffset)
-                    reads.append((tp, at))
+            let (hops, moved) = pass(from: positions)
+            if !hops.isEmpty || !moved.isEmpty { index.recordEvents(hops, positions: moved) }
+            positions.merge(moved) { _, new in new }
+            if hops.isEmpty { try? await Task.sleep(for: .milliseconds(100)) } else { await Task.yield() }
+        }
+    }
+
+    /// One read of every partition from `positions` (up to 1 MiB each): the event hops and where each read ended.
+    func pass(from positions: [TopicPartition: Int64]) -> (hops: [(correlationId: String, hop: TraceHop)], moved: [TopicPartition: Int64]) {
+        let cutoff = currentTimeMillis() - index.settings.retentionMs
+        var hops: [(correlationId: String, hop: TraceHop)] = []
+        var moved: [TopicPartition: Int64] = [:]
+        // Per pass: who delivers each topic, partition and type (and where their groups have committed).
+        var targets: [String: [(subscription: String, committed: Int64)]] = [:]
+        for name in broker.log.topicNames where !name.hasPrefix("__") && !skip(name) {
+            guard let topic = broker.topic(name) else { continue }
+            for (number, log) in topic.partitions.enumerated() {
+                let tp = TopicPartition(name, Int32(number))
+                let start = min(max(positions[tp] ?? log.logStartOffset, log.logStartOffset), log.logEndOffset)
+                var at = start
+                let end = log.visibleEnd(.readCommitted)
+                defer { if at != positions[tp] { moved[tp] = at } }
+                guard at < end, let batches = try? log.read(from: at, maxBytes: 1 << 20) else { continue }
+                for batch in batches where batch.header.baseOffset < end {
+                    if !log.isHidden(batch.header, isolation: .readCommitted) {
+                        let from = at
+                        // A batch that cannot be read (a codec error) is passed over: tracing never stops on it.
+                        try? RecordBatch.scan(batch.bytes) { record in
+                            guard record.offset >= from, record.timestamp >= cutoff, let event = Self.traced(record) else { return }
+                            var hop = TraceHop(kind: .event, time: record.timestamp)
+                            hop.eventId = event.id
+                            hop.eventType = event.type
+                            hop.source = event.source
+                            hop.causationId = event.causationId
+                            hop.topic = name
+                            hop.partition = Int32(number)
+                            hop.offset = record.offset
+                            let key = name + "\u{1F}" + String(number) + "\u{1F}" + event.type
+                            if targets[key] == nil { targets[key] = deliverers(name, Int32(number), event.type) }
+                            let expected = targets[key]!.filter { $0.committed <= record.offset }.map(\.subscription)
+                            if !expected.isEmpty { hop.expected = expected }
+                            hops.append((event.correlationId, hop))
+                        }
+                    }
+                    at = max(at, batch.header.nextOffset)
                 }
-            }
-            guard !reads.isEmpty else {
-                try? await Task.sleep(for: .milliseconds(200))
-                continue
-            }
-            // A different partition first each pass, so that a busy one cannot starve the rest.
-            rotation = (rotation + 1) % reads.count
-            reads = Array(reads[rotation...] + reads[..<rotation])
-            do {
-                let result = try await broker.fetch(reads, maxRecords: 2000, maxBytesPerPartition: 1 << 20, maxWaitMs: 200, isolation: .readCommitted)
-                let cutoff = currentTimeMillis() - index.settings.retentionMs
-                var hops: [(correlationId: String, hop: TraceHop)] = []
-                hops.reserveCapacity(result.events.count)
-                for fetched in result.events where fetched.timestamp >= cutoff {
-                    guard let event = fetched.event, let correlation = event.correlationId, !correlation.isEmpty else { continue }
-                    var hop = TraceHop(kind: .event, time: fetched.timestamp)
-                    hop.eventId = event.id
-                    hop.eventType = event.type
-                    hop.source = event.source
-                    hop.causationId = event.causationId
-                    hop.topic = fetched.topic
-                    hop.partition = fetched.partition
-                    hop.offset = fetched.offset
-                    let expected = deliverers(fetched.topic, fetched.partition, fetched.offset, event.type)
-                    if !expected.isEmpty { hop.expected = expected }
-                    hops.append((correlation, hop))
-                }
-                if !hops.isEmpty || !result.next.isEmpty { index.recordEvents(hops, positions: result.next) }
-                positions.merge(result.next) { _, new in new }
-                // A read answers at once, empty, once shutdown has ended long polls: sleep, so this loop never
-                // holds a thread of the cooperative pool until it is cancelled.
-                if result.next.isEmpty { try? await Task.sleep(for: .milliseconds(100)) }
-            } catch {
-                // A topic deleted between listing and reading: the next pass lists again.
-                try? await Task.sleep(for: .milliseconds(200))
             }
         }
+        return (hops, moved)
+    }
+
+    /// What a trace needs of an event.
+    struct Traced {
+        var id: String
+        var type: String
+        var source: String
+        var correlationId: String
+        var causationId: String?
+    }
+
+    private static let id = Array("ce_id".utf8), type = Array("ce_type".utf8), source = Array("ce_source".utf8)
+    private static let correlation = Array("ce_correlationid".utf8), causation = Array("ce_causationid".utf8)
+    private static let contentType = Array("content-type".utf8)
+
+    /// The record's CloudEvent attributes a trace needs (binary mode: `ce_*` headers; structured mode: the value),
+    /// or nil for a record without a correlation id.
+    static func traced(_ record: RecordView) -> Traced? {
+        var id: String?, type: String?, source: String?, correlationId: String?, causationId: String?
+        var structured = false
+        func text(_ value: UnsafeRawBufferPointer?) -> String? { value.map { String(decoding: $0, as: UTF8.self) } }
+        try? record.forEachHeader { key, value in
+            guard key.count >= 5 else { return }
+            if key.elementsEqual(Self.correlation) {
+                correlationId = text(value)
+            } else if key.elementsEqual(Self.id) {
+                id = text(value)
+            } else if key.elementsEqual(Self.type) {
+                type = text(value)
+            } else if key.elementsEqual(Self.source) {
+                source = text(value)
+            } else if key.elementsEqual(Self.causation) {
+                causationId = text(value)
+            } else if key.elementsEqual(Self.contentType), let value {
+                structured = CloudEvent.isStructured(contentType: String(decoding: value, as: UTF8.self))
+            }
+        }
+        if let id, let type, let source {
+            guard let correlationId, !correlationId.isEmpty else { return nil }
+            return Traced(id: id, type: type, source: source, correlationId: correlationId, causationId: causationId)
+        }
+        guard structured, let value = record.value, let event = try? CloudEvent.parse(json: Array(value)),
+              let correlationId = event.correlationId, !correlationId.isEmpty else { return nil }
+        return Traced(id: event.id, type: event.type, source: event.source, correlationId: correlationId, causationId: event.causationId)
     }
 }

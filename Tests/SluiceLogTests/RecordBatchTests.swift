@@ -278,3 +278,35 @@ func withFreshCRC(_ batch: [UInt8]) -> [UInt8] {
     withUnsafeBytes(of: crc.bigEndian) { for i in 0..<4 { batch[RecordBatchHeader.crcOffset + i] = $0[i] } }
     return batch
 }
+
+@Suite("Record batch scan")
+struct RecordBatchScanTests {
+    @Test("scan visits what decode returns — offsets, timestamps, values, headers — for every codec, and fails where decode fails")
+    func scanMatchesDecode() throws {
+        var generator = SystemRandomNumberGenerator()
+        for codec in CompressionCodec.allCases {
+            for _ in 0..<40 {
+                let records = (0..<Int.random(in: 1...30, using: &generator)).map { n in
+                    Record(timestamp: 1_700_000_000_000 + Int64(n * Int.random(in: 0...5)), key: Bool.random() ? Array("k\(n)".utf8) : nil,
+                           value: Bool.random() ? (0..<Int.random(in: 0...300)).map { _ in UInt8.random(in: 0...255) } : nil,
+                           headers: (0..<Int.random(in: 0...6)).map { h in RecordHeader(key: "h\(h)", value: Bool.random() ? Array("v\(h)".utf8) : nil) })
+                }
+                let bytes = try RecordBatch.encode(records, baseOffset: Int64.random(in: 0...1_000_000), compression: Compression(codec: codec))
+                let decoded = try RecordBatch.decode(bytes).records
+                var scanned: [Record] = []
+                try RecordBatch.scan(bytes) { view in
+                    var headers: [RecordHeader] = []
+                    try view.forEachHeader { key, value in headers.append(RecordHeader(key: String(decoding: key, as: UTF8.self), value: value.map(Array.init))) }
+                    scanned.append(Record(offset: view.offset, timestamp: view.timestamp, key: nil, value: view.value.map(Array.init), headers: headers))
+                }
+                #expect(scanned.count == decoded.count)
+                for (s, d) in zip(scanned, decoded) {
+                    #expect(s.offset == d.offset && s.timestamp == d.timestamp && s.value == d.value && s.headers == d.headers)
+                }
+                var damaged = bytes
+                damaged[damaged.count / 2] ^= 0x5A
+                #expect(throws: (any Error).self) { try RecordBatch.scan(damaged) { _ in } }
+            }
+        }
+    }
+}

@@ -199,3 +199,30 @@ struct TraceIndexTests {
         #expect(text.contains("sluice_trace_duration_seconds_count{event_type=\"cart.checked_out\"} 1"), "\(text.split(separator: "\n").filter { $0.contains("trace") })")
     }
 }
+
+@Suite("Trace tailer")
+struct TraceTailerTests {
+    func traced(_ record: Record) throws -> TraceTailer.Traced? {
+        var found: TraceTailer.Traced??
+        try RecordBatch.scan(try RecordBatch.encode([record], compression: .gzip())) { found = TraceTailer.traced($0) }
+        return try #require(found)
+    }
+
+    @Test("takes id, type, source, correlation and causation from a binary-mode record, and from a structured one; a record without a correlation id is not traced")
+    func readsEvents() throws {
+        var event = CloudEvent(id: "e-1", source: "/shop", type: "order.placed", data: Array("{\"n\":1}".utf8), datacontenttype: "application/json")
+        event.extensions = ["correlationid": "c-1", "causationid": "e-0", "partitionkey": "k"]
+        let binary = try #require(try traced(event.record(timestamp: 1)))
+        #expect(binary.id == "e-1" && binary.type == "order.placed" && binary.source == "/shop" && binary.correlationId == "c-1" && binary.causationId == "e-0")
+
+        var writer = JSONWriter()
+        event.writeJSON(into: &writer)
+        let structured = Record(timestamp: 1, key: nil, value: writer.bytes, headers: [RecordHeader(key: "content-type", value: Array("application/cloudevents+json".utf8))])
+        let fromValue = try #require(try traced(structured))
+        #expect(fromValue.id == "e-1" && fromValue.correlationId == "c-1" && fromValue.causationId == "e-0")
+
+        event.extensions = [:]
+        #expect(try traced(event.record(timestamp: 1)) == nil)
+        #expect(try traced(Record(timestamp: 1, key: nil, value: Array("plain".utf8))) == nil)
+    }
+}
