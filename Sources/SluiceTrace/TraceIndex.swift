@@ -127,19 +127,17 @@ public final class TraceIndex: Sendable {
 
     /// Records the event hops read from the log with the positions the reads reached, in one journal entry.
     public func recordEvents(_ hops: [(correlationId: String, hop: TraceHop)], positions: [TopicPartition: Int64]) {
-        var encoded: [[UInt8]] = []
-        encoded.reserveCapacity(hops.count)
-        for (_, hop) in hops {
-            var bytes: [UInt8] = []
-            hop.encode(into: &bytes)
-            encoded.append(bytes)
-        }
         let settings = self.settings
         state.withLock { state in
-            for (index, (correlationId, hop)) in hops.enumerated() where !correlationId.isEmpty {
+            for (correlationId, hop) in hops where !correlationId.isEmpty {
                 let id = state.aliases[correlationId] ?? correlationId
-                Self.apply(hop, encoded: encoded[index][...], to: id, state: &state, settings: settings)
-                Self.journalHop(id, encoded[index], into: &state.pending)
+                // Encoded once, into the journal's buffer; the entry copies those bytes.
+                state.pending.append(Tag.hop.rawValue)
+                BinaryCoding.write(id, into: &state.pending)
+                let start = state.pending.count
+                hop.encode(into: &state.pending)
+                let encoded = state.pending[start...]
+                state.hopBytes += Self.apply(hop, encoded: encoded, to: &state.entries[id, default: Entry()], settings: settings)
             }
             for (tp, offset) in positions {
                 state.positions[tp] = offset

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 public import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
@@ -94,7 +97,7 @@ public final class TraceTailer: Sendable {
 
     private static let id = Array("ce_id".utf8), type = Array("ce_type".utf8), source = Array("ce_source".utf8)
     private static let correlation = Array("ce_correlationid".utf8), causation = Array("ce_causationid".utf8)
-    private static let contentType = Array("content-type".utf8)
+    private static let contentType = Array("content-type".utf8), structuredPrefix = Array("application/cloudevents".utf8)
 
     /// The record's CloudEvent attributes a trace needs (binary mode: `ce_*` headers; structured mode: the value),
     /// or nil for a record without a correlation id.
@@ -102,20 +105,23 @@ public final class TraceTailer: Sendable {
         var id: String?, type: String?, source: String?, correlationId: String?, causationId: String?
         var structured = false
         func text(_ value: UnsafeRawBufferPointer?) -> String? { value.map { String(decoding: $0, as: UTF8.self) } }
+        // Keys are told apart by length first, then compared with memcmp.
+        func equal(_ key: UnsafeRawBufferPointer, _ name: [UInt8]) -> Bool {
+            key.count == name.count && name.withUnsafeBytes { memcmp(key.baseAddress!, $0.baseAddress!, name.count) == 0 }
+        }
         try? record.forEachHeader { key, value in
-            guard key.count >= 5 else { return }
-            if key.elementsEqual(Self.correlation) {
-                correlationId = text(value)
-            } else if key.elementsEqual(Self.id) {
-                id = text(value)
-            } else if key.elementsEqual(Self.type) {
-                type = text(value)
-            } else if key.elementsEqual(Self.source) {
-                source = text(value)
-            } else if key.elementsEqual(Self.causation) {
-                causationId = text(value)
-            } else if key.elementsEqual(Self.contentType), let value {
+            switch key.count {
+            case 5 where equal(key, Self.id): id = text(value)
+            case 7 where equal(key, Self.type): type = text(value)
+            case 9 where equal(key, Self.source): source = text(value)
+            case 16 where equal(key, Self.correlation): correlationId = text(value)
+            case 14 where equal(key, Self.causation): causationId = text(value)
+            case 12 where equal(key, Self.contentType):
+                // Binary-mode records carry their data's type here: only a structured one is looked at closer.
+                guard let value, value.count >= Self.structuredPrefix.count,
+                      equal(UnsafeRawBufferPointer(rebasing: value.prefix(Self.structuredPrefix.count)), Self.structuredPrefix) else { return }
                 structured = CloudEvent.isStructured(contentType: String(decoding: value, as: UTF8.self))
+            default: return
             }
         }
         if let id, let type, let source {
