@@ -69,19 +69,19 @@ struct DashboardTests {
         let variables = ((files.dashboard["templating"] as? [String: Any])?["list"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
         #expect(variables == ["datasource", "job", "topic", "group", "subscription", "saga_type"])
         let rows = files.panels.filter { $0["type"] as? String == "row" }.compactMap { $0["title"] as? String }
-        #expect(rows == ["Publishing", "Schemas and versions", "Partitions", "Consumer lag", "Dead letters", "Push delivery", "Sagas", "Agent"])
+        #expect(rows == ["Publishing", "Schemas and versions", "Partitions", "Consumer lag", "Dead letters", "Push delivery", "Sagas", "Traces", "Agent"])
         for panel in files.panels where panel["type"] as? String != "row" {
             #expect((panel["datasource"] as? [String: Any])?["uid"] as? String == "${datasource}", "\(panel["title"] ?? "")")
         }
         #expect(files.expressions.count > 40)
-        #expect(files.alerts.count == 11)
+        #expect(files.alerts.count == 12)
     }
 
     @Test("promtool checks the alert rules and their unit tests pass")
     func alertRules() async throws {
         let promtool = try #require(MetricsTests.which("promtool"), "promtool is installed by ./scripts/test (Debian package prometheus)")
         let check = try await runTool(promtool, ["check", "rules", "alerts.yml"], in: packageRoot + "/dashboards")
-        #expect(check.status == 0 && check.output.contains("SUCCESS: 11 rules found"), "\(check.output)")
+        #expect(check.status == 0 && check.output.contains("SUCCESS: 12 rules found"), "\(check.output)")
         let tests = try await runTool(promtool, ["test", "rules", "alerts.test.yml"], in: packageRoot + "/dashboards")
         #expect(tests.status == 0 && tests.output.contains("SUCCESS"), "\(tests.output)")
         let config = try await runTool(promtool, ["check", "config", "prometheus.yml"], in: packageRoot + "/examples")
