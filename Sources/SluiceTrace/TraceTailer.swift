@@ -53,8 +53,15 @@ public final class TraceTailer: Sendable {
             guard let topic = broker.topic(name) else { continue }
             for (number, log) in topic.partitions.enumerated() {
                 let tp = TopicPartition(name, Int32(number))
-                let start = min(max(positions[tp] ?? log.logStartOffset, log.logStartOffset), log.logEndOffset)
-                var at = start
+                var at: Int64
+                if let known = positions[tp], known <= log.logEndOffset {
+                    at = max(known, log.logStartOffset)
+                } else {
+                    // A partition not read before (or recreated, or cut shorter than where the reads were): from the
+                    // first event within retention, found through the time index, instead of scanning older ones.
+                    at = (try? log.offset(forTimestamp: cutoff)).flatMap { $0 } ?? log.logEndOffset
+                    at = max(at, log.logStartOffset)
+                }
                 let end = log.visibleEnd(.readCommitted)
                 defer { if at != positions[tp] { moved[tp] = at } }
                 guard at < end, let batches = try? log.read(from: at, maxBytes: 1 << 20) else { continue }

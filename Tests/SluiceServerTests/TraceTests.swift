@@ -161,6 +161,20 @@ struct TraceTests {
         }
     }
 
+    @Test("a topic deleted and made again is read from its start, not from where the old one was")
+    func recreatedTopic() async throws {
+        try await withAppAndAgent { _, _, agent, client in
+            let traces = TraceClient(base: agent.base)
+            #expect(try await http("POST", agent.base + "/v1/topics", body: json(["name": "again", "partitions": 1])).status == 201)
+            try await client.publish("again", (0..<5).map { cloudEvent("a-\($0)") }, headers: ["X-Correlation-ID": "before"])
+            _ = try await traces.waitFor("before") { hops($0, "event").count == 5 }
+            #expect(try await http("DELETE", agent.base + "/v1/topics/again").status == 204)
+            try await client.publish("again", [cloudEvent("b-0")], headers: ["X-Correlation-ID": "after"])
+            let after = try await traces.waitFor("after") { hops($0, "event").count == 1 }
+            #expect(hops(after, "event").first?["offset"] as? Int == 0)
+        }
+    }
+
     @Test("the index survives kill -9: traces come back from the journal, events written meanwhile are read from the log, none twice")
     func survivesKill() async throws {
         try await withTemporaryDirectory { dir in
