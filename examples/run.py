@@ -232,6 +232,21 @@ class Run:
         trending = f"http://127.0.0.1:{self.ports['trending']}"
         self.wait("profile gets every good event once", lambda: http("GET", f"{profile}/stats")["events"] == len(good))
         self.wait("trending counts every view", lambda: http("GET", f"{trending}/stats")["views"] == len(good) + len(bad))
+        # One session's journey (GET /v1/traces/session-2, or `sluice trace session-2`): each of its 12 events
+        # delivered to both apps, and the first attempt of those whose id ends in 7 refused by profile.
+        def trace(correlation):
+            try:
+                return http("GET", f"{self.api}/v1/traces/{correlation}")
+            except urllib.error.HTTPError:
+                return {}
+        self.wait("the trace of session-2 is complete", lambda: trace("session-2").get("status") == "complete")
+        hops = trace("session-2").get("hops", [])
+        events = {h["event_id"] for h in hops if h["kind"] == "event"}
+        delivered = {(h["event_id"], h["subscription"]) for h in hops if h["kind"] == "delivery" and h["outcome"] == "delivered"}
+        refused = {h["event_id"] for h in hops if h["kind"] == "delivery" and h.get("subscription") == "profile" and h["outcome"] == "http_error"}
+        self.check(events == {f"w-{n}" for n in range(2, 60, 5)} and all((e, s) in delivered for e in events for s in ("profile", "trending"))
+                   and refused == {f"w-{n}" for n in range(7, 60, 10)},
+                   "the trace of session-2 holds its 12 events, each delivered to profile and trending, after one refusal for w-7, w-17, …")
         self.wait("the bad events are in content-events.dlq",
                   lambda: any(t["topic"] == "content-events.dlq" and t["depth"] == len(bad) for t in http("GET", f"{self.api}/v1/dlq")["dlq_topics"]))
         print("\ntrending now:", ", ".join(f"{t['content_id']} ({t['views']})" for t in http("GET", f"{trending}/trending")[:5]))
