@@ -1,21 +1,15 @@
 /// One record of a batch, borrowed from the batch's bytes while ``RecordBatch/scan(_:decompressedLimit:_:)`` visits it:
-/// its offset, timestamp, value and headers, without copying any of them. Its pointers are valid only during the
+/// its offset, timestamp, key, value and headers, without copying any of them. Its pointers are valid only during the
 /// visit, like those `withUnsafeBytes` hands out: never keep a view.
 public struct RecordView {
     public let offset: Int64
     public let timestamp: Int64
+    /// The key's bytes, nil for a null key.
+    public let key: UnsafeRawBufferPointer?
     /// The value's bytes, nil for a null value.
     public let value: UnsafeRawBufferPointer?
     let headers: UnsafeRawBufferPointer
     let headerCount: Int
-
-    init(offset: Int64, timestamp: Int64, value: UnsafeRawBufferPointer?, headers: UnsafeRawBufferPointer, headerCount: Int) {
-        self.offset = offset
-        self.timestamp = timestamp
-        self.value = value
-        self.headers = headers
-        self.headerCount = headerCount
-    }
 
     /// Calls `body` with each header's key and value (nil for a null value), in order.
     public func forEachHeader(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer?) throws -> Void) throws {
@@ -29,7 +23,8 @@ public struct RecordView {
 
 extension RecordBatch {
     /// Validates a batch and visits its records in order without materialising them: for readers that need a few
-    /// headers of every record (the trace tailer), not the records themselves.
+    /// headers of every record (the trace tailer), not the records themselves. ``decode(_:decompressedLimit:)``
+    /// reads records through the same parser.
     public static func scan(_ bytes: [UInt8], decompressedLimit: Int = defaultDecompressedLimit,
                             _ visit: (RecordView) throws -> Void) throws {
         try bytes.withUnsafeBytes { raw throws in
@@ -38,13 +33,19 @@ extension RecordBatch {
                 throw LogError(.invalidBatch, "the batch at offset \(header.baseOffset): \(CompressionCodec.unknown(header.compressionCodecRaw))")
             }
             let section = UnsafeRawBufferPointer(rebasing: raw[RecordBatchHeader.size...])
-            if codec == .none { return try scanRecords(section, header: header, visit) }
-            let plain = try codec.decompress(section, limit: decompressedLimit)
-            try plain.withUnsafeBytes { plain throws in try scanRecords(plain, header: header, visit) }
+            do {
+                if codec == .none { return try scanRecords(section, header: header, visit) }
+                let plain = try codec.decompress(section, limit: decompressedLimit)
+                try plain.withUnsafeBytes { plain throws in try scanRecords(plain, header: header, visit) }
+            } catch let error as DecodeError {
+                throw LogError(.invalidBatch, "batch at offset \(header.baseOffset): \(error)")
+            }
         }
     }
 
-    private static func scanRecords(_ section: UnsafeRawBufferPointer, header: RecordBatchHeader, _ visit: (RecordView) throws -> Void) throws {
+    /// The one parser of a records section: checks each record's length, offset delta and headers, and that
+    /// nothing follows the last record.
+    static func scanRecords(_ section: UnsafeRawBufferPointer, header: RecordBatchHeader, _ visit: (RecordView) throws -> Void) throws {
         var reader = ByteReader(section)
         for index in 0..<Int(header.recordCount) {
             let length = try reader.readVarint()
@@ -55,16 +56,28 @@ extension RecordBatch {
             _ = try reader.read(Int8.self)  // attributes
             let timestampDelta = try reader.readVarint()
             let offsetDelta = try reader.readVarint()
-            _ = try reader.borrowVarBytes()  // key
+            guard offsetDelta >= 0, offsetDelta <= Int64(header.lastOffsetDelta) else {
+                throw DecodeError("record \(index) has offset delta \(offsetDelta) outside 0...\(header.lastOffsetDelta)")
+            }
+            let key = try reader.borrowVarBytes()
             let value = try reader.borrowVarBytes()
             let headerCount = try reader.readVarint()
-            guard headerCount >= 0, headerCount <= Int64(reader.remaining), reader.position <= end else {
+            guard headerCount >= 0, headerCount <= Int64(reader.remaining) else {
                 throw DecodeError("record \(index) claims \(headerCount) headers")
             }
-            let view = RecordView(offset: header.baseOffset + offsetDelta, timestamp: header.baseTimestamp + timestampDelta, value: value,
-                                  headers: UnsafeRawBufferPointer(rebasing: section[reader.position..<end]), headerCount: Int(headerCount))
-            try visit(view)
-            reader.position = end
+            let headersStart = reader.position
+            for _ in 0..<headerCount {
+                guard try reader.borrowVarBytes() != nil else { throw DecodeError("record \(index) has a header with a null key") }
+                _ = try reader.borrowVarBytes()
+            }
+            guard reader.position == end else {
+                throw DecodeError("record \(index) length \(length) does not match its \(reader.position - (end - Int(length))) bytes of fields")
+            }
+            try visit(RecordView(offset: header.baseOffset + offsetDelta, timestamp: header.baseTimestamp + timestampDelta, key: key, value: value,
+                                 headers: UnsafeRawBufferPointer(rebasing: section[headersStart..<end]), headerCount: Int(headerCount)))
+        }
+        guard reader.remaining == 0 else {
+            throw DecodeError("\(reader.remaining) bytes follow the last of \(header.recordCount) records")
         }
     }
 }

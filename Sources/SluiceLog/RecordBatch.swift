@@ -264,46 +264,21 @@ public enum RecordBatch {
         try bytes.withUnsafeBytes { raw throws in try decode(raw) }
     }
 
+    /// The records of a section, made from what ``scanRecords(_:header:_:)`` reads (header keys must be UTF-8).
     private static func decodeRecords(_ section: UnsafeRawBufferPointer, header: RecordBatchHeader) throws -> [Record] {
-        var reader = ByteReader(section)
         var records: [Record] = []
         records.reserveCapacity(Int(header.recordCount))
-        for index in 0..<Int(header.recordCount) {
-            let length = try reader.readVarint()
-            guard length >= 0, length <= Int64(reader.remaining) else {
-                throw DecodeError("record \(index) claims \(length) bytes but \(reader.remaining) remain")
-            }
-            let end = reader.position + Int(length)
-            _ = try reader.read(Int8.self)  // attributes
-            let timestampDelta = try reader.readVarint()
-            let offsetDelta = try reader.readVarint()
-            guard offsetDelta >= 0, offsetDelta <= Int64(header.lastOffsetDelta) else {
-                throw DecodeError("record \(index) has offset delta \(offsetDelta) outside 0...\(header.lastOffsetDelta)")
-            }
-            let key = try reader.readVarBytes()
-            let value = try reader.readVarBytes()
-            let headerCount = try reader.readVarint()
-            guard headerCount >= 0, headerCount <= Int64(reader.remaining) else {
-                throw DecodeError("record \(index) claims \(headerCount) headers")
-            }
+        try scanRecords(section, header: header) { view in
             var headers: [RecordHeader] = []
-            headers.reserveCapacity(Int(headerCount))
-            for _ in 0..<headerCount {
-                guard let keyBytes = try reader.readVarBytes() else { throw DecodeError("record \(index) has a header with a null key") }
-                guard let keyString = String(validating: keyBytes, as: UTF8.self) else {
-                    throw DecodeError("record \(index) has a header key that is not UTF-8")
+            headers.reserveCapacity(view.headerCount)
+            try view.forEachHeader { key, value in
+                guard let keyString = String(validating: key, as: UTF8.self) else {
+                    throw DecodeError("the record at offset \(view.offset) has a header key that is not UTF-8")
                 }
-                headers.append(RecordHeader(key: keyString, value: try reader.readVarBytes()))
+                headers.append(RecordHeader(key: keyString, value: value.map { [UInt8]($0) }))
             }
-            guard reader.position == end else {
-                throw DecodeError("record \(index) length \(length) does not match its \(reader.position - (end - Int(length))) bytes of fields")
-            }
-            records.append(Record(
-                offset: header.baseOffset + offsetDelta, timestamp: header.baseTimestamp + timestampDelta,
-                key: key, value: value, headers: headers))
-        }
-        guard reader.remaining == 0 else {
-            throw DecodeError("\(reader.remaining) bytes follow the last of \(header.recordCount) records")
+            records.append(Record(offset: view.offset, timestamp: view.timestamp, key: view.key.map { [UInt8]($0) },
+                                  value: view.value.map { [UInt8]($0) }, headers: headers))
         }
         return records
     }
