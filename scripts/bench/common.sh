@@ -18,3 +18,15 @@ sluice_stored_events() {
 
 # CPU ticks (user + system) process $1 has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# The peers' client and events, for the scripts that load the agent over HTTP: installs what is in `missing` plus
+# libnats and a C compiler when absent, checks the release build at $BIN, builds scripts/bench/peerload.c into
+# $WORK/peerload and writes 20,000 benchmark events to $WORK/events.jsonl.
+prepare_peerload() {
+    [ -e /usr/include/nats/nats.h ] || missing+=(libnats-dev)
+    command -v cc >/dev/null || missing+=(gcc libc6-dev)
+    install_missing
+    [ -x "$BIN" ] || { echo "no release build at $BIN: run ./scripts/serve once, or set BIN" >&2; exit 2; }
+    cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
+    python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
+}

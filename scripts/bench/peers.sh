@@ -26,12 +26,7 @@ source scripts/bench/common.sh
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nats-server >/dev/null || missing+=(nats-server)
-[ -e /usr/include/nats/nats.h ] || missing+=(libnats-dev)
-command -v cc >/dev/null || missing+=(gcc libc6-dev)
-install_missing
-[ -x "$BIN" ] || { echo "no release build at $BIN: run ./scripts/serve once, or set BIN" >&2; exit 2; }
-cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
-python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
+prepare_peerload
 
 API=127.0.0.1:17480 METRICS=127.0.0.1:19480 REDIS=16390 NATS=14230
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

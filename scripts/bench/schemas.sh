@@ -17,12 +17,7 @@ trap 'pkill -f "$WORK" 2>/dev/null || true; sleep 0.2; rm -rf "$WORK"' EXIT
 
 source scripts/bench/common.sh
 missing=()
-[ -e /usr/include/nats/nats.h ] || missing+=(libnats-dev)
-command -v cc >/dev/null || missing+=(gcc libc6-dev)
-install_missing
-[ -x "$BIN" ] || { echo "no release build at $BIN: run ./scripts/serve once, or set BIN" >&2; exit 2; }
-cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
-python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
+prepare_peerload
 for status in created paid packed shipped; do
     mkdir -p "$WORK/schemas/order.$status"
     cp scripts/bench/order-schema.json "$WORK/schemas/order.$status/1.json"

@@ -19,12 +19,7 @@ trap 'pkill -f "$WORK" 2>/dev/null || true; kill "$APP_PID" 2>/dev/null || true;
 
 source scripts/bench/common.sh
 missing=()
-[ -e /usr/include/nats/nats.h ] || missing+=(libnats-dev)
-command -v cc >/dev/null || missing+=(gcc libc6-dev)
-install_missing
-[ -x "$BIN" ] || { echo "no release build at $BIN: run ./scripts/serve once, or set BIN" >&2; exit 2; }
-cc -O2 -o "$WORK/peerload" scripts/bench/peerload.c -lnats -lpthread
-python3 scripts/bench/events.py 20000 > "$WORK/events.jsonl"
+prepare_peerload
 
 # The app the subscription delivers to: answers 200 at once, on the same cores (as the load generator is).
 python3 - "$WORK/app.port" <<'PY' &
