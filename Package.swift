@@ -71,7 +71,7 @@ let package = Package(
         // Correlation traces: every event, delivery, dead letter, replay and saga step of a correlation id, bounded and journalled.
         .target(
             name: "SluiceTrace",
-            dependencies: ["SluiceBroker", "SluiceLog", "SluiceTelemetry"]
+            dependencies: ["SluiceBroker", "SluiceLog", "SluiceTelemetry", .product(name: "Logging", package: "swift-log")]
         ),
         // Push delivery to the app: subscriptions, retries, circuit breaking, dead letters and replay.
         .target(

@@ -201,7 +201,7 @@ struct BrokerService: Service {
         let traces: TraceIndex?
         do {
             groups = try GroupCoordinator(broker: broker)
-            traces = config.bool("trace.enabled") ? try TraceIndex(settings: TraceSettings(config: config), metrics: metrics) : nil
+            traces = config.bool("trace.enabled") ? try TraceIndex(settings: TraceSettings(config: config), metrics: metrics, logger: logger) : nil
             delivery = try DeliveryService(groups: groups, logger: logger, traces: traces)
             sagas = SagaEngine(catalog: try SagaCatalog.load(config: config), groups: groups, logger: logger, traces: traces)
             // Transactions a crash left unfinished are committed (with their consumer offsets) or aborted before

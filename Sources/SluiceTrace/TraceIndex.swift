@@ -1,4 +1,5 @@
 import Foundation
+public import Logging
 public import SluiceBroker
 public import SluiceLog
 public import SluiceTelemetry
@@ -47,8 +48,10 @@ public final class TraceIndex: Sendable {
     let metrics: SluiceMetrics?
     private let state: Mutex<State>
     private let journal: Journal?
-    /// Serialises journal writes and compaction.
-    private let writing = Mutex<Void>(())
+    let logger: Logger?
+    /// Serialises journal writes and compaction; true once a failed write was logged (the journal then refuses
+    /// every write until the agent restarts, as SluiceLog's journals do).
+    private let writing = Mutex<Bool>(false)
 
     struct Entry {
         var hops: [UInt8] = []
@@ -91,8 +94,9 @@ public final class TraceIndex: Sendable {
     }
 
     /// Opens the index, reading its journal back when `settings.directory` is set.
-    public init(settings: TraceSettings, metrics: SluiceMetrics? = nil) throws {
+    public init(settings: TraceSettings, metrics: SluiceMetrics? = nil, logger: Logger? = nil) throws {
         self.settings = settings
+        self.logger = logger
         self.metrics = metrics
         var state = State()
         if let directory = settings.directory {
@@ -114,15 +118,7 @@ public final class TraceIndex: Sendable {
 
     /// Records a hop under a correlation id (or under the trace a saga id is linked to).
     public func record(_ hop: TraceHop, correlationId: String) {
-        guard !correlationId.isEmpty else { return }
-        var encoded: [UInt8] = []
-        hop.encode(into: &encoded)
-        let settings = self.settings
-        state.withLock { state in
-            let id = state.aliases[correlationId] ?? correlationId
-            Self.apply(hop, encoded: encoded[...], to: id, state: &state, settings: settings)
-            Self.journalHop(id, encoded, into: &state.pending)
-        }
+        recordEvents([(correlationId, hop)], positions: [:])
     }
 
     /// Records the event hops read from the log with the positions the reads reached, in one journal entry.
@@ -164,12 +160,6 @@ public final class TraceIndex: Sendable {
 
     /// Where the log reads of each partition stopped (the tailer resumes there).
     public var positions: [TopicPartition: Int64] { state.withLock { $0.positions } }
-
-    private static func journalHop(_ id: String, _ encoded: [UInt8], into pending: inout [UInt8]) {
-        pending.append(Tag.hop.rawValue)
-        BinaryCoding.write(id, into: &pending)
-        pending.append(contentsOf: encoded)
-    }
 
     private static func applyAlias(_ alias: String, to target: String, state: inout State) {
         state.aliases[alias] = target
@@ -320,13 +310,17 @@ public final class TraceIndex: Sendable {
     /// Writes recorded hops to the journal (page cache; the journal is not fsynced per write).
     public func flush() {
         guard let journal else { return }
-        writing.withLock { _ in
+        writing.withLock { reported in
             let bytes = state.withLock { state -> [UInt8] in
                 defer { state.pending = [] }
                 return state.pending
             }
             guard !bytes.isEmpty else { return }
-            _ = try? journal.append(bytes)
+            do {
+                _ = try journal.append(bytes)
+            } catch {
+                report(error, &reported)
+            }
         }
     }
 
@@ -401,7 +395,7 @@ public final class TraceIndex: Sendable {
     /// Rewrites the journal with what the index holds once the journal is over 16 MiB and over twice that.
     func compactIfDue(force: Bool = false) {
         guard let journal else { return }
-        writing.withLock { _ in
+        writing.withLock { reported in
             let live = state.withLock { $0.hopBytes + $0.entries.count * 48 }
             guard force || (journal.size > 16 << 20 && journal.size > Int64(2 * live)) else { return }
             // The snapshot holds everything recorded so far, written or not: what is pending is dropped with it.
@@ -409,8 +403,20 @@ public final class TraceIndex: Sendable {
                 state.pending = []
                 return Self.snapshot(state)
             }
-            try? journal.rewrite(payloads)
+            do {
+                try journal.rewrite(payloads)
+            } catch {
+                report(error, &reported)
+            }
         }
+    }
+
+    /// Logs the first failed journal write: traces go on in memory, and what the journal misses is lost at restart.
+    private func report(_ error: any Error, _ reported: inout Bool) {
+        guard !reported else { return }
+        reported = true
+        logger?.error("the trace journal cannot be written; traces are kept in memory only and are lost at the next restart",
+                      metadata: ["file.path": .string(settings.directory.map { $0 + "/traces.journal" } ?? ""), "error": .string("\(error)")])
     }
 
     private static func snapshot(_ state: State) -> [[UInt8]] {

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceBroker
-import SluiceLog
+@_spi(FaultInjection) import SluiceLog
+import Logging
 import SluiceTelemetry
 import Testing
 @testable import SluiceTrace
@@ -178,6 +179,25 @@ struct TraceIndexTests {
             #expect(compacted.trace("c-1", now: 1_300)?.hops == before.hops)
             #expect(compacted.positions == [TopicPartition("orders", 0): 5])
             compacted.close()
+        }
+    }
+
+    @Test("a journal that cannot be written is said once in the log; traces go on in memory")
+    func journalFailure() async throws {
+        try await withTemporaryDirectory { dir in
+            let sink = try LogSink.file(path: dir + "/log", maxBytes: 1 << 20, maxFiles: 1)
+            let logger = Logger(label: "sluice") { label in JSONLogHandler(label: label, sink: sink, level: .debug) }
+            let index = try TraceIndex(settings: TraceSettings(directory: dir + "/traces"), logger: logger)
+            FileFaults.arm(failAt: 1, calls: [.write], under: dir + "/traces/", errno: FileFaults.noSpace, sticky: true)
+            defer { FileFaults.disarm() }
+            for n in 0..<3 {
+                index.record(eventHop("e-\(n)", offset: Int64(n), time: 1_000), correlationId: "c-1")
+                index.flush()
+            }
+            index.compactIfDue(force: true)
+            #expect(index.trace("c-1")?.hops.count == 3)
+            let lines = try String(contentsOfFile: dir + "/log", encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].contains("the trace journal cannot be written") && lines[0].contains("traces.journal"), "\(lines)")
         }
     }
 
