@@ -497,25 +497,21 @@ public final class DeliveryService: Sendable {
     /// Re-delivers one dead letter to its own subscription with that subscription's retry policy.
     /// Replays one dead letter and traces what came of it (unless skipped: then nothing happened).
     private func replayOne(_ letter: DeadLetter) async -> String {
-        let result = await replayAttempts(letter)
-        if let traces, result != "skipped", let correlation = letter.correlationId ?? CloudEvent(record: letter.originalRecord)?.correlationId {
-            let original = letter.originalRecord
-            let fetched = FetchedEvent(topic: letter.originalTopic, partition: letter.originalPartition, offset: letter.originalOffset,
-                                       timestamp: original.timestamp, record: original, event: CloudEvent(record: original))
+        let original = letter.originalRecord
+        let fetched = FetchedEvent(topic: letter.originalTopic, partition: letter.originalPartition, offset: letter.originalOffset,
+                                   timestamp: original.timestamp, record: original, event: CloudEvent(record: original))
+        let result = await replayAttempts(letter, fetched)
+        if let traces, result != "skipped", let correlation = letter.correlationId ?? fetched.event?.correlationId {
             var hop = TraceHop.about(fetched, kind: .replay, subscription: letter.subscription, time: currentTimeMillis())
             hop.outcome = result
-            hop.topic = letter.originalTopic
             traces.record(hop, correlationId: correlation)
         }
         return result
     }
 
-    private func replayAttempts(_ letter: DeadLetter) async -> String {
+    private func replayAttempts(_ letter: DeadLetter, _ fetched: FetchedEvent) async -> String {
         guard index.isUnresolved(letter.topic, partition: letter.partition, offset: letter.offset),
               let subscription = subscription(letter.subscription) else { return "skipped" }
-        let original = letter.originalRecord
-        let fetched = FetchedEvent(topic: letter.originalTopic, partition: letter.originalPartition, offset: letter.originalOffset,
-                                   timestamp: original.timestamp, record: original, event: CloudEvent(record: original))
         let trace = fetched.event?.traceparent.flatMap(Correlation.parseTraceparent)
         let context = CorrelationContext(correlationId: letter.correlationId ?? fetched.event?.correlationId ?? "", causationId: fetched.event?.causationId,
                                          traceId: trace?.traceId, spanId: trace?.spanId, eventId: fetched.event?.id, eventType: fetched.event?.type,

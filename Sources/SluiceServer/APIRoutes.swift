@@ -451,3 +451,12 @@ struct APIRoutes: Sendable {
         out.endObject()
     }
 }
+
+/// The `limit` of a listing (sagas, traces): 1 to 10,000, 100 when absent.
+func listLimit(_ text: String?) throws(BrokerError) -> Int {
+    guard let text else { return 100 }
+    guard let number = Int(text), (1...10_000).contains(number) else {
+        throw BrokerError.badRequest("limit must be an integer from 1 to 10000", attribute: "limit")
+    }
+    return number
+}

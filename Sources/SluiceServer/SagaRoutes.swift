@@ -44,13 +44,7 @@ extension APIRoutes {
         if let type, !engine.catalog.typeNames.contains(type) {
             throw BrokerError.badRequest("saga type '\(type)' is not declared; declared: \(engine.catalog.typeNames.joined(separator: ", "))", attribute: "type")
         }
-        var limit = 100
-        if let text = query["limit"].map(String.init) {
-            guard let number = Int(text), (1...10_000).contains(number) else {
-                throw BrokerError.badRequest("limit must be an integer from 1 to 10000", attribute: "limit")
-            }
-            limit = number
-        }
+        let limit = try listLimit(query["limit"].map(String.init))
         let list = engine.list(type: type, status: status, limit: limit)
         return jsonResponse(["sagas": list.map(\.summaryObject), "types": engine.catalog.typeNames])
     }

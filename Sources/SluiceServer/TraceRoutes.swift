@@ -26,13 +26,7 @@ extension APIRoutes {
             }
             status = parsed
         }
-        var limit = 100
-        if let text = query["limit"].map(String.init) {
-            guard let number = Int(text), (1...10_000).contains(number) else {
-                throw BrokerError.badRequest("limit must be an integer from 1 to 10000", attribute: "limit")
-            }
-            limit = number
-        }
+        let limit = try listLimit(query["limit"].map(String.init))
         let (list, counts) = traces.list(status: status, limit: limit)
         return jsonResponse([
             "traces": list.map(\.jsonObject),
