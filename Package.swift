@@ -27,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        // OTLP over HTTP only: the gRPC exporter would add grpc-swift to every build.
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // The system zlib (Debian: zlib1g-dev) for gzip record batches.
@@ -71,7 +74,15 @@ let package = Package(
         // Correlation traces: every event, delivery, dead letter, replay and saga step of a correlation id, bounded and journalled.
         .target(
             name: "SluiceTrace",
-            dependencies: ["SluiceBroker", "SluiceLog", "SluiceTelemetry", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "SluiceBroker",
+                "SluiceLog",
+                "SluiceTelemetry",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // Push delivery to the app: subscriptions, retries, circuit breaking, dead letters and replay.
         .target(
@@ -199,8 +210,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceServerTests",
-            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceSaga", "SluiceSchema", "SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird")]
+            dependencies: ["SluiceServer", "SluiceDelivery", "SluiceSaga", "SluiceSchema", "SluiceBroker", "SluiceTelemetry", "SluiceTrace", "SluiceLog", "SluiceTestSupport",
+                           .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird")],
+            exclude: ["OTLP", "Console"]  // the OTLP/HTTP receiver and the browser check, run by the tests with python3
         ),
     ]
 )

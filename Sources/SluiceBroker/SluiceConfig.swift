@@ -101,6 +101,9 @@ public struct SluiceConfig: Sendable {
     /// The shortest `api.token` accepted.
     public static let minimumTokenLength = 16
     public var apiToken: String? { string("api.token").isEmpty ? nil : string("api.token") }
+    /// Where OpenTelemetry spans go (OTLP/HTTP), nil when `otlp.endpoint` is empty: the endpoint's `/v1/traces`,
+    /// or the endpoint as given when its path already ends so.
+    public private(set) var otlpTracesURL: String?
 
     /// The default storage settings for new topics.
     public var topicDefaults: TopicConfig {
@@ -234,6 +237,14 @@ public struct SluiceConfig: Sendable {
             guard let advertised = kafkaAdvertisedAddress, advertised.port > 0 else {
                 throw ConfigError("\(at("kafka.advertised.address")) must be host:port with a port from 1 to 65535 that Kafka clients can reach, e.g. sluice.local:9092")
             }
+        }
+        let otlp = string("otlp.endpoint")
+        if !otlp.isEmpty {
+            guard let url = URLComponents(string: otlp), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                  let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil else {
+                throw ConfigError("\(at("otlp.endpoint")) is not an OTLP/HTTP collector URL: give http(s)://HOST:PORT, e.g. http://127.0.0.1:4318 (spans go to its /v1/traces)")
+            }
+            otlpTracesURL = url.path.hasSuffix("/v1/traces") ? otlp : otlp + (otlp.hasSuffix("/") ? "" : "/") + "v1/traces"
         }
         if let token = apiToken {
             guard token.count >= Self.minimumTokenLength, !token.contains(where: \.isWhitespace) else {

@@ -80,6 +80,10 @@ public struct DeadLetter: Sendable {
     public var history: FailureHistory
     public var correlationId: String?
     public var eventType: String?
+    /// The trace context of its dead-lettering (the `dead-letter` span's, with spans on; else the event's).
+    public var traceparent: String? {
+        record.headers.last { $0.key == DeadLetterHeader.traceparent }?.value.map { String(decoding: $0, as: UTF8.self) }
+    }
 
     /// Reads the dead-letter headers of a record; nil when it is not a dead letter.
     public init?(topic: String, partition: Int32, record: Record) {

@@ -9,12 +9,13 @@ import Synchronization
 struct DeadLetterWriter: Sendable {
     let broker: Broker
 
-    /// Writes `fetched` to the subscription's DLQ topic for its topic (created with the same partition count).
-    func write(_ fetched: FetchedEvent, subscription: Subscription, history: FailureHistory) async throws(BrokerError) {
+    /// Writes `fetched` to the subscription's DLQ topic for its topic (created with the same partition count), with
+    /// its failure history and `traceparent` (the trace context of the dead-lettering).
+    func write(_ fetched: FetchedEvent, subscription: Subscription, history: FailureHistory, traceparent: String?) async throws(BrokerError) {
         let dlq = subscription.deadLetterTopic(for: fetched.topic)
         let record = DeadLetter.record(for: fetched.record, topic: fetched.topic, partition: fetched.partition, group: subscription.group,
                                        subscription: subscription.name, history: history, correlationId: fetched.event?.correlationId,
-                                       traceparent: fetched.event?.traceparent)
+                                       traceparent: traceparent)
         let partitions = broker.topic(fetched.topic)?.partitions.count ?? 1
         _ = try await broker.appendDurably(topic: dlq, partitions: partitions, [(fetched.partition, record)])
         broker.metrics.counter(MetricName.dlqEvents, fetched.topic, fetched.event?.type ?? "sluice.record", history.errorType.rawValue).increment()
@@ -27,7 +28,7 @@ struct DeadLetterWriter: Sendable {
         let target = poisoned ? Subscription.poisonTopic(for: letter.originalTopic) : letter.topic
         let record = DeadLetter.record(for: letter.originalRecord, topic: letter.originalTopic, partition: letter.originalPartition,
                                        group: letter.group, subscription: letter.subscription, history: history, correlationId: letter.correlationId,
-                                       traceparent: letter.record.headers.last { $0.key == DeadLetterHeader.traceparent }?.value.map { String(decoding: $0, as: UTF8.self) })
+                                       traceparent: letter.traceparent)
         let partitions = broker.topic(letter.topic)?.partitions.count ?? 1
         _ = try await broker.appendDurably(topic: target, partitions: partitions, [(letter.originalPartition, record)])
         let outcome = poisoned ? "poisoned" : "dead_lettered_again"
@@ -57,9 +58,14 @@ final class DeadLetterIndex: Sendable {
 
     struct TopicIndex {
         var cursors: [Int32: Int64] = [:]
-        /// (partition, offset) → the dead letter's last failure time.
-        var unresolved: [DeadLetterKey: Int64] = [:]
+        /// (partition, offset) → the dead letter's last failure time and subscription.
+        var unresolved: [DeadLetterKey: Unresolved] = [:]
         var resolvedEarly: Set<DeadLetterKey> = []
+    }
+
+    struct Unresolved {
+        var lastFailureMillis: Int64
+        var subscription: String
     }
 
     struct DeadLetterKey: Hashable, Sendable, Comparable {
@@ -91,7 +97,9 @@ final class DeadLetterIndex: Sendable {
                             if index.unresolved.removeValue(forKey: key) == nil { index.resolvedEarly.insert(key) }
                         } else if let letter = DeadLetter(topic: name, partition: log.partition, record: record) {
                             let key = DeadLetterKey(partition: log.partition, offset: record.offset)
-                            if !index.resolvedEarly.contains(key) { index.unresolved[key] = letter.history.lastFailureMillis }
+                            if !index.resolvedEarly.contains(key) {
+                                index.unresolved[key] = Unresolved(lastFailureMillis: letter.history.lastFailureMillis, subscription: letter.subscription)
+                            }
                         }
                     }
                     offset = last.offset + 1
@@ -107,7 +115,7 @@ final class DeadLetterIndex: Sendable {
         let now = currentTimeMillis()
         for (name, index) in indexes {
             broker.metrics.gauge(MetricName.dlqDepth, name).set(Double(index.unresolved.count))
-            let oldest = index.unresolved.values.min()
+            let oldest = index.unresolved.values.lazy.map(\.lastFailureMillis).min()
             broker.metrics.gauge(MetricName.dlqOldestAge, name).set(oldest.map { max(0, Double(now - $0) / 1000) } ?? 0)
         }
     }
@@ -115,7 +123,18 @@ final class DeadLetterIndex: Sendable {
     /// Depth and oldest age per DLQ topic.
     func summary() -> [(topic: String, depth: Int, oldestMillis: Int64?)] {
         state.withLock { indexes in
-            indexes.keys.sorted().map { ($0, indexes[$0]!.unresolved.count, indexes[$0]!.unresolved.values.min()) }
+            indexes.keys.sorted().map { ($0, indexes[$0]!.unresolved.count, indexes[$0]!.unresolved.values.lazy.map(\.lastFailureMillis).min()) }
+        }
+    }
+
+    /// Unresolved dead letters per subscription, over every DLQ topic.
+    func depthBySubscription() -> [String: Int] {
+        state.withLock { indexes in
+            var depths: [String: Int] = [:]
+            for index in indexes.values {
+                for entry in index.unresolved.values { depths[entry.subscription, default: 0] += 1 }
+            }
+            return depths
         }
     }
 

@@ -5,6 +5,7 @@ import NIOHTTP1
 import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
+import SluiceTrace
 
 /// What one delivery attempt came to.
 enum AttemptOutcome: Sendable {
@@ -30,6 +31,24 @@ enum AttemptOutcome: Sendable {
         case .timeout: "timeout"
         case .unavailable: "unavailable"
         case .unsupportedVersion: "unsupported_event_version"
+        }
+    }
+
+    /// The app's HTTP status, when it answered.
+    var httpStatus: Int? {
+        switch self {
+        case .delivered(let status, _), .dropped(let status), .rejected(let status, _), .httpError(let status, _, _): status
+        case .unavailable(let status, _, _): status
+        case .timeout, .unsupportedVersion: nil
+        }
+    }
+
+    /// What went wrong, or nil when the app took the event (or asked to drop it).
+    var failure: String? {
+        switch self {
+        case .delivered, .dropped: nil
+        case .rejected(_, let message), .httpError(_, let message, _), .timeout(let message), .unavailable(_, let message, _),
+             .unsupportedVersion(let message): message
         }
     }
 
@@ -64,6 +83,8 @@ struct Deliverer: Sendable {
     let client: HTTPClient
     let subscription: Subscription
     let broker: Broker
+    /// OpenTelemetry spans, when `otlp.endpoint` is set: one per attempt.
+    let spans: EventSpans?
 
     typealias Header = DeliveryHeader
 
@@ -78,7 +99,34 @@ struct Deliverer: Sendable {
         }
     }
 
-    func attempt(_ fetched: FetchedEvent, attempt: Int, rewind: String? = nil, upcastFrom: String? = nil) async -> AttemptOutcome {
+    /// The trace context an event was published under: its `traceparent` extension, or a plain record's
+    /// `traceparent` header (as Kafka clients' instrumentation writes it).
+    static func traceparent(of fetched: FetchedEvent) -> String? {
+        if let event = fetched.event { return event.traceparent }
+        return fetched.record.headers.first { $0.key == Header.traceparent }.flatMap { $0.value.map { String(decoding: $0, as: UTF8.self) } }
+    }
+
+    /// One attempt; with spans on, inside a `deliver SUBSCRIPTION` span under `parent` (default: the event's own
+    /// trace context), whose context the app receives as `traceparent`.
+    func attempt(_ fetched: FetchedEvent, attempt: Int, rewind: String? = nil, upcastFrom: String? = nil, parent: String? = nil) async -> AttemptOutcome {
+        let parent = parent ?? Self.traceparent(of: fetched)
+        guard let spans else { return await send(fetched, attempt: attempt, rewind: rewind, upcastFrom: upcastFrom, traceparent: parent) }
+        let span = spans.start("deliver \(subscription.name)", kind: .client, operation: "process", event: fetched.event, topic: fetched.topic,
+                               partition: fetched.partition, offset: fetched.offset, parent: parent)
+        span.set(SpanAttributeName.subscription, subscription.name)
+        span.set(SpanAttributeName.consumerGroup, subscription.group)
+        span.set(SpanAttributeName.attempt, attempt)
+        span.set(SpanAttributeName.httpMethod, "POST")
+        span.set(SpanAttributeName.url, subscription.endpoint)
+        let outcome = await send(fetched, attempt: attempt, rewind: rewind, upcastFrom: upcastFrom, traceparent: span.traceparent ?? parent)
+        span.set(SpanAttributeName.outcome, outcome.label)
+        if let status = outcome.httpStatus { span.set(SpanAttributeName.httpStatus, status) }
+        if let message = outcome.failure { span.fail(outcome.label, message: message) }
+        span.end()
+        return outcome
+    }
+
+    private func send(_ fetched: FetchedEvent, attempt: Int, rewind: String?, upcastFrom: String?, traceparent: String?) async -> AttemptOutcome {
         var request = HTTPClientRequest(url: subscription.endpoint)
         request.method = .POST
         let event = fetched.event ?? CloudEvent(id: "\(fetched.topic)-\(fetched.partition)-\(fetched.offset)", source: "/sluice/topics/\(fetched.topic)",
@@ -95,7 +143,7 @@ struct Deliverer: Sendable {
         }
         request.headers.add(name: "Content-Type", value: event.datacontenttype ?? "application/json")
         if let correlation = event.correlationId { request.headers.add(name: Header.correlationId, value: correlation) }
-        if let traceparent = event.traceparent { request.headers.add(name: Header.traceparent, value: traceparent) }
+        if let traceparent { request.headers.add(name: Header.traceparent, value: traceparent) }
         request.headers.add(name: Header.topic, value: fetched.topic)
         request.headers.add(name: Header.partition, value: String(fetched.partition))
         request.headers.add(name: Header.offset, value: String(fetched.offset))

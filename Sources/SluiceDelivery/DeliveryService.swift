@@ -19,8 +19,7 @@ public struct ReplayRequest: Sendable {
     public var partition: Int32?
     public var fromOffset: Int64?
     public var toOffset: Int64?
-    /// Events per second; nil is unlimited.
-    /// Events per second, within ``rateLimits``.
+    /// Events per second, within ``rateLimits``; nil is unlimited.
     public var ratePerSecond: Double?
 
     /// The replay rates accepted: from one event in 1,000 seconds to a million a second.
@@ -64,6 +63,8 @@ public final class DeliveryService: Sendable {
     private let replays = Mutex<[String: ReplayProgress]>([:])
     /// Where deliveries, dead letters and replays are traced, if anywhere.
     let traces: TraceIndex?
+    /// OpenTelemetry spans, when `otlp.endpoint` is set.
+    let spans: EventSpans?
 
     struct State {
         var subscriptions: [String: (subscription: Subscription, fromFile: Bool)] = [:]
@@ -98,8 +99,9 @@ public final class DeliveryService: Sendable {
     }
 
     public init(groups: GroupCoordinator, logger: Logger, makeClient: @escaping @Sendable () -> HTTPClient = DeliveryService.makeClient,
-                traces: TraceIndex? = nil) throws {
+                traces: TraceIndex? = nil, spans: EventSpans? = nil) throws {
         self.traces = traces
+        self.spans = spans
         self.broker = groups.broker
         self.groups = groups
         self.makeClientNow = makeClient
@@ -215,7 +217,8 @@ public final class DeliveryService: Sendable {
             guard state.runners[name] == nil, let subscription = state.subscriptions[name]?.subscription else { return nil }
             let rewind = state.rewinds[name].flatMap { $0.completedMillis == nil ? $0 : nil }
             let runner = SubscriptionRunner(subscription: subscription, groups: groups, client: client, deadLetters: writer, logger: logger,
-                                            rewind: rewind, rewindCompleted: { [weak self] id in self?.rewindCompleted(name, id: id) }, traces: traces)
+                                            rewind: rewind, rewindCompleted: { [weak self] id in self?.rewindCompleted(name, id: id) }, traces: traces,
+                                            spans: spans)
             // Not the correlation of the request that created the subscription: each event brings its own.
             let task = Task { await Correlation.$current.withValue(nil) { await runner.run() } }
             state.runners[name] = (runner, task)
@@ -418,6 +421,12 @@ public final class DeliveryService: Sendable {
         return index.summary()
     }
 
+    /// Unresolved dead letters per subscription (a subscription without any is absent).
+    public func deadLetterDepths() -> [String: Int] {
+        index.refresh(named: dlqTopicNames)
+        return index.depthBySubscription()
+    }
+
     public func deadLetters(_ topic: String, limit: Int) throws(BrokerError) -> [DeadLetter] {
         index.refresh(named: dlqTopicNames.union([topic]))
         return try index.unresolved(topic, limit: limit)
@@ -467,7 +476,7 @@ public final class DeliveryService: Sendable {
                 try? await Task.sleep(until: next, clock: .continuous)
                 next = max(next + interval, ContinuousClock.now - interval)
             }
-            let outcome = await replayOne(letter)
+            let outcome = await replayOne(letter, replay: id)
             broker.metrics.counter(MetricName.dlqReplayed, letter.topic, outcome).increment()
             replays.withLock { all in
                 guard var progress = all[id] else { return }
@@ -494,13 +503,24 @@ public final class DeliveryService: Sendable {
         ])
     }
 
-    /// Re-delivers one dead letter to its own subscription with that subscription's retry policy.
-    /// Replays one dead letter and traces what came of it (unless skipped: then nothing happened).
-    private func replayOne(_ letter: DeadLetter) async -> String {
+    /// Re-delivers one dead letter to its own subscription with that subscription's retry policy, and traces what
+    /// came of it (unless skipped: then nothing happened).
+    private func replayOne(_ letter: DeadLetter, replay id: String) async -> String {
         let original = letter.originalRecord
         let fetched = FetchedEvent(topic: letter.originalTopic, partition: letter.originalPartition, offset: letter.originalOffset,
                                    timestamp: original.timestamp, record: original, event: CloudEvent(record: original))
-        let result = await replayAttempts(letter, fetched)
+        // With spans on, the replay is a span under the dead-lettering's, and its attempts are under it.
+        let span = spans?.start("replay \(letter.subscription)", kind: .internal, operation: "process", event: fetched.event, topic: fetched.topic,
+                                partition: fetched.partition, offset: fetched.offset, parent: letter.traceparent ?? Deliverer.traceparent(of: fetched))
+        span?.set(SpanAttributeName.subscription, letter.subscription)
+        span?.set(SpanAttributeName.deadLetterTopic, letter.topic)
+        span?.set(SpanAttributeName.replayId, id)
+        let result = await replayAttempts(letter, fetched, parent: span?.traceparent)
+        if let span {
+            span.set(SpanAttributeName.outcome, result)
+            if result == "dead_lettered_again" || result == "poisoned" { span.fail(result, message: "the replay failed again: \(result)") }
+            span.end()
+        }
         if let traces, result != "skipped", let correlation = letter.correlationId ?? fetched.event?.correlationId {
             var hop = TraceHop.about(fetched, kind: .replay, subscription: letter.subscription, time: currentTimeMillis())
             hop.outcome = result
@@ -509,14 +529,14 @@ public final class DeliveryService: Sendable {
         return result
     }
 
-    private func replayAttempts(_ letter: DeadLetter, _ fetched: FetchedEvent) async -> String {
+    private func replayAttempts(_ letter: DeadLetter, _ fetched: FetchedEvent, parent: String?) async -> String {
         guard index.isUnresolved(letter.topic, partition: letter.partition, offset: letter.offset),
               let subscription = subscription(letter.subscription) else { return "skipped" }
         let trace = fetched.event?.traceparent.flatMap(Correlation.parseTraceparent)
         let context = CorrelationContext(correlationId: letter.correlationId ?? fetched.event?.correlationId ?? "", causationId: fetched.event?.causationId,
                                          traceId: trace?.traceId, spanId: trace?.spanId, eventId: fetched.event?.id, eventType: fetched.event?.type,
                                          topic: fetched.topic, partition: fetched.partition, offset: fetched.offset)
-        let deliverer = Deliverer(client: client, subscription: subscription, broker: broker)
+        let deliverer = Deliverer(client: client, subscription: subscription, broker: broker, spans: spans)
         var history = letter.history
         history.replays += 1
         var failures = 0
@@ -527,7 +547,7 @@ public final class DeliveryService: Sendable {
             attempt += 1
             let outcome: AttemptOutcome
             switch prepared {
-            case .success(let (event, upcastFrom)): outcome = await deliverer.attempt(event, attempt: attempt, upcastFrom: upcastFrom)
+            case .success(let (event, upcastFrom)): outcome = await deliverer.attempt(event, attempt: attempt, upcastFrom: upcastFrom, parent: parent)
             case .failure(let failure): outcome = .unsupportedVersion(message: failure.message)
             }
             broker.metrics.counter(MetricName.deliveryAttempts, subscription.name, outcome.label).increment()

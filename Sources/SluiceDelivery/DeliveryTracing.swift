@@ -19,11 +19,7 @@ extension TraceHop {
         var hop = about(fetched, kind: .delivery, subscription: subscription, time: time)
         hop.attempt = attempt
         hop.outcome = outcome.label
-        switch outcome {
-        case .delivered(let status, _), .dropped(let status), .rejected(let status, _), .httpError(let status, _, _): hop.httpStatus = status
-        case .unavailable(let status, _, _): hop.httpStatus = status
-        case .timeout, .unsupportedVersion: break
-        }
+        hop.httpStatus = outcome.httpStatus
         if let latency { hop.latencyMs = Double(latency.components.seconds) * 1000 + Double(latency.components.attoseconds) / 1e15 }
         switch outcome {
         case .delivered, .dropped: hop.final = true

@@ -111,13 +111,14 @@ actor SubscriptionRunner {
     private let rewindCompleted: @Sendable (String) -> Void
 
     init(subscription: Subscription, groups: GroupCoordinator, client: HTTPClient, deadLetters: DeadLetterWriter, logger: Logger,
-         rewind: SubscriptionRewind? = nil, rewindCompleted: @escaping @Sendable (String) -> Void = { _ in }, traces: TraceIndex? = nil) {
+         rewind: SubscriptionRewind? = nil, rewindCompleted: @escaping @Sendable (String) -> Void = { _ in }, traces: TraceIndex? = nil,
+         spans: EventSpans? = nil) {
         self.subscription = subscription
         self.traces = traces
         self.rewind = rewind
         self.rewindCompleted = rewindCompleted
         self.groups = groups
-        self.deliverer = Deliverer(client: client, subscription: subscription, broker: groups.broker)
+        self.deliverer = Deliverer(client: client, subscription: subscription, broker: groups.broker, spans: spans)
         self.deadLetters = deadLetters
         self.logger = logger
         self.metrics = groups.broker.metrics
@@ -387,10 +388,22 @@ actor SubscriptionRunner {
                                      lastFailureMillis: pending.lastFailure ?? currentTimeMillis(), httpStatus: pending.lastStatus,
                                      errorType: pending.lastError ?? .rejected, errorMessage: pending.lastMessage, replays: 0)
         let context = correlation(pending)
+        let dlqTopic = subscription.deadLetterTopic(for: pending.fetched.topic)
+        let span = deliverer.spans?.start("dead-letter \(dlqTopic)", kind: .producer, operation: "send", event: pending.fetched.event,
+                                          topic: pending.fetched.topic, partition: pending.fetched.partition, offset: pending.fetched.offset,
+                                          parent: Deliverer.traceparent(of: pending.fetched))
+        if let span {
+            span.set(SpanAttributeName.subscription, subscription.name)
+            span.set(SpanAttributeName.deadLetterTopic, dlqTopic)
+            span.set(SpanAttributeName.attempt, pending.attempts)
+            span.set(SpanAttributeName.errorType, history.errorType.rawValue)
+        }
+        defer { span?.end() }
         // Durable before the offset can be committed: nothing accepted is lost between the topic and its DLQ.
         while true {
             do {
-                try await deadLetters.write(pending.fetched, subscription: subscription, history: history)
+                try await deadLetters.write(pending.fetched, subscription: subscription, history: history,
+                                            traceparent: span?.traceparent ?? Deliverer.traceparent(of: pending.fetched))
                 break
             } catch {
                 // Stopping: the event stays unfinished, so its offset is not committed and it is delivered
@@ -410,7 +423,7 @@ actor SubscriptionRunner {
         }
         Correlation.$current.withValue(context) {
             logger.warning("event dead-lettered", metadata: [
-                LogField.subscription: .string(subscription.name), "dlq.topic": .string(subscription.deadLetterTopic(for: pending.fetched.topic)),
+                LogField.subscription: .string(subscription.name), "dlq.topic": .string(dlqTopic),
                 "attempts": .stringConvertible(pending.attempts), "error.type": .string(history.errorType.rawValue), "error.message": .string(history.errorMessage),
             ])
         }

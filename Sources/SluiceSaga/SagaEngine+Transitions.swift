@@ -14,15 +14,17 @@ extension SagaEngine {
             return .success(Started(saga: existing, created: false))
         }
         let saga = begin(catalog.saga(request.type)!, id: request.id, data: request.data, causation: nil, origin: request.originCorrelationId,
+                         traceparent: request.traceparent,
                          now: now, state: &state, effects: &effects)
         return .success(Started(saga: saga, created: true))
     }
 
     @discardableResult
-    func begin(_ definition: SagaDefinition, id: String, data: JSONValue, causation: String?, origin: String?, now: Int64,
+    func begin(_ definition: SagaDefinition, id: String, data: JSONValue, causation: String?, origin: String?, traceparent: String?, now: Int64,
                state: inout EngineState, effects: inout Effects) -> SagaInstance {
         var saga = SagaInstance(id: id, type: definition.type, kind: .orchestrated, status: .running, data: data, startedAt: now)
         saga.causationId = causation
+        saga.traceparent = traceparent
         saga.originCorrelationId = origin == id ? nil : origin
         saga.steps = definition.steps.map { StepState(name: $0.name, compensation: $0.compensation == nil ? nil : CompensationState()) }
         saga.outcomePublished = definition.outcomeTopic == nil
@@ -59,7 +61,8 @@ extension SagaEngine {
             guard state.instances[id] == nil else { continue }
             var data = event.data.flatMap(JSONValue.parse) ?? .object([:])
             if data.objectValue == nil { data = .object(["event": data]) }
-            begin(definition, id: id, data: data, causation: event.id, origin: event.correlationId, now: now, state: &state, effects: &effects)
+            begin(definition, id: id, data: data, causation: event.id, origin: event.correlationId, traceparent: event.traceparent, now: now,
+                  state: &state, effects: &effects)
         }
         guard let correlation = event.correlationId else { return }
         if let saga = state.instances[correlation], saga.kind == .orchestrated, !saga.status.isFinal, let definition = catalog.saga(saga.type) {
@@ -83,6 +86,7 @@ extension SagaEngine {
                 return
             }
             saga.steps[index].finishedAt = now
+            saga.traceparent = event.traceparent ?? saga.traceparent
             saga.steps[index].replyType = event.type
             saga.steps[index].replyId = event.id
             let milliseconds = now - (saga.steps[index].dispatchedAt ?? now)
@@ -113,6 +117,7 @@ extension SagaEngine {
             guard success || compensation.failure.contains(event.type) else { return }
             if let causation = event.causationId, causation != attempt.commandId { return }
             saga.steps[head].compensation!.replyType = event.type
+            saga.traceparent = event.traceparent ?? saga.traceparent
             state.instances[key] = saga
             if success {
                 compensationSucceeded(key, definition, now: now, state: &state, effects: &effects)
@@ -384,6 +389,7 @@ extension SagaEngine {
         event.time = Timestamp.rfc3339Millis()
         event.extensions = ["correlationid": saga.id, "partitionkey": saga.id, "sagatype": definition.type, "sagastep": step]
         if let causation { event.extensions["causationid"] = causation }
+        if let traceparent = saga.traceparent { event.extensions["traceparent"] = traceparent }
         return OutgoingCommand(key: saga.key, topic: command.topic ?? broker.route(eventType: command.type), event: event, after: after)
     }
 
@@ -410,6 +416,7 @@ extension SagaEngine {
         event.time = Timestamp.rfc3339Millis()
         event.extensions = ["correlationid": saga.id, "partitionkey": saga.id, "sagatype": definition.type]
         if let last = saga.steps.last(where: { $0.replyId != nil })?.replyId { event.extensions["causationid"] = last }
+        if let traceparent = saga.traceparent { event.extensions["traceparent"] = traceparent }
         return OutgoingCommand(key: saga.key, topic: topic, event: event, after: .outcomePublished)
     }
 

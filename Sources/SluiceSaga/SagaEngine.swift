@@ -28,6 +28,8 @@ public final class SagaEngine: Sendable {
     let logger: Logger
     /// Where saga changes are traced, if anywhere.
     let traces: TraceIndex?
+    /// OpenTelemetry spans, when `otlp.endpoint` is set: one per command sent.
+    let spans: EventSpans?
     let metrics: SagaMetrics
     /// Topics the reader follows and the event types it hands to the loop.
     let watchedTopics: [String]
@@ -74,6 +76,7 @@ public final class SagaEngine: Sendable {
         var id: String
         var data: JSONValue
         var originCorrelationId: String?
+        var traceparent: String?
     }
 
     /// A command (or outcome event) to publish once the state that sent it is durable.
@@ -100,8 +103,9 @@ public final class SagaEngine: Sendable {
         for line in logs { logger.log(level: line.level, "\(line.message)", metadata: line.metadata) }
     }
 
-    public init(catalog: SagaCatalog, groups: GroupCoordinator, logger: Logger, traces: TraceIndex? = nil) {
+    public init(catalog: SagaCatalog, groups: GroupCoordinator, logger: Logger, traces: TraceIndex? = nil, spans: EventSpans? = nil) {
         self.traces = traces
+        self.spans = spans
         self.catalog = catalog
         self.broker = groups.broker
         self.groups = groups
@@ -159,7 +163,8 @@ public final class SagaEngine: Sendable {
 
     /// Starts a saga of `type` with `data`; returns once its start is durable and its first command sent.
     /// With an `id` already used by a saga of the same type, returns that saga (`created` false).
-    public func start(type: String, data: JSONValue, id: String?, correlationId: String?) async throws(BrokerError) -> (saga: SagaInstance, created: Bool) {
+    public func start(type: String, data: JSONValue, id: String?, correlationId: String?, traceparent: String? = nil) async throws(BrokerError)
+        -> (saga: SagaInstance, created: Bool) {
         guard catalog.saga(type) != nil else {
             if catalog.observed.contains(where: { $0.type == type }) {
                 throw BrokerError.badRequest("\(type) is an observed saga: it starts when its start event is published, not through the API", attribute: "type")
@@ -183,7 +188,7 @@ public final class SagaEngine: Sendable {
             return (existing, false)
         }
         let request = StartRequest(type: type, id: id ?? UUID().uuidString.lowercased(), data: data == .null ? .object([:]) : data,
-                                   originCorrelationId: correlationId)
+                                   originCorrelationId: correlationId, traceparent: traceparent)
         let result = await withCheckedContinuation { continuation in
             enqueue(.start(request, continuation))
         }
@@ -347,6 +352,21 @@ public final class SagaEngine: Sendable {
         }
     }
 
+    /// A `saga TYPE STEP` span (or `saga TYPE outcome`) for a command, under the trace context of what moved the
+    /// saga; the command then carries the span's, so that its deliveries and the reply are its children.
+    static func startSpan(for command: inout OutgoingCommand, spans: EventSpans) -> EventSpan {
+        let event = command.event
+        let type = event.extensions["sagatype"] ?? ""
+        let step = event.extensions["sagastep"]
+        let span = spans.start("saga \(type) \(step ?? "outcome")", kind: .producer, operation: "send", event: event, topic: command.topic,
+                               parent: event.traceparent)
+        span.set(SpanAttributeName.sagaId, event.correlationId ?? "")
+        span.set(SpanAttributeName.sagaType, type)
+        if let step { span.set(SpanAttributeName.sagaStep, step) }
+        if let traceparent = span.traceparent { command.event.extensions["traceparent"] = traceparent }
+        return span
+    }
+
     /// Publishes commands, grouped by topic; a failed publish is retried in 500 ms. Confirmed fire-and-forget
     /// compensations and outcome events change their saga (recorded with the next batch).
     private func send(_ commands: [OutgoingCommand]) async {
@@ -354,11 +374,17 @@ public final class SagaEngine: Sendable {
         var byTopic: [String: [OutgoingCommand]] = [:]
         for command in commands { byTopic[command.topic, default: []].append(command) }
         var confirmed: [OutgoingCommand] = []
-        for (topic, list) in byTopic.sorted(by: { $0.key < $1.key }) {
+        for (topic, var list) in byTopic.sorted(by: { $0.key < $1.key }) {
+            let open = spans.map { spans in list.indices.map { Self.startSpan(for: &list[$0], spans: spans) } } ?? []
             do {
                 _ = try await broker.publish(topic: topic, events: list.map(\.event))
+                for span in open { span.end() }
                 confirmed += list
             } catch {
+                for span in open {
+                    span.fail(error.kind.rawValue, message: error.message)
+                    span.end()
+                }
                 logger.warning("saga commands could not be published to \(topic); retrying in 500 ms: \(error.message)",
                                metadata: [LogField.topic: .string(topic)])
                 let retryAt = currentTimeMillis() + 500

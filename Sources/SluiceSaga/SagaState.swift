@@ -77,6 +77,9 @@ public struct SagaInstance: Sendable, Codable, Equatable {
     public var failureReason: String?
     /// Whether the failure was a timeout (the final status is then `timed_out`).
     public var timedOut = false
+    /// The W3C trace context of what last moved it (the start request or trigger, then each reply); its commands
+    /// carry it as their `traceparent`, so a saga's steps join the trace of the request that started it.
+    public var traceparent: String?
     /// Observed sagas: the last event type seen.
     public var lastEventType: String?
     /// Whether the outcome event (outcome_topic) went out.

@@ -7,12 +7,15 @@ import NIOCore
 import SluiceBroker
 import SluiceLog
 import SluiceTelemetry
+import SluiceTrace
 
 /// The v1 HTTP API over a ``Broker``.
 struct APIRoutes: Sendable {
     let holder: BrokerHolder
     let config: SluiceConfig
     let logger: Logger
+    /// OpenTelemetry spans, when `otlp.endpoint` is set.
+    let spans: EventSpans?
 
     var broker: Broker {
         get throws { try holder.require() }
@@ -34,6 +37,8 @@ struct APIRoutes: Sendable {
         registerSagas(on: router)
         registerSchemas(on: router)
         registerTraces(on: router)
+        registerFlow(on: router)
+        registerConsole(on: router)
     }
 
     static func health() -> Response {
@@ -171,6 +176,11 @@ struct APIRoutes: Sendable {
         var events = try parseEvents(request, body: body)
         let requestContext = Correlation.current
 
+        // Trace context: the event's extension, else the request's traceparent header (for every event, whatever
+        // its correlation id).
+        if let header = request.headers[HTTPField.Name.traceparent], Correlation.isTraceparent(header) {
+            for index in events.indices where events[index].traceparent == nil { events[index].extensions["traceparent"] = header }
+        }
         // Correlation id: the event's extension, else X-Correlation-ID, else traceparent's trace id, else new.
         for index in events.indices where events[index].correlationId == nil {
             if let trace = events[index].traceparent.flatMap(Correlation.parseTraceparent), request.headers[HTTPField.Name.correlationId] == nil {
@@ -178,11 +188,38 @@ struct APIRoutes: Sendable {
             } else {
                 events[index].extensions["correlationid"] = requestContext?.correlationId ?? Correlation.newId()
             }
-            if events[index].traceparent == nil, let header = request.headers[HTTPField.Name.traceparent], Correlation.isTraceparent(header) {
-                events[index].extensions["traceparent"] = header
-            }
         }
+        guard let spans else {
+            return try await write(events, request, context, target: target, broker: broker, atomic: atomic, started: started, spans: nil)
+        }
+        // A span per event, continuing its traceparent; the event then carries the span's, so that its deliveries are
+        // children of its publish.
+        let path = target == .routed ? nil : try context.parameters.require("topic")
+        var open: [EventSpan] = []
+        open.reserveCapacity(events.count)
+        for index in events.indices {
+            let topic = path ?? broker.route(eventType: events[index].type)
+            let span = spans.start("publish \(topic)", kind: .producer, operation: "publish", event: events[index], topic: topic,
+                                   parent: events[index].traceparent)
+            if let traceparent = span.traceparent { events[index].extensions["traceparent"] = traceparent }
+            open.append(span)
+        }
+        do {
+            return try await write(events, request, context, target: target, broker: broker, atomic: atomic, started: started, spans: open)
+        } catch {
+            let failure = BrokerError(error)
+            for span in open {
+                span.fail(failure.kind.rawValue, message: failure.message)
+                span.end()
+            }
+            throw error
+        }
+    }
 
+    /// Writes parsed events (to their topic, or each to its route) and answers with their offsets.
+    private func write(_ events: [CloudEvent], _ request: Request, _ context: AgentRequestContext, target: Target?, broker: Broker, atomic: Bool,
+                       started: UInt64, spans: [EventSpan]?) async throws -> Response {
+        let requestContext = Correlation.current
         var byTopic: [(topic: String, events: [CloudEvent])] = []
         // Where each topic's events are in the request, so that results come back in request order.
         var requestOrder: [Int] = []
@@ -269,6 +306,13 @@ struct APIRoutes: Sendable {
             var ordered = results
             for (position, index) in requestOrder.enumerated() where position < results.count { ordered[index] = results[position] }
             results = ordered
+        }
+        if let spans {
+            for (span, result) in zip(spans, results) {
+                span.set(SpanAttributeName.partition, String(result.partition))
+                if let offset = result.offset { span.set(SpanAttributeName.offset, Int(offset)) }
+                span.end()
+            }
         }
         // An atomic publish always waits for fsync.
         let acks = atomic ? "all" : config.string("acks")

@@ -8,15 +8,19 @@ import Synchronization
 /// The broker once the log is recovered. The listeners start before recovery so that `/healthz` answers while
 /// a large log is still being checked; until then API calls get 503 and `/readyz` says `starting`.
 final class BrokerHolder: Sendable {
-    private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine, traces: TraceIndex?)?>(nil)
+    private let state = Mutex<(broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine, traces: TraceIndex?,
+                               flows: FlowMap?)?>(nil)
 
     var broker: Broker? { state.withLock { $0?.broker } }
     var kafkaBackend: KafkaListener.Backend? { state.withLock { $0.map { KafkaListener.Backend(broker: $0.broker, groups: $0.groups) } } }
     var sagasLoaded: Bool { state.withLock { $0?.sagas }?.isLoaded ?? false }
 
-    func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine, traces: TraceIndex?) {
-        state.withLock { $0 = (broker, groups, delivery, sagas, traces) }
+    func set(_ broker: Broker, groups: GroupCoordinator, delivery: DeliveryService, sagas: SagaEngine, traces: TraceIndex?, flows: FlowMap?) {
+        state.withLock { $0 = (broker, groups, delivery, sagas, traces, flows) }
     }
+
+    /// Who produces to which topic, when the trace reader runs (`trace.enabled`).
+    var flows: FlowMap? { state.withLock { $0?.flows } }
 
     /// The trace index, or a 503 like ``require()``, or a 404 when `trace.enabled` is false.
     func requireTraces() throws(BrokerError) -> TraceIndex {

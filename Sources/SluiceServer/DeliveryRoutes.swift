@@ -32,9 +32,10 @@ extension APIRoutes {
         }
     }
 
-    func describe(_ subscription: Subscription, fromFile: Bool, status: (breaker: BreakerState, pending: Int)?) -> [String: Any] {
+    func describe(_ subscription: Subscription, fromFile: Bool, status: (breaker: BreakerState, pending: Int)?, dlqDepth: Int) -> [String: Any] {
         var object = subscription.jsonObject
         object["source"] = fromFile ? "config file" : "api"
+        object["dlq_depth"] = dlqDepth
         if let (rewind, remaining) = (try? delivery)?.rewind(of: subscription.name) {
             object["rewind"] = Self.describe(rewind, remaining: remaining)
         }
@@ -48,8 +49,9 @@ extension APIRoutes {
     func listSubscriptions() async throws -> Response {
         let delivery = try self.delivery
         var list: [[String: Any]] = []
+        let depths = delivery.deadLetterDepths()
         for (subscription, fromFile) in delivery.subscriptions {
-            list.append(describe(subscription, fromFile: fromFile, status: await delivery.status(subscription.name)))
+            list.append(describe(subscription, fromFile: fromFile, status: await delivery.status(subscription.name), dlqDepth: depths[subscription.name] ?? 0))
         }
         return jsonResponse(["subscriptions": list])
     }
@@ -60,7 +62,8 @@ extension APIRoutes {
         guard let entry = delivery.subscriptions.first(where: { $0.subscription.name == name }) else {
             throw BrokerError(.notFound, "subscription \(name) does not exist; create it with PUT \(HTTPPath.subscriptions)/\(name)")
         }
-        return jsonResponse(describe(entry.subscription, fromFile: entry.fromFile, status: await delivery.status(name)))
+        return jsonResponse(describe(entry.subscription, fromFile: entry.fromFile, status: await delivery.status(name),
+                                     dlqDepth: delivery.deadLetterDepths()[name] ?? 0))
     }
 
     func putSubscription(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
@@ -77,7 +80,7 @@ extension APIRoutes {
         }
         let delivery = try self.delivery
         let created = try await delivery.put(subscription)
-        return jsonResponse(describe(subscription, fromFile: false, status: nil), status: created ? .created : .ok)
+        return jsonResponse(describe(subscription, fromFile: false, status: nil, dlqDepth: delivery.deadLetterDepths()[name] ?? 0), status: created ? .created : .ok)
     }
 
     static func describe(_ rewind: SubscriptionRewind, remaining: Int64) -> [String: Any] {

@@ -39,12 +39,16 @@ public enum HTTPPath {
     public static let traces = "/v1/traces"
     /// GET: one correlation's journey (a saga id finds the trace of the request or event that started it).
     public static let trace = "/v1/traces/{correlationId}"
+    /// GET: the event-flow map (producers' sources → topics → subscriptions → endpoints; sagas → their topics).
+    public static let flow = "/v1/flow"
+    /// GET: the web console (static HTML, CSS and JavaScript that read the API above).
+    public static let console = "/ui"
 
     /// Every path above.
     public static let all = [health, ready, metrics, topics, topic, topicEvents, partitionEvents, routedEvents,
                              groups, group, groupMembers, groupMember, memberHeartbeat, memberPoll, groupOffsets, groupOffsetsReset,
                              subscriptions, subscription, subscriptionRewind, deadLetterTopics, deadLetterTopic, deadLetter, replay, replayJob, schemas, schemaType, schema, sagas, saga,
-                             traces, trace]
+                             traces, trace, flow, console]
 }
 
 /// Header names Sluice reads or writes.

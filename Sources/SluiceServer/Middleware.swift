@@ -25,7 +25,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 
         let response = await Correlation.with(correlation) { () async -> Response in
             do {
-                if let token, !isHealth(request.uri.path), !authorized(request, token: token) {
+                if let token, !isOpen(request.uri.path), !authorized(request, token: token) {
                     throw BrokerError(.unauthorized, "this API needs Authorization: Bearer <token> (the agent runs with api.token)")
                 }
                 if headerTooLong {
@@ -81,8 +81,10 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         }.joined(separator: " ")
     }
 
-    private func isHealth(_ path: String) -> Bool {
-        path == HTTPPath.health || path == HTTPPath.ready
+    /// Health, readiness and the console's static page (it holds no data: what it shows, it reads from the API
+    /// with the token the user gives it).
+    private func isOpen(_ path: String) -> Bool {
+        path == HTTPPath.health || path == HTTPPath.ready || path == HTTPPath.console
     }
 
     private func authorized(_ request: Request, token: String) -> Bool {

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceSchema
+import HTTPTypes
 import Hummingbird
 import SluiceBroker
 import SluiceSaga
@@ -61,7 +62,8 @@ extension APIRoutes {
             data = parsed
         }
         let id = request.uri.queryParameters["id"].map(String.init)
-        let (saga, created) = try await engine.start(type: type, data: data, id: id, correlationId: Correlation.current?.correlationId)
+        let (saga, created) = try await engine.start(type: type, data: data, id: id, correlationId: Correlation.current?.correlationId,
+                                                    traceparent: request.headers[HTTPField.Name.traceparent].flatMap { Correlation.isTraceparent($0) ? $0 : nil })
         var response = jsonResponse(saga.detailObject, status: created ? .created : .ok)
         response.headers[.location] = HTTPPath.sagas + "/" + saga.id
         return response

@@ -36,11 +36,14 @@ public enum SluiceAgent {
         var frameworkLogger = logger
         frameworkLogger.logLevel = logger.logLevel == .trace ? .trace : max(logger.logLevel, .warning)
         let holder = BrokerHolder()
+        // OpenTelemetry spans, when otlp.endpoint is set: the exporter is first in the service group, so it stops
+        // last and sends the spans the others ended while stopping.
+        let otlp = try EventSpans.otlp(config: config, logger: logger)
         let startup = Startup(config: config, logger: logger, onReady: onReady)
 
         let apiRouter = Router(context: AgentRequestContext.self)
         apiRouter.middlewares.add(APIMiddleware(token: config.apiToken, metrics: metrics, logger: logger))
-        APIRoutes(holder: holder, config: config, logger: logger).register(on: apiRouter)
+        APIRoutes(holder: holder, config: config, logger: logger, spans: otlp?.spans).register(on: apiRouter)
         let api = Application(
             router: apiRouter,
             server: Self.http1(config, logger: logger),
@@ -61,8 +64,9 @@ public enum SluiceAgent {
             onServerRunning: { channel in startup.listenerUp(metricsAddress: describe(channel.localAddress, fallback: config.metricsAddress)) },
             logger: frameworkLogger)
 
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup),
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = otlp.map { [.init(service: $0.exporter)] } ?? []
+        services += [
+            .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup, spans: otlp?.spans),
                   successTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: metricsApp),
             .init(service: api),
@@ -192,6 +196,7 @@ struct BrokerService: Service {
     let logger: Logger
     let holder: BrokerHolder
     let startup: Startup
+    let spans: EventSpans?
 
     func run() async throws {
         let broker = try Broker(config: config, metrics: metrics, logger: logger)
@@ -202,8 +207,8 @@ struct BrokerService: Service {
         do {
             groups = try GroupCoordinator(broker: broker)
             traces = config.bool("trace.enabled") ? try TraceIndex(settings: TraceSettings(config: config), metrics: metrics, logger: logger) : nil
-            delivery = try DeliveryService(groups: groups, logger: logger, traces: traces)
-            sagas = SagaEngine(catalog: try SagaCatalog.load(config: config), groups: groups, logger: logger, traces: traces)
+            delivery = try DeliveryService(groups: groups, logger: logger, traces: traces, spans: spans)
+            sagas = SagaEngine(catalog: try SagaCatalog.load(config: config), groups: groups, logger: logger, traces: traces, spans: spans)
             // Transactions a crash left unfinished are committed (with their consumer offsets) or aborted before
             // anything reads.
             let commitOffsets: @Sendable ([GroupPartition: CommittedOffset]) async throws -> Void = { [groups] offsets in
@@ -218,14 +223,16 @@ struct BrokerService: Service {
             throw error
         }
         let recovery = broker.log.recovery
-        holder.set(broker, groups: groups, delivery: delivery, sagas: sagas, traces: traces)
+        let flows = traces.map { _ in FlowMap() }
+        holder.set(broker, groups: groups, delivery: delivery, sagas: sagas, traces: traces, flows: flows)
         startup.brokerRecovered(broker) { [logger] in Self.report(recovery, logger: logger) }
         let maintenance = Task { await broker.runMaintenance() }
         let groupWork = Task { await groups.run() }
         let deliveryWork = Task { await delivery.run() }
         let sagaWork = Task { await sagas.run(onLoaded: startup.sagasLoaded) }
         let traceWork = traces.map { traces in
-            let tailer = TraceTailer(broker: broker, index: traces, deliverers: delivery.deliveryTargets, skip: delivery.isDeadLetterTopic)
+            let tailer = TraceTailer(broker: broker, index: traces, deliverers: delivery.deliveryTargets, skip: delivery.isDeadLetterTopic,
+                                     flows: flows ?? FlowMap())
             return (Task { await tailer.run() }, Task { await traces.run() })
         }
         try? await gracefulShutdown()

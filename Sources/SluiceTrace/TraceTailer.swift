@@ -20,10 +20,14 @@ public final class TraceTailer: Sendable {
     let index: TraceIndex
     let deliverers: Deliverers
     let skip: @Sendable (String) -> Bool
+    /// Who produces to which topic (the console's event-flow map), from the same reads.
+    public let flows: FlowMap
 
     /// - Parameters:
     ///   - skip: topics not to read (dead-letter and poison topics: their records are copies of events already traced).
-    public init(broker: Broker, index: TraceIndex, deliverers: @escaping Deliverers, skip: @escaping @Sendable (String) -> Bool) {
+    public init(broker: Broker, index: TraceIndex, deliverers: @escaping Deliverers, skip: @escaping @Sendable (String) -> Bool,
+                flows: FlowMap = FlowMap()) {
+        self.flows = flows
         self.broker = broker
         self.index = index
         self.deliverers = deliverers
@@ -49,6 +53,8 @@ public final class TraceTailer: Sendable {
         var moved: [TopicPartition: Int64] = [:]
         // Per pass: who delivers each topic, partition and type (and where their groups have committed).
         var targets: [String: [(subscription: String, committed: Int64)]] = [:]
+        var seen: [String: [String: (events: Int, last: Int64)]] = [:]
+        defer { flows.add(seen) }
         for name in broker.log.topicNames where !name.hasPrefix("__") && !skip(name) {
             guard let topic = broker.topic(name) else { continue }
             for (number, log) in topic.partitions.enumerated() {
@@ -71,6 +77,8 @@ public final class TraceTailer: Sendable {
                         // A batch that cannot be read (a codec error) is passed over: tracing never stops on it.
                         try? RecordBatch.scan(batch.bytes) { record in
                             guard record.offset >= from, record.timestamp >= cutoff, let event = Self.traced(record) else { return }
+                            let counted = seen[name, default: [:]][event.source] ?? (0, 0)
+                            seen[name, default: [:]][event.source] = (counted.events + 1, max(counted.last, record.timestamp))
                             var hop = TraceHop(kind: .event, time: record.timestamp)
                             hop.eventId = event.id
                             hop.eventType = event.type

@@ -3,6 +3,7 @@ import SluiceServer
 import SluiceBroker
 import SluiceTelemetry
 import SluiceDelivery
+import SluiceTrace
 import Testing
 
 @Suite("OpenAPI document")
@@ -29,7 +30,7 @@ struct OpenAPITests {
 
 @Suite("README contracts")
 struct ReadmeContractTests {
-    @Test("the README documents every setting, metric family, log field and HTTP path by its exact name")
+    @Test("the README documents every setting, metric family, log field, HTTP path and span attribute by its exact name")
     func namesAreDocumented() throws {
         let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
         for property in ConfigProperty.all {
@@ -50,6 +51,9 @@ struct ReadmeContractTests {
         }
         for path in HTTPPath.all {
             #expect(readme.contains(path), "HTTP path \(path) is missing from the README")
+        }
+        for attribute in SpanAttributeName.all {
+            #expect(readme.contains("`\(attribute)`"), "span attribute \(attribute) is missing from the README")
         }
     }
 }

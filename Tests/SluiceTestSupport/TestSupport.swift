@@ -93,11 +93,13 @@ public struct AgentDidNotStart: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// Starts `sluice serve` with its data in `dir/data` and returns it once `/readyz` answers 200. An agent that
-/// does not come up is killed, never left behind, and the error carries the end of its log.
-public func startServed(_ dir: String, _ arguments: [String]) async throws -> ServedAgent {
+/// Starts `sluice serve` with its data in `dir/data` (and `environment` added to this process's) and returns it
+/// once `/readyz` answers 200. An agent that does not come up is killed, never left behind, and the error carries
+/// the end of its log.
+public func startServed(_ dir: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> ServedAgent {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: sluiceBinary)
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     process.arguments = ["serve", "--data-dir", dir + "/data", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
                          "--kafka-address", "127.0.0.1:0"] + arguments
     let logPath = dir + "/serve-\(UUID().uuidString).log"

@@ -246,3 +246,27 @@ struct TraceTailerTests {
         #expect(try traced(Record(timestamp: 1, key: nil, value: Array("plain".utf8))) == nil)
     }
 }
+
+@Suite("Flow map")
+struct FlowMapTests {
+    @Test("counts events per topic and source with the latest time; at most 64 sources per topic, later ones under 'other'; topics that are gone are forgotten")
+    func bounded() {
+        let flows = FlowMap()
+        flows.add(["orders": ["/shop": (3, 100), "/admin": (1, 50)], "payments": ["/pay": (2, 70)]])
+        flows.add(["orders": ["/shop": (2, 90)]])
+        #expect(flows.producers == [
+            FlowMap.Producer(source: "/admin", topic: "orders", events: 1, lastSeenMillis: 50),
+            FlowMap.Producer(source: "/shop", topic: "orders", events: 5, lastSeenMillis: 100),
+            FlowMap.Producer(source: "/pay", topic: "payments", events: 2, lastSeenMillis: 70),
+        ])
+        var many: [String: (events: Int, last: Int64)] = [:]
+        for n in 0..<100 { many["/s\(n)"] = (1, Int64(n)) }
+        flows.add(["wide": many])
+        let wide = flows.producers.filter { $0.topic == "wide" }
+        #expect(wide.count == FlowMap.maxSourcesPerTopic + 1, "64 named sources and 'other'")
+        #expect(wide.reduce(0) { $0 + $1.events } == 100, "every event is counted")
+        #expect(wide.contains { $0.source == FlowMap.other && $0.events == 100 - FlowMap.maxSourcesPerTopic })
+        flows.retain(topics: ["orders"])
+        #expect(Set(flows.producers.map(\.topic)) == ["orders"])
+    }
+}

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Publishing with the trace index on against off: batches of 100 of the benchmark's order events (each with its own
+# Publishing with tracing off, with the trace index on, and with the index and OpenTelemetry export on (to a local
+# OTLP/HTTP receiver that decodes and counts the spans): batches of 100 of the benchmark's order events (each with its own
 # correlationid; scripts/bench/events.py) to one topic with a push subscription, so that the index records every
 # event read back from the log and its delivery attempt. acks=all and no compression, as the batch row of
 # peers.sh without gzip. The same client as peers.sh (peerload), interleaved runs, medians.
 # Prints per mode: events/s, latency p50/p99, server CPU µs per event, resident memory at the end, traces and hop
-# bytes held; and on ÷ off.
+# bytes held, spans received per event; and each mode ÷ off.
 #
 # Usage: scripts/bench/traces.sh [RUNS] [SECONDS]   (3, 10); needs the release build (BIN=… to use another).
 set -euo pipefail
@@ -15,7 +16,7 @@ BIN=${BIN:-.build-release/release/sluice}
 CONNECTIONS=${CONNECTIONS:-32}
 BATCH=100
 WORK=$(mktemp -d)
-trap 'pkill -f "$WORK" 2>/dev/null || true; kill "$APP_PID" 2>/dev/null || true; sleep 0.2; rm -rf "$WORK"' EXIT
+trap 'pkill -f "$WORK" 2>/dev/null || true; kill "$APP_PID" "${OTLP_PID:-}" 2>/dev/null || true; sleep 0.2; rm -rf "$WORK"' EXIT
 
 source scripts/bench/common.sh
 missing=()
@@ -39,15 +40,44 @@ APP_PID=$!
 for _ in $(seq 1 200); do [ -s "$WORK/app.port" ] && break; sleep 0.05; done
 APP="http://127.0.0.1:$(cat "$WORK/app.port")/events"
 
+# The OTLP/HTTP receiver for the export mode: decodes each request with the official protos and counts the spans.
+python3 -c 'import opentelemetry.proto' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check opentelemetry-proto
+python3 - "$WORK/otlp.port" "$WORK/spans" <<'PY' &
+import http.server, socketserver, sys, threading
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+count, lock = 0, threading.Lock()
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        global count
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        spans = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        with lock:
+            count += spans
+            open(sys.argv[2], "w").write(str(count))
+        self.send_response(200); self.send_header("Content-Type", "application/x-protobuf"); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *args): pass
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer): daemon_threads = True
+server = Server(("127.0.0.1", 0), Handler)
+open(sys.argv[1], "w").write(str(server.server_address[1]))
+server.serve_forever()
+PY
+OTLP_PID=$!
+for _ in $(seq 1 200); do [ -s "$WORK/otlp.port" ] && break; sleep 0.05; done
+OTLP="http://127.0.0.1:$(cat "$WORK/otlp.port")"
+
 API=127.0.0.1:17497 METRICS=127.0.0.1:19497
 
-measure() {  # mode (on|off), out file
+measure() {  # mode (off|index|otlp), out file
     local mode=$1 out=$2
     local dir="$WORK/data-$RANDOM"
-    local enabled=true
+    local enabled=true otlp=()
     [ "$mode" = off ] && enabled=false
+    [ "$mode" = otlp ] && otlp=(--otlp-endpoint "$OTLP")
+    local spans_before; spans_before=$(cat "$WORK/spans" 2>/dev/null || echo 0)
     "$BIN" serve --data-dir "$dir" --api-address "$API" --metrics-address "$METRICS" --kafka-address off --log-level error \
-        --acks all --compression-type none --trace-enabled "$enabled" > "$dir.log" 2>&1 &
+        --acks all --compression-type none --trace-enabled "$enabled" "${otlp[@]}" > "$dir.log" 2>&1 &
     local pid=$!
     for _ in $(seq 1 500); do curl -sf "$METRICS/readyz" >/dev/null && break; sleep 0.01; done
     curl -sf -X PUT "$API/v1/subscriptions/app" -H 'Content-Type: application/json' \
@@ -57,6 +87,8 @@ measure() {  # mode (on|off), out file
     local after; after=$(ticks "$pid")
     local scrape; scrape=$(curl -sf "$METRICS/metrics")
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    sleep 0.5  # the exporter's last requests
+    local spans; spans=$(( $(cat "$WORK/spans" 2>/dev/null || echo 0) - spans_before ))
     rm -rf "$dir" "$dir.log"
     local written; written=$(awk '/^sluice_events_published_total\{.*status="written"/ {s += $2} END {print s + 0}' <<<"$scrape")
     local rss; rss=$(awk '/^process_resident_memory_bytes / {print $2}' <<<"$scrape")
@@ -66,21 +98,24 @@ measure() {  # mode (on|off), out file
     duration=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$result")
     p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$result"); p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$result")
     awk -v w="$written" -v d="$duration" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v p50="$p50" -v p99="$p99" \
-        -v rss="${rss:-0}" -v traces="${traces:-0}" -v bytes="${bytes:-0}" \
-        'BEGIN { printf "%.0f %.1f %.1f %.1f %.0f %.0f %.1f\n", w/(d/1e6), p50/1000, p99/1000, (w ? t*1e6/hz/w : 0), rss/1048576, traces, bytes/1048576 }' >> "$out"
+        -v rss="${rss:-0}" -v traces="${traces:-0}" -v bytes="${bytes:-0}" -v spans="$spans" \
+        'BEGIN { printf "%.0f %.1f %.1f %.1f %.0f %.0f %.1f %.2f\n", w/(d/1e6), p50/1000, p99/1000, (w ? t*1e6/hz/w : 0), rss/1048576, traces, bytes/1048576, (w ? spans/w : 0) }' >> "$out"
 }
 
 for run in $(seq 1 "$RUNS"); do
     measure off "$WORK/off"
-    measure on "$WORK/on"
+    measure index "$WORK/index"
+    measure otlp "$WORK/otlp"
 done
 column() { cut -d' ' -f"$1" "$WORK/$2" | median; }
-echo "## Publishing with the trace index on and off: batches of $BATCH, acks=all, a push subscription ($RUNS interleaved runs of ${SECONDS_PER_RUN} s, $CONNECTIONS connections, medians)"
+echo "## Publishing with tracing off, the trace index on, and the index with OTLP export on: batches of $BATCH, acks=all, a push subscription ($RUNS interleaved runs of ${SECONDS_PER_RUN} s, $CONNECTIONS connections, medians)"
 echo
-echo "| trace index | events/s | p50 ms | p99 ms | server CPU µs/event (deliveries included) | resident MiB at the end | traces held | hop MiB held |"
-echo "|---|---|---|---|---|---|---|---|"
-for mode in off on; do
-    echo "| $mode | $(column 1 $mode) | $(column 2 $mode) | $(column 3 $mode) | $(column 4 $mode) | $(column 5 $mode) | $(column 6 $mode) | $(column 7 $mode) |"
+echo "| tracing | events/s | p50 ms | p99 ms | server CPU µs/event (deliveries included) | resident MiB at the end | traces held | hop MiB held | spans received per event |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for mode in off index otlp; do
+    echo "| $mode | $(column 1 $mode) | $(column 2 $mode) | $(column 3 $mode) | $(column 4 $mode) | $(column 5 $mode) | $(column 6 $mode) | $(column 7 $mode) | $(column 8 $mode) |"
 done
 echo
-echo "on ÷ off: $(awk -v a="$(column 1 on)" -v b="$(column 1 off)" 'BEGIN{printf "%.2f", a/b}')× events/s, $(awk -v a="$(column 4 on)" -v b="$(column 4 off)" 'BEGIN{printf "%.2f", a/b}')× CPU per event"
+for mode in index otlp; do
+    echo "$mode ÷ off: $(awk -v a="$(column 1 $mode)" -v b="$(column 1 off)" 'BEGIN{printf "%.2f", a/b}')× events/s, $(awk -v a="$(column 4 $mode)" -v b="$(column 4 off)" 'BEGIN{printf "%.2f", a/b}')× CPU per event, $(awk -v a="$(column 5 $mode)" -v b="$(column 5 off)" 'BEGIN{printf "%+.0f", a-b}') MiB resident"
+done
