@@ -112,15 +112,15 @@ struct Deliverer: Sendable {
         let parent = parent ?? Self.traceparent(of: fetched)
         guard let spans else { return await send(fetched, attempt: attempt, rewind: rewind, upcastFrom: upcastFrom, traceparent: parent) }
         let span = spans.start("deliver \(subscription.name)", kind: .client, operation: "process", event: fetched.event, topic: fetched.topic,
-                               partition: fetched.partition, offset: fetched.offset, parent: parent)
-        span.set(SpanAttributeName.subscription, subscription.name)
-        span.set(SpanAttributeName.consumerGroup, subscription.group)
-        span.set(SpanAttributeName.attempt, attempt)
-        span.set(SpanAttributeName.httpMethod, "POST")
-        span.set(SpanAttributeName.url, subscription.endpoint)
+                               partition: fetched.partition, offset: fetched.offset, parent: parent, extra: [
+                                   (SpanAttributeName.subscription, .string(subscription.name)), (SpanAttributeName.consumerGroup, .string(subscription.group)),
+                                   (SpanAttributeName.attempt, .int(attempt)), (SpanAttributeName.httpMethod, .string("POST")),
+                                   (SpanAttributeName.url, .string(subscription.endpoint)),
+                               ])
         let outcome = await send(fetched, attempt: attempt, rewind: rewind, upcastFrom: upcastFrom, traceparent: span.traceparent ?? parent)
-        span.set(SpanAttributeName.outcome, outcome.label)
-        if let status = outcome.httpStatus { span.set(SpanAttributeName.httpStatus, status) }
+        var answered: [(String, EventSpan.Value)] = [(SpanAttributeName.outcome, .string(outcome.label))]
+        if let status = outcome.httpStatus { answered.append((SpanAttributeName.httpStatus, .int(status))) }
+        span.set(answered)
         if let message = outcome.failure { span.fail(outcome.label, message: message) }
         span.end()
         return outcome

@@ -511,13 +511,12 @@ public final class DeliveryService: Sendable {
                                    timestamp: original.timestamp, record: original, event: CloudEvent(record: original))
         // With spans on, the replay is a span under the dead-lettering's, and its attempts are under it.
         let span = spans?.start("replay \(letter.subscription)", kind: .internal, operation: "process", event: fetched.event, topic: fetched.topic,
-                                partition: fetched.partition, offset: fetched.offset, parent: letter.traceparent ?? Deliverer.traceparent(of: fetched))
-        span?.set(SpanAttributeName.subscription, letter.subscription)
-        span?.set(SpanAttributeName.deadLetterTopic, letter.topic)
-        span?.set(SpanAttributeName.replayId, id)
+                                partition: fetched.partition, offset: fetched.offset, parent: letter.traceparent ?? Deliverer.traceparent(of: fetched),
+                                extra: [(SpanAttributeName.subscription, .string(letter.subscription)), (SpanAttributeName.deadLetterTopic, .string(letter.topic)),
+                                        (SpanAttributeName.replayId, .string(id))])
         let result = await replayAttempts(letter, fetched, parent: span?.traceparent)
         if let span {
-            span.set(SpanAttributeName.outcome, result)
+            span.set([(SpanAttributeName.outcome, .string(result))])
             if result == "dead_lettered_again" || result == "poisoned" { span.fail(result, message: "the replay failed again: \(result)") }
             span.end()
         }

@@ -391,13 +391,10 @@ actor SubscriptionRunner {
         let dlqTopic = subscription.deadLetterTopic(for: pending.fetched.topic)
         let span = deliverer.spans?.start("dead-letter \(dlqTopic)", kind: .producer, operation: "send", event: pending.fetched.event,
                                           topic: pending.fetched.topic, partition: pending.fetched.partition, offset: pending.fetched.offset,
-                                          parent: Deliverer.traceparent(of: pending.fetched))
-        if let span {
-            span.set(SpanAttributeName.subscription, subscription.name)
-            span.set(SpanAttributeName.deadLetterTopic, dlqTopic)
-            span.set(SpanAttributeName.attempt, pending.attempts)
-            span.set(SpanAttributeName.errorType, history.errorType.rawValue)
-        }
+                                          parent: Deliverer.traceparent(of: pending.fetched), extra: [
+                                              (SpanAttributeName.subscription, .string(subscription.name)), (SpanAttributeName.deadLetterTopic, .string(dlqTopic)),
+                                              (SpanAttributeName.attempt, .int(pending.attempts)), (SpanAttributeName.errorType, .string(history.errorType.rawValue)),
+                                          ])
         defer { span?.end() }
         // Durable before the offset can be committed: nothing accepted is lost between the topic and its DLQ.
         while true {

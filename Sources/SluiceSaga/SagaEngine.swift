@@ -358,11 +358,10 @@ public final class SagaEngine: Sendable {
         let event = command.event
         let type = event.extensions["sagatype"] ?? ""
         let step = event.extensions["sagastep"]
+        var extra: [(String, EventSpan.Value)] = [(SpanAttributeName.sagaId, .string(event.correlationId ?? "")), (SpanAttributeName.sagaType, .string(type))]
+        if let step { extra.append((SpanAttributeName.sagaStep, .string(step))) }
         let span = spans.start("saga \(type) \(step ?? "outcome")", kind: .producer, operation: "send", event: event, topic: command.topic,
-                               parent: event.traceparent)
-        span.set(SpanAttributeName.sagaId, event.correlationId ?? "")
-        span.set(SpanAttributeName.sagaType, type)
-        if let step { span.set(SpanAttributeName.sagaStep, step) }
+                               parent: event.traceparent, extra: extra)
         if let traceparent = span.traceparent { command.event.extensions["traceparent"] = traceparent }
         return span
     }

@@ -309,8 +309,9 @@ struct APIRoutes: Sendable {
         }
         if let spans {
             for (span, result) in zip(spans, results) {
-                span.set(SpanAttributeName.partition, String(result.partition))
-                if let offset = result.offset { span.set(SpanAttributeName.offset, Int(offset)) }
+                var written: [(String, EventSpan.Value)] = [(SpanAttributeName.partition, .string(String(result.partition)))]
+                if let offset = result.offset { written.append((SpanAttributeName.offset, .int(Int(offset)))) }
+                span.set(written)
                 span.end()
             }
         }

@@ -30,6 +30,12 @@ public struct EventSpans: Sendable {
         configuration.traces.exporter = .otlp
         configuration.traces.otlpExporter.protocol = .httpProtobuf
         configuration.traces.otlpExporter.endpoint = url
+        // A broker makes a span or two per event: batches larger and more often than the SDK's defaults (2,048 queued,
+        // 512 a request, every 5 s), or most spans would be dropped at a few thousand events a second. OTEL_BSP_*
+        // variables still override these.
+        configuration.traces.batchSpanProcessor.scheduleDelay = .seconds(1)
+        configuration.traces.batchSpanProcessor.maxQueueSize = 16_384
+        configuration.traces.batchSpanProcessor.maxExportBatchSize = 4_096
         let backend = try OTel.makeTracingBackend(configuration: configuration)
         return (EventSpans(tracer: backend.factory), backend.service)
     }
@@ -45,26 +51,30 @@ public struct EventSpans: Sendable {
     }
 
     /// A span about one event: `publish`, `deliver`, `dead-letter` and `replay` all carry the event's CloudEvents
-    /// attributes and where it is in the log.
+    /// attributes and where it is in the log, plus `extra`. The attributes are set in one go (each update of a
+    /// span's attributes copies them).
     public func start(_ name: String, kind: EventSpan.Kind, operation: String, event: CloudEvent?, topic: String, partition: Int32? = nil,
-                      offset: Int64? = nil, parent: String?) -> EventSpan {
+                      offset: Int64? = nil, parent: String?, extra: [(String, EventSpan.Value)] = []) -> EventSpan {
         let span = start(name, kind: kind, parent: parent)
-        span.span.updateAttributes { attributes in
-            attributes[SpanAttributeName.messagingSystem] = "sluice"
-            attributes[SpanAttributeName.messagingOperation] = operation
-            attributes[SpanAttributeName.destination] = topic
-            if let partition { attributes[SpanAttributeName.partition] = String(partition) }
-            if let offset { attributes[SpanAttributeName.offset] = Int(offset) }
-            if let event {
-                attributes[SpanAttributeName.eventId] = event.id
-                attributes[SpanAttributeName.messageId] = event.id
-                attributes[SpanAttributeName.eventSource] = event.source
-                attributes[SpanAttributeName.eventType] = event.type
-                attributes[SpanAttributeName.eventSpecVersion] = event.specversion
-                if let subject = event.subject { attributes[SpanAttributeName.eventSubject] = subject }
-                if let correlation = event.correlationId { attributes[SpanAttributeName.correlationId] = correlation }
-            }
+        guard span.span.isRecording else { return span }
+        var attributes: [String: SpanAttribute] = [:]
+        attributes.reserveCapacity(12 + extra.count)
+        attributes[SpanAttributeName.messagingSystem] = .string("sluice")
+        attributes[SpanAttributeName.messagingOperation] = .string(operation)
+        attributes[SpanAttributeName.destination] = .string(topic)
+        if let partition { attributes[SpanAttributeName.partition] = .string(String(partition)) }
+        if let offset { attributes[SpanAttributeName.offset] = .int64(offset) }
+        if let event {
+            attributes[SpanAttributeName.eventId] = .string(event.id)
+            attributes[SpanAttributeName.messageId] = .string(event.id)
+            attributes[SpanAttributeName.eventSource] = .string(event.source)
+            attributes[SpanAttributeName.eventType] = .string(event.type)
+            attributes[SpanAttributeName.eventSpecVersion] = .string(event.specversion)
+            if let subject = event.subject { attributes[SpanAttributeName.eventSubject] = .string(subject) }
+            if let correlation = event.correlationId { attributes[SpanAttributeName.correlationId] = .string(correlation) }
         }
+        for (key, value) in extra { attributes[key] = value.attribute }
+        span.span.attributes = SpanAttributes(attributes)
         return span
     }
 }
@@ -84,16 +94,34 @@ public struct EventSpan: Sendable {
         }
     }
 
+    /// An attribute's value.
+    public enum Value: Sendable {
+        case string(String)
+        case int(Int)
+
+        var attribute: SpanAttribute {
+            switch self {
+            case .string(let text): .string(text)
+            case .int(let number): .int64(Int64(number))
+            }
+        }
+    }
+
     fileprivate let span: any Span
     /// The span's own context, to hand on (nil when the tracer made none).
     public let traceparent: String?
 
-    public func set(_ name: String, _ value: String) { span.updateAttributes { $0[name] = value } }
-    public func set(_ name: String, _ value: Int) { span.updateAttributes { $0[name] = value } }
+    /// Adds attributes, in one update.
+    public func set(_ attributes: [(String, Value)]) {
+        guard span.isRecording, !attributes.isEmpty else { return }
+        span.updateAttributes { current in
+            for (key, value) in attributes { current.set(key, value: value.attribute) }
+        }
+    }
 
     /// Marks the span failed: `error.type` and the status message.
     public func fail(_ errorType: String, message: String) {
-        span.updateAttributes { $0[SpanAttributeName.errorType] = errorType }
+        set([(SpanAttributeName.errorType, .string(errorType))])
         span.setStatus(SpanStatus(code: .error, message: message))
     }
 

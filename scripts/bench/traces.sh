@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Publishing with tracing off, with the trace index on, and with the index and OpenTelemetry export on (to a local
-# OTLP/HTTP receiver that decodes and counts the spans): batches of 100 of the benchmark's order events (each with its own
+# OTLP/HTTP receiver that decodes and counts the spans), every trace or one in ten sampled
+# (OTEL_TRACES_SAMPLER=traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1: the events carry sampled traceparents, which a
+# parent-based sampler would follow): batches of 100 of the benchmark's order events (each with its own
 # correlationid; scripts/bench/events.py) to one topic with a push subscription, so that the index records every
 # event read back from the log and its delivery attempt. acks=all and no compression, as the batch row of
 # peers.sh without gzip. The same client as peers.sh (peerload), interleaved runs, medians.
@@ -69,14 +71,15 @@ OTLP="http://127.0.0.1:$(cat "$WORK/otlp.port")"
 
 API=127.0.0.1:17497 METRICS=127.0.0.1:19497
 
-measure() {  # mode (off|index|otlp), out file
+measure() {  # mode (off|index|otlp|otlp-10pct), out file
     local mode=$1 out=$2
     local dir="$WORK/data-$RANDOM"
-    local enabled=true otlp=()
+    local enabled=true otlp=() sampler=()
     [ "$mode" = off ] && enabled=false
-    [ "$mode" = otlp ] && otlp=(--otlp-endpoint "$OTLP")
+    case "$mode" in otlp*) otlp=(--otlp-endpoint "$OTLP") ;; esac
+    [ "$mode" = otlp-10pct ] && sampler=(OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.1)
     local spans_before; spans_before=$(cat "$WORK/spans" 2>/dev/null || echo 0)
-    "$BIN" serve --data-dir "$dir" --api-address "$API" --metrics-address "$METRICS" --kafka-address off --log-level error \
+    env "${sampler[@]}" "$BIN" serve --data-dir "$dir" --api-address "$API" --metrics-address "$METRICS" --kafka-address off --log-level error \
         --acks all --compression-type none --trace-enabled "$enabled" "${otlp[@]}" > "$dir.log" 2>&1 &
     local pid=$!
     for _ in $(seq 1 500); do curl -sf "$METRICS/readyz" >/dev/null && break; sleep 0.01; done
@@ -106,16 +109,17 @@ for run in $(seq 1 "$RUNS"); do
     measure off "$WORK/off"
     measure index "$WORK/index"
     measure otlp "$WORK/otlp"
+    measure otlp-10pct "$WORK/otlp-10pct"
 done
 column() { cut -d' ' -f"$1" "$WORK/$2" | median; }
-echo "## Publishing with tracing off, the trace index on, and the index with OTLP export on: batches of $BATCH, acks=all, a push subscription ($RUNS interleaved runs of ${SECONDS_PER_RUN} s, $CONNECTIONS connections, medians)"
+echo "## Publishing with tracing off, the trace index on, and the index with OTLP export on (every trace, and one in ten): batches of $BATCH, acks=all, a push subscription ($RUNS interleaved runs of ${SECONDS_PER_RUN} s, $CONNECTIONS connections, medians)"
 echo
 echo "| tracing | events/s | p50 ms | p99 ms | server CPU µs/event (deliveries included) | resident MiB at the end | traces held | hop MiB held | spans received per event |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for mode in off index otlp; do
+for mode in off index otlp otlp-10pct; do
     echo "| $mode | $(column 1 $mode) | $(column 2 $mode) | $(column 3 $mode) | $(column 4 $mode) | $(column 5 $mode) | $(column 6 $mode) | $(column 7 $mode) | $(column 8 $mode) |"
 done
 echo
-for mode in index otlp; do
+for mode in index otlp otlp-10pct; do
     echo "$mode ÷ off: $(awk -v a="$(column 1 $mode)" -v b="$(column 1 off)" 'BEGIN{printf "%.2f", a/b}')× events/s, $(awk -v a="$(column 4 $mode)" -v b="$(column 4 off)" 'BEGIN{printf "%.2f", a/b}')× CPU per event, $(awk -v a="$(column 5 $mode)" -v b="$(column 5 off)" 'BEGIN{printf "%+.0f", a-b}') MiB resident"
 done
