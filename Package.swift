@@ -198,6 +198,14 @@ let package = Package(
             dependencies: ["SluiceTrace", "SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
+            name: "SluiceDeliveryTests",
+            dependencies: ["SluiceDelivery", "SluiceBroker", "SluiceLog", "SluiceTestSupport"]
+        ),
+        .testTarget(
+            name: "SluiceSagaTests",
+            dependencies: ["SluiceSaga", "SluiceSchema", "SluiceTestSupport"]
+        ),
+        .testTarget(
             name: "SluiceBrokerTests",
             dependencies: ["SluiceBroker", "SluiceTelemetry", "SluiceLog", "SluiceTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
