@@ -168,28 +168,24 @@ async function topicsPage() {
 }
 
 async function groupsPage() {
-  const groups = (await api("/v1/groups")).groups;
-  const details = await Promise.all(groups.map(g => api("/v1/groups/" + encodeURIComponent(g.name)).catch(() => ({partitions: []}))));
-  const rows = groups.map((g, i) => Object.assign({}, g, {
-    lagSeconds: Math.max(0, ...details[i].partitions.map(p => p.lag_seconds || 0)),
-    partitions: details[i].partitions,
-  }));
+  const rows = (await api("/v1/groups")).groups;
   main.innerHTML = `<h2>Consumer groups</h2>` + table([
     {title: "group", value: r => r.name},
     {title: "state", value: r => r.state},
     {title: "members", num: true, value: r => r.members},
     {title: "lag (events)", num: true, value: r => num(r.lag)},
-    {title: "lag (seconds)", num: true, value: r => num(r.lagSeconds, 1)},
+    {title: "lag (seconds)", num: true, value: r => num(r.lag_seconds, 1)},
     {title: "status", html: r => badge(r.status, statusKind(r.status))},
   ], rows, true) + `<div id="group"></div>`;
-  clickRows(rows, r => {
+  clickRows(rows, async r => {
+    const partitions = (await api("/v1/groups/" + encodeURIComponent(r.name))).partitions;
     document.getElementById("group").innerHTML = `<h3>${esc(r.name)}: partitions</h3>` + table([
       {title: "topic", value: p => p.topic}, {title: "partition", num: true, value: p => p.partition},
       {title: "committed", num: true, value: p => num(p.committed_offset)},
       {title: "end", num: true, value: p => num(p.log_end_offset)},
       {title: "lag", num: true, value: p => num(p.lag)}, {title: "lag s", num: true, value: p => num(p.lag_seconds, 1)},
       {title: "status", html: p => p.status ? badge(p.status, statusKind(p.status)) : ""},
-    ], r.partitions);
+    ], partitions);
   });
 }
 

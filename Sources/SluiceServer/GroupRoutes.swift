@@ -122,7 +122,8 @@ extension APIRoutes {
         let summaries = try groups.groupNames.map { name -> [String: Any] in
             let description = try groups.describe(group: name)
             return ["name": name, "state": description.state.rawValue, "members": description.members.count, "status": description.status.name,
-                    "lag": description.partitions.reduce(0) { $0 + $1.lag }]
+                    "lag": description.partitions.reduce(0) { $0 + $1.lag },
+                    "lag_seconds": description.partitions.reduce(0.0) { max($0, $1.lagSeconds) }]
         }
         return jsonResponse(["groups": summaries])
     }

@@ -52,6 +52,8 @@ struct LagTests {
             let row = try #require((described["partitions"] as? [[String: Any]])?.first)
             #expect(row["lag"] as? Int == 7)
             #expect(abs((row["lag_seconds"] as? Double ?? 0) - Date().timeIntervalSince(recordTime)) < 1)
+            let listed = try #require((try await http("GET", agent.base + "/v1/groups").json["groups"] as? [[String: Any]])?.first { $0["name"] as? String == "readers" })
+            #expect(listed["lag"] as? Int == 7 && abs((listed["lag_seconds"] as? Double ?? 0) - Date().timeIntervalSince(recordTime)) < 1, "\(listed)")
 
             // Caught up: zero in both units.
             #expect(try await client.commit("readers", [("clicks", 0, 8)]).status == 200)
