@@ -12,8 +12,28 @@ import Tracing
 /// holds an `EventSpans` and no span work is done.
 public struct EventSpans: Sendable {
     private let tracer: any Tracer
+    /// Whether the sampler follows the parent's decision (the default, `parentbased_*`): then a parent that is not
+    /// sampled makes no span at all, and its context is handed on as it came (W3C allows passing it unchanged).
+    let followsParent: Bool
 
-    init(tracer: any Tracer) { self.tracer = tracer }
+    init(tracer: any Tracer, followsParent: Bool) {
+        self.tracer = tracer
+        self.followsParent = followsParent
+    }
+
+    /// Whether `OTEL_TRACES_SAMPLER` (unset: `parentbased_always_on`) follows the parent's sampled flag.
+    static func samplerFollowsParent(_ environment: [String: String]) -> Bool {
+        let sampler = environment["OTEL_TRACES_SAMPLER"]?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+        return sampler.isEmpty || sampler.hasPrefix("parentbased_")
+    }
+
+    /// Whether `traceparent` is well formed with the sampled flag clear (`00-…-…-00`, or any flags without bit 0).
+    static func isUnsampled(_ traceparent: String) -> Bool {
+        let bytes = Array(traceparent.utf8)
+        guard bytes.count == 55, bytes[2] == UInt8(ascii: "-"), bytes[35] == UInt8(ascii: "-"), bytes[52] == UInt8(ascii: "-"),
+              let flags = UInt8(String(decoding: bytes[53...], as: UTF8.self), radix: 16) else { return false }
+        return flags & 1 == 0
+    }
 
     /// The tracer and the service that batches and exports its spans (run it in the agent's service group, listed
     /// before the services that make spans, so that it stops after them and sends what they ended).
@@ -37,11 +57,12 @@ public struct EventSpans: Sendable {
         configuration.traces.batchSpanProcessor.maxQueueSize = 16_384
         configuration.traces.batchSpanProcessor.maxExportBatchSize = 4_096
         let backend = try OTel.makeTracingBackend(configuration: configuration)
-        return (EventSpans(tracer: backend.factory), backend.service)
+        return (EventSpans(tracer: backend.factory, followsParent: samplerFollowsParent(ProcessInfo.processInfo.environment)), backend.service)
     }
 
     /// Starts a span under `parent` (a W3C traceparent; nil or malformed starts a new trace).
     public func start(_ name: String, kind: EventSpan.Kind, parent: String?) -> EventSpan {
+        if followsParent, let parent, Self.isUnsampled(parent) { return EventSpan(span: nil, traceparent: parent) }
         var context = InstrumentationContext.topLevel
         if let parent { tracer.extract(["traceparent": parent], into: &context, using: HeaderExtractor()) }
         let span = tracer.startSpan(name, context: context, ofKind: kind.otel)
@@ -56,7 +77,7 @@ public struct EventSpans: Sendable {
     public func start(_ name: String, kind: EventSpan.Kind, operation: String, event: CloudEvent?, topic: String, partition: Int32? = nil,
                       offset: Int64? = nil, parent: String?, extra: [(String, EventSpan.Value)] = []) -> EventSpan {
         let span = start(name, kind: kind, parent: parent)
-        guard span.span.isRecording else { return span }
+        guard let open = span.span, open.isRecording else { return span }
         var attributes: [String: SpanAttribute] = [:]
         attributes.reserveCapacity(12 + extra.count)
         attributes[SpanAttributeName.messagingSystem] = .string("sluice")
@@ -74,7 +95,7 @@ public struct EventSpans: Sendable {
             if let correlation = event.correlationId { attributes[SpanAttributeName.correlationId] = .string(correlation) }
         }
         for (key, value) in extra { attributes[key] = value.attribute }
-        span.span.attributes = SpanAttributes(attributes)
+        open.attributes = SpanAttributes(attributes)
         return span
     }
 }
@@ -107,13 +128,14 @@ public struct EventSpan: Sendable {
         }
     }
 
-    fileprivate let span: any Span
-    /// The span's own context, to hand on (nil when the tracer made none).
+    /// nil when no span was made (its parent is not sampled and the sampler follows the parent).
+    fileprivate let span: (any Span)?
+    /// The context to hand on: the span's own, or the unsampled parent's as it came (nil when the tracer made none).
     public let traceparent: String?
 
     /// Adds attributes, in one update.
     public func set(_ attributes: [(String, Value)]) {
-        guard span.isRecording, !attributes.isEmpty else { return }
+        guard let span, span.isRecording, !attributes.isEmpty else { return }
         span.updateAttributes { current in
             for (key, value) in attributes { current.set(key, value: value.attribute) }
         }
@@ -122,10 +144,10 @@ public struct EventSpan: Sendable {
     /// Marks the span failed: `error.type` and the status message.
     public func fail(_ errorType: String, message: String) {
         set([(SpanAttributeName.errorType, .string(errorType))])
-        span.setStatus(SpanStatus(code: .error, message: message))
+        span?.setStatus(SpanStatus(code: .error, message: message))
     }
 
-    public func end() { span.end() }
+    public func end() { span?.end() }
 }
 
 /// Span attribute names: OpenTelemetry's messaging, CloudEvents, HTTP and error conventions, and Sluice's own

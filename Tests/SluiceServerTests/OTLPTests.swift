@@ -159,6 +159,13 @@ struct OTLPTests {
             let plain = spans.named("deliver billing").first { $0["trace_id"] as? String == producer.trace }
             #expect(plain?["parent_span_id"] as? String == producer.span && attributes(plain)["messaging.kafka.offset"] as? Int == 1, "\(plain ?? [:])")
 
+            // A caller that does not sample (flags 00): the default sampler follows it, so no span is made and the
+            // caller's context reaches the app unchanged.
+            let unsampled = "00-\(randomHex(16))-\(randomHex(8))-00"
+            try await client.publish("checkout", [cloudEvent("co-quiet", type: "checkout.requested")], headers: ["traceparent": unsampled])
+            #expect(try await app.waitFor { $0.contains { $0.id == "co-quiet" } })
+            #expect(app.received.first { $0.id == "co-quiet" }?.headers["traceparent"] == unsampled)
+
             // 2. A saga started under the caller's trace: each command is delivered to the app, which replies under
             //    its own span; the next step is a child of that reply's publish.
             let starter = (trace: randomHex(16), span: randomHex(8))
@@ -192,6 +199,8 @@ struct OTLPTests {
             #expect(app.received.first { $0.type == "ship.schedule" }.flatMap { traceIds($0.headers["traceparent"])?.span } == secondDelivery["span_id"] as? String)
             #expect(spans.named("publish replies").contains { $0["parent_span_id"] as? String == appSpans[1] })
             _ = try await SagaClient(base: agent.base).finished("otlp-saga")
+            let quietTrace = String(unsampled.split(separator: "-")[1])
+            #expect(!receiver.spans.contains { $0["trace_id"] as? String == quietTrace }, "a span of an unsampled trace was exported")
             await app.stop()
         }
     }

@@ -270,3 +270,19 @@ struct FlowMapTests {
         #expect(Set(flows.producers.map(\.topic)) == ["orders"])
     }
 }
+
+@Suite("Event spans")
+struct EventSpansTests {
+    @Test("a traceparent is unsampled when its flags' bit 0 is clear; the sampler follows the parent unless OTEL_TRACES_SAMPLER says otherwise")
+    func sampling() {
+        #expect(EventSpans.isUnsampled("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"))
+        #expect(EventSpans.isUnsampled("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-02"))
+        #expect(!EventSpans.isUnsampled("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+        #expect(!EventSpans.isUnsampled("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-zz"))
+        #expect(!EventSpans.isUnsampled("not a traceparent"))
+        #expect(EventSpans.samplerFollowsParent([:]))
+        #expect(EventSpans.samplerFollowsParent(["OTEL_TRACES_SAMPLER": "parentbased_traceidratio"]))
+        #expect(!EventSpans.samplerFollowsParent(["OTEL_TRACES_SAMPLER": "traceidratio"]))
+        #expect(!EventSpans.samplerFollowsParent(["OTEL_TRACES_SAMPLER": "always_on"]))
+    }
+}

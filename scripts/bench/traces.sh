@@ -2,7 +2,8 @@
 # Publishing with tracing off, with the trace index on, and with the index and OpenTelemetry export on (to a local
 # OTLP/HTTP receiver that decodes and counts the spans), every trace or one in ten sampled
 # (OTEL_TRACES_SAMPLER=traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1: the events carry sampled traceparents, which a
-# parent-based sampler would follow): batches of 100 of the benchmark's order events (each with its own
+# parent-based sampler would follow), and with callers that do not sample (the same events with traceparent flags
+# 00, which the default parent-based sampler follows: no spans): batches of 100 of the benchmark's order events (each with its own
 # correlationid; scripts/bench/events.py) to one topic with a push subscription, so that the index records every
 # event read back from the log and its delivery attempt. acks=all and no compression, as the batch row of
 # peers.sh without gzip. The same client as peers.sh (peerload), interleaved runs, medians.
@@ -71,13 +72,15 @@ OTLP="http://127.0.0.1:$(cat "$WORK/otlp.port")"
 
 API=127.0.0.1:17497 METRICS=127.0.0.1:19497
 
-measure() {  # mode (off|index|otlp|otlp-10pct), out file
+measure() {  # mode (off|index|otlp|otlp-10pct|otlp-unsampled), out file
     local mode=$1 out=$2
     local dir="$WORK/data-$RANDOM"
     local enabled=true otlp=() sampler=()
     [ "$mode" = off ] && enabled=false
     case "$mode" in otlp*) otlp=(--otlp-endpoint "$OTLP") ;; esac
     [ "$mode" = otlp-10pct ] && sampler=(OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.1)
+    local events="$WORK/events.jsonl"
+    [ "$mode" = otlp-unsampled ] && events="$WORK/events-unsampled.jsonl"
     local spans_before; spans_before=$(cat "$WORK/spans" 2>/dev/null || echo 0)
     env "${sampler[@]}" "$BIN" serve --data-dir "$dir" --api-address "$API" --metrics-address "$METRICS" --kafka-address off --log-level error \
         --acks all --compression-type none --trace-enabled "$enabled" "${otlp[@]}" > "$dir.log" 2>&1 &
@@ -86,7 +89,7 @@ measure() {  # mode (off|index|otlp|otlp-10pct), out file
     curl -sf -X PUT "$API/v1/subscriptions/app" -H 'Content-Type: application/json' \
         -d "{\"topics\": [\"bench\"], \"endpoint\": \"$APP\", \"concurrency\": 64}" >/dev/null
     local before; before=$(ticks "$pid")
-    local result; result=$("$WORK/peerload" sluice "$API" "$WORK/events.jsonl" "$CONNECTIONS" "$BATCH" "$SECONDS_PER_RUN")
+    local result; result=$("$WORK/peerload" sluice "$API" "$events" "$CONNECTIONS" "$BATCH" "$SECONDS_PER_RUN")
     local after; after=$(ticks "$pid")
     local scrape; scrape=$(curl -sf "$METRICS/metrics")
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
@@ -105,21 +108,23 @@ measure() {  # mode (off|index|otlp|otlp-10pct), out file
         'BEGIN { printf "%.0f %.1f %.1f %.1f %.0f %.0f %.1f %.2f\n", w/(d/1e6), p50/1000, p99/1000, (w ? t*1e6/hz/w : 0), rss/1048576, traces, bytes/1048576, (w ? spans/w : 0) }' >> "$out"
 }
 
+sed -E 's/("traceparent":"00-[0-9a-f]{32}-[0-9a-f]{16}-)01"/\100"/' "$WORK/events.jsonl" > "$WORK/events-unsampled.jsonl"
 for run in $(seq 1 "$RUNS"); do
     measure off "$WORK/off"
     measure index "$WORK/index"
     measure otlp "$WORK/otlp"
     measure otlp-10pct "$WORK/otlp-10pct"
+    measure otlp-unsampled "$WORK/otlp-unsampled"
 done
 column() { cut -d' ' -f"$1" "$WORK/$2" | median; }
-echo "## Publishing with tracing off, the trace index on, and the index with OTLP export on (every trace, and one in ten): batches of $BATCH, acks=all, a push subscription ($RUNS interleaved runs of ${SECONDS_PER_RUN} s, $CONNECTIONS connections, medians)"
+echo "## Publishing with tracing off, the trace index on, and the index with OTLP export on (every trace, one in ten, callers not sampling): batches of $BATCH, acks=all, a push subscription ($RUNS interleaved runs of ${SECONDS_PER_RUN} s, $CONNECTIONS connections, medians)"
 echo
 echo "| tracing | events/s | p50 ms | p99 ms | server CPU µs/event (deliveries included) | resident MiB at the end | traces held | hop MiB held | spans received per event |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for mode in off index otlp otlp-10pct; do
+for mode in off index otlp otlp-10pct otlp-unsampled; do
     echo "| $mode | $(column 1 $mode) | $(column 2 $mode) | $(column 3 $mode) | $(column 4 $mode) | $(column 5 $mode) | $(column 6 $mode) | $(column 7 $mode) | $(column 8 $mode) |"
 done
 echo
-for mode in index otlp otlp-10pct; do
+for mode in index otlp otlp-10pct otlp-unsampled; do
     echo "$mode ÷ off: $(awk -v a="$(column 1 $mode)" -v b="$(column 1 off)" 'BEGIN{printf "%.2f", a/b}')× events/s, $(awk -v a="$(column 4 $mode)" -v b="$(column 4 off)" 'BEGIN{printf "%.2f", a/b}')× CPU per event, $(awk -v a="$(column 5 $mode)" -v b="$(column 5 off)" 'BEGIN{printf "%+.0f", a-b}') MiB resident"
 done
