@@ -8,12 +8,17 @@ struct JSONParser {
     static let maxDepth = 512
 
     private let bytes: UnsafeBufferPointer<UInt8>
-    private var index = 0
+    /// The cursor (``StreamingCheck`` moves it back to read a value again).
+    var index = 0
     /// The members of the objects being read, innermost last: one buffer for all of them, so that each object's
     /// dictionary is made once at its final size.
     private var members: [(String, JSONValue)] = []
 
-    private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    /// The byte at the cursor, nil at the end.
+    var current: UInt8? { index < bytes.count ? bytes[index] : nil }
+    var atEnd: Bool { index == bytes.count }
 
     /// The value of `bytes`, or nil when they are not exactly one JSON value (whitespace around it allowed).
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> JSONValue? {
@@ -23,7 +28,7 @@ struct JSONParser {
         return parser.index == bytes.count ? value : nil
     }
 
-    private mutating func skipWhitespace() {
+    mutating func skipWhitespace() {
         while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 { index += 1 }
     }
 
@@ -35,7 +40,8 @@ struct JSONParser {
         return value
     }
 
-    private mutating func value(depth: Int) -> JSONValue? {
+    /// The value at the cursor (after whitespace), `depth` levels down; nil when it is not JSON.
+    mutating func value(depth: Int) -> JSONValue? {
         guard depth < Self.maxDepth else { return nil }
         skipWhitespace()
         guard index < bytes.count else { return nil }
@@ -120,7 +126,7 @@ struct JSONParser {
     }
 
     /// A string at `index` (its opening quote): unescaped runs are copied whole; invalid UTF-8 is refused.
-    private mutating func string() -> String? {
+    mutating func string() -> String? {
         index += 1
         let start = index
         // Fast path: no escapes.

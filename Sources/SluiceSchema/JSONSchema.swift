@@ -115,7 +115,7 @@ final class Node: @unchecked Sendable {
     var required: [String] = []
     var properties: [String: Node] = [:]
     /// `properties` and `required` in one table, so that a member costs one lookup; and how many names are required.
-    var members: [String: (node: Node?, required: Bool)] = [:]
+    var members: [String: (node: Node?, required: Bool, slot: Int)] = [:]
     var requiredCount = 0
     var patternProperties: [(pattern: Pattern, node: Node)] = []
     var additionalProperties: Node?
@@ -321,8 +321,10 @@ struct SchemaCompiler {
         node.minProperties = try count("minProperties")
         if let value = object["required"] { node.required = try strings("required", value) }
         node.properties = Dictionary(try schemaMap("properties"), uniquingKeysWith: { first, _ in first })
-        node.members = node.properties.mapValues { ($0, false) }
-        for name in node.required { node.members[name, default: (nil, false)].required = true }
+        node.members = node.properties.mapValues { ($0, false, 0) }
+        for name in node.required { node.members[name, default: (nil, false, 0)].required = true }
+        // Each named member's own slot, for telling a repeated name apart without keeping the names (StreamingCheck).
+        for (slot, name) in node.members.keys.sorted().enumerated() { node.members[name]!.slot = slot }
         node.requiredCount = Set(node.required).count
         if case .object(let map)? = object["patternProperties"] {
             for (source, item) in map.sorted(by: { $0.key < $1.key }) {

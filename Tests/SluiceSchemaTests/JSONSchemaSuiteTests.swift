@@ -58,6 +58,10 @@ struct JSONSchemaSuiteTests {
                 if violations.isEmpty != expected || schema.isValid(instance) != expected {
                     failures.append("\(description) / \(test["description"] ?? ""): expected \(expected ? "valid" : "invalid"), got \(violations.isEmpty ? "valid" : "\(violations)")")
                 }
+                // The check on the bytes answers the same, or says it cannot tell.
+                if let quick = schema.quickCheck(instance.bytes), quick != expected {
+                    failures.append("\(description) / \(test["description"] ?? ""): expected \(expected ? "valid" : "invalid"), the check on the bytes said \(quick)")
+                }
             }
         }
         #expect(count > 0)
