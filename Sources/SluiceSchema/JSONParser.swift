@@ -125,6 +125,28 @@ struct JSONParser {
         return value
     }
 
+    /// The bytes of a plain string at `index` (its opening quote) — ASCII, no escapes — without making a String, and
+    /// the cursor past it; nil (cursor unmoved) for any other string, which ``string()`` reads.
+    mutating func plainString() -> Range<Int>? {
+        var end = index + 1
+        while end < bytes.count, bytes[end] != 0x22 {
+            let byte = bytes[end]
+            guard byte >= 0x20, byte < 0x80, byte != 0x5C else { return nil }
+            end += 1
+        }
+        guard end < bytes.count else { return nil }
+        defer { index = end + 1 }
+        return (index + 1)..<end
+    }
+
+    /// Whether the bytes in `range` are `key`.
+    func bytes(_ range: Range<Int>, equal key: [UInt8]) -> Bool {
+        guard range.count == key.count else { return false }
+        return key.withUnsafeBufferPointer { memcmp(bytes.baseAddress! + range.lowerBound, $0.baseAddress!, key.count) == 0 }
+    }
+
+    func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+
     /// A string at `index` (its opening quote): unescaped runs are copied whole; invalid UTF-8 is refused.
     mutating func string() -> String? {
         index += 1

@@ -116,6 +116,8 @@ final class Node: @unchecked Sendable {
     var properties: [String: Node] = [:]
     /// `properties` and `required` in one table, so that a member costs one lookup; and how many names are required.
     var members: [String: (node: Node?, required: Bool, slot: Int)] = [:]
+    /// The same members in slot order, with their names' UTF-8 bytes (StreamingCheck compares raw keys with them).
+    var memberList: [(key: [UInt8], name: String, node: Node?, required: Bool)] = []
     var requiredCount = 0
     var patternProperties: [(pattern: Pattern, node: Node)] = []
     var additionalProperties: Node?
@@ -325,6 +327,7 @@ struct SchemaCompiler {
         for name in node.required { node.members[name, default: (nil, false, 0)].required = true }
         // Each named member's own slot, for telling a repeated name apart without keeping the names (StreamingCheck).
         for (slot, name) in node.members.keys.sorted().enumerated() { node.members[name]!.slot = slot }
+        node.memberList = node.members.keys.sorted().map { (Array($0.utf8), $0, node.members[$0]!.node, node.members[$0]!.required) }
         node.requiredCount = Set(node.required).count
         if case .object(let map)? = object["patternProperties"] {
             for (source, item) in map.sorted(by: { $0.key < $1.key }) {

@@ -109,7 +109,23 @@ struct StreamingCheck {
         } else {
             while true {
                 parser.skipWhitespace()
-                guard parser.current == 0x22, let name = parser.string() else { return nil }
+                guard parser.current == 0x22 else { return nil }
+                // A plain key (ASCII, no escapes: nearly all of them) is compared as bytes with the named members; the
+                // others are read as strings. Its String is made only when something needs it.
+                var slot: Int?
+                var decoded: String?
+                var plain: Range<Int>?
+                if let raw = parser.plainString() {
+                    slot = node.memberList.firstIndex { parser.bytes(raw, equal: $0.key) }
+                    plain = raw
+                } else {
+                    guard let text = parser.string() else { return nil }
+                    decoded = text
+                    slot = node.members[text]?.slot
+                }
+                let rule = slot.map { (entry: node.memberList[$0], slot: $0) }
+                // The member's name as a String, made only when something needs it.
+                func name() -> String { decoded ?? rule?.entry.name ?? parser.text(plain!) }
                 count += 1
                 parser.skipWhitespace()
                 guard parser.current == 0x3A else { return nil }
@@ -124,28 +140,29 @@ struct StreamingCheck {
                     return result
                 }
                 var matched = false
-                let rule = node.members[name]
-                if let rule {
+                if let slot = rule?.slot {
                     if seen == nil {
-                        guard seenMask & (1 << UInt64(rule.slot)) == 0 else { return nil }
-                        seenMask |= 1 << UInt64(rule.slot)
+                        guard seenMask & (1 << UInt64(slot)) == 0 else { return nil }
+                        seenMask |= 1 << UInt64(slot)
                     } else {
-                        guard !seen![rule.slot] else { return nil }
-                        seen![rule.slot] = true
+                        guard !seen![slot] else { return nil }
+                        seen![slot] = true
                     }
                 } else if node.minProperties != nil {
-                    if others.contains(name) { return nil }
-                    others.append(name)
+                    let text = name()
+                    if others.contains(text) { return nil }
+                    others.append(text)
                 }
-                if let rule {
-                    if rule.required { requiredFound += 1 }
-                    if let propertyNode = rule.node {
+                if let entry = rule?.entry {
+                    if entry.required { requiredFound += 1 }
+                    if let propertyNode = entry.node {
                         matched = true
                         guard let result = member(propertyNode) else { return nil }
                         if !result { return false }
                     }
                 }
-                for (pattern, patternNode) in node.patternProperties where pattern.matches(name) {
+                for (pattern, patternNode) in node.patternProperties {
+                    guard pattern.matches(name()) else { continue }
                     matched = true
                     guard let result = member(patternNode) else { return nil }
                     if !result { return false }

@@ -117,6 +117,11 @@ struct StreamingCheckTests {
             (#"{"kind": "a", "n": 1, "x-tag": 5}"#, false),
             (#"{"kind": "a", "n": 1, "other": null}"#, false),
             (#"{"n": 1}"#, false),
+            (#"{"k\u0069nd": "a", "n": 1}"#, true),
+            (#"{"kind": "a", "n": 1, "k\u0069nd": "b"}"#, false),
+            (#"{"kind": "a", "n": 1, "größe": 3}"#, true),
+            (#"{"kind": "a", "n": 1, "x-größe": 3}"#, false),
+            (#"{"kind": "a", "n": 1, "x-\u00e9": "ok"}"#, true),
             (#"[]"#, false),
         ]
         for (text, valid) in cases {
