@@ -389,9 +389,10 @@ actor SubscriptionRunner {
                                      errorType: pending.lastError ?? .rejected, errorMessage: pending.lastMessage, replays: 0)
         let context = correlation(pending)
         let dlqTopic = subscription.deadLetterTopic(for: pending.fetched.topic)
+        let eventContext = Deliverer.traceparent(of: pending.fetched)
         let span = deliverer.spans?.start("dead-letter \(dlqTopic)", kind: .producer, operation: "send", event: pending.fetched.event,
                                           topic: pending.fetched.topic, partition: pending.fetched.partition, offset: pending.fetched.offset,
-                                          parent: Deliverer.traceparent(of: pending.fetched), extra: [
+                                          parent: eventContext, extra: [
                                               (SpanAttributeName.subscription, .string(subscription.name)), (SpanAttributeName.deadLetterTopic, .string(dlqTopic)),
                                               (SpanAttributeName.attempt, .int(pending.attempts)), (SpanAttributeName.errorType, .string(history.errorType.rawValue)),
                                           ])
@@ -400,7 +401,7 @@ actor SubscriptionRunner {
         while true {
             do {
                 try await deadLetters.write(pending.fetched, subscription: subscription, history: history,
-                                            traceparent: span?.traceparent ?? Deliverer.traceparent(of: pending.fetched))
+                                            traceparent: span?.traceparent ?? eventContext)
                 break
             } catch {
                 // Stopping: the event stays unfinished, so its offset is not committed and it is delivered

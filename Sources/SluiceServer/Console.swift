@@ -278,8 +278,7 @@ async function sagasPage(id) {
   if (id) {
     const saga = await api("/v1/sagas/" + encodeURIComponent(id));
     const start = Date.parse(saga.started_at);
-    const end = Math.max(Date.now() - 0, ...saga.steps.map(s => Date.parse(s.finished_at || s.dispatched_at || saga.started_at)));
-    const span = Math.max(1, (saga.finished_at ? Date.parse(saga.finished_at) : end) - start);
+    const span = Math.max(1, (saga.finished_at ? Date.parse(saga.finished_at) : Date.now()) - start);
     html += `<h3>Saga ${esc(saga.id)} (${esc(saga.type)}) ${badge(saga.status, statusKind(saga.status))}</h3><div class="card waterfall">` +
       saga.steps.map(s => {
         const from = s.dispatched_at ? Date.parse(s.dispatched_at) : null;

@@ -77,8 +77,7 @@ public final class TraceTailer: Sendable {
                         // A batch that cannot be read (a codec error) is passed over: tracing never stops on it.
                         try? RecordBatch.scan(batch.bytes) { record in
                             guard record.offset >= from, record.timestamp >= cutoff, let event = Self.traced(record) else { return }
-                            let counted = seen[name, default: [:]][event.source] ?? (0, 0)
-                            seen[name, default: [:]][event.source] = (counted.events + 1, max(counted.last, record.timestamp))
+                            Self.count(&seen[name, default: [:]][event.source, default: (0, 0)], at: record.timestamp)
                             var hop = TraceHop(kind: .event, time: record.timestamp)
                             hop.eventId = event.id
                             hop.eventType = event.type
@@ -99,6 +98,12 @@ public final class TraceTailer: Sendable {
             }
         }
         return (hops, moved)
+    }
+
+    /// One more event of a source on a topic, read in place in the pass's table (one lookup).
+    private static func count(_ seen: inout (events: Int, last: Int64), at time: Int64) {
+        seen.events += 1
+        seen.last = max(seen.last, time)
     }
 
     /// What a trace needs of an event.

@@ -26,8 +26,8 @@ struct SagaUnitTests {
     }
 
     @Test("definitions load from a file; each mistake is refused with its file, line and what to write instead")
-    func definitions() throws {
-        try withTemporaryDirectorySync { dir in
+    func definitions() async throws {
+        try await withTemporaryDirectory { dir in
             let good = dir + "/good.yaml"
             try """
             sagas:
@@ -71,12 +71,4 @@ struct SagaUnitTests {
             }
         }
     }
-}
-
-/// A fresh directory for a synchronous test, removed afterwards.
-func withTemporaryDirectorySync(_ body: (String) throws -> Void) throws {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-saga-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    try body(path)
 }

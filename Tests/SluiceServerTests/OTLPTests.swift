@@ -23,7 +23,7 @@ final class OTLPReceiver: Sendable {
         let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
         guard line.hasPrefix("PORT "), let port = Int(line.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines)) else {
             process.terminate()
-            throw ReceiverDidNotStart(description: "the OTLP receiver did not start (is opentelemetry-proto installed?): \(line)")
+            throw AgentDidNotStart(description: "the OTLP receiver did not start (is opentelemetry-proto installed?): \(line)")
         }
         url = "http://127.0.0.1:\(port)"
     }
@@ -50,10 +50,6 @@ final class OTLPReceiver: Sendable {
         try? input.fileHandleForWriting.close()
         process.waitUntilExit()
     }
-}
-
-struct ReceiverDidNotStart: Error, CustomStringConvertible {
-    var description: String
 }
 
 extension [[String: Any]] {

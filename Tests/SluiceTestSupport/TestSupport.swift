@@ -91,6 +91,7 @@ extension Process: @retroactive @unchecked Sendable {}
 
 public struct AgentDidNotStart: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Starts `sluice serve` with its data in `dir/data` (and `environment` added to this process's) and returns it
