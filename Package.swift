@@ -41,6 +41,8 @@ let package = Package(
         .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"]), .brew(["snappy"])]),
         .systemLibrary(name: "CLZ4", providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]),
         .systemLibrary(name: "CZstd", providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]),
+        // librdkafka (Debian: librdkafka-dev), the Kafka client of the cluster backend (log.backend=kafka).
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]),
         // glibc's <malloc.h> (mallopt), for the agent's allocator settings.
         .systemLibrary(name: "CMalloc"),
         // CRC-32C with the CPU's instruction (SSE 4.2 / ARMv8 CRC), for SluiceLog's checksum.
@@ -127,6 +129,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The log seam's cluster backend: events in a Kafka cluster through librdkafka. No HTTP.
+        .target(
+            name: "SluiceCluster",
+            dependencies: [
+                "CRdKafka",
+                "SluiceBroker",
+                "SluiceLog",
+                "SluiceTelemetry",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // librdkafka's mock cluster in a process of its own (C), for the cluster tests and for trying log.backend=kafka.
+        .executableTarget(name: "sluice-mock-cluster", dependencies: ["CRdKafka"]),
         // The HTTP API, /metrics and health, wired into one ServiceGroup.
         .target(
             name: "SluiceServer",
@@ -153,6 +168,7 @@ let package = Package(
             name: "sluice",
             dependencies: [
                 "CMalloc",
+                "SluiceCluster",
                 "SluiceLog",
                 "SluiceBroker",
                 "SluiceServer",
@@ -173,6 +189,7 @@ let package = Package(
         // Helpers every test target shares (temporary directories, the package root, the built binary).
         .target(
             name: "SluiceTestSupport",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
             path: "Tests/SluiceTestSupport"
         ),
         .testTarget(
@@ -217,6 +234,10 @@ let package = Package(
             exclude: ["Clients"]  // Python and C clients, run by the tests
         ),
         .testTarget(
+            name: "SluiceClusterTests",
+            dependencies: ["SluiceCluster", "SluiceBroker", "SluiceTestSupport"]
+        ),
+        .testTarget(
             name: "SluiceServerTests",
             dependencies: ["SluiceServer", "SluiceDelivery", "SluiceSaga", "SluiceSchema", "SluiceBroker", "SluiceTelemetry", "SluiceTrace", "SluiceLog", "SluiceTestSupport",
                            .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird")],
@@ -225,6 +246,6 @@ let package = Package(
     ]
 )
 
-for target in package.targets where target.type != .system {
+for target in package.targets where target.type != .system && target.name != "sluice-mock-cluster" {
     target.swiftSettings = (target.swiftSettings ?? []) + strictSettings
 }

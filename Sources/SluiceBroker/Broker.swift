@@ -55,7 +55,10 @@ public struct FetchedEvents: Sendable {
 
 /// Topics and partitions over the log, with the producer path, routing and long-poll reads.
 public final class Broker: Sendable {
+    /// The embedded log. With a ``remote`` log it holds only Sluice's own local state.
     public let log: LogManager
+    /// The Kafka cluster events are stored in (`log.backend=kafka`); nil for the embedded log.
+    public let remote: (any RemoteLog)?
     public let config: SluiceConfig
     public let metrics: SluiceMetrics
     public let settings: ProducerSettings
@@ -72,6 +75,8 @@ public final class Broker: Sendable {
     /// Serialises topic creation, so that concurrent auto-creations of one topic all see it registered.
     private let creation = Mutex<Void>(())
     private let ready = Atomic<Bool>(false)
+    /// Round-robin partition of unkeyed cluster publishes.
+    let remoteSticky = Atomic<Int>(0)
     /// Set when shutdown begins: long polls answer with what they have instead of waiting out `wait_ms`.
     private let longPollsEnded = Atomic<Bool>(false)
 
@@ -98,7 +103,8 @@ public final class Broker: Sendable {
     }
 
     /// Opens the log in the configured data directory (recovering it) and prepares every topic.
-    public init(config: SluiceConfig, metrics: SluiceMetrics, logger: Logger) throws {
+    public init(config: SluiceConfig, metrics: SluiceMetrics, logger: Logger, remote: (any RemoteLog)? = nil) throws {
+        self.remote = remote
         self.config = config
         self.metrics = metrics
         self.logger = logger
@@ -205,7 +211,7 @@ public final class Broker: Sendable {
     // MARK: - Readiness and lifecycle
 
     /// Set once the log is recovered and the listeners are bound.
-    public var isReady: Bool { ready.load(ordering: .acquiring) }
+    public var isReady: Bool { ready.load(ordering: .acquiring) && remote?.isReachable != false }
     public func markReady() { ready.store(true, ordering: .releasing) }
 
     /// Ends every long poll now and every later one at once: each answers with what it has read so far.
@@ -230,6 +236,7 @@ public final class Broker: Sendable {
         for state in states {
             for producer in state.producers { await producer.close() }
         }
+        await remote?.close()
         try await log.close()
     }
 
@@ -257,13 +264,23 @@ public final class Broker: Sendable {
 
     // MARK: - Topics
 
-    public var topicNames: [String] { topics.withLock { $0.keys.sorted() } }
+    public var topicNames: [String] {
+        if let remote { return remote.topics().keys.sorted() }
+        return topics.withLock { $0.keys.sorted() }
+    }
+
+    /// The number of partitions of a topic, on either backend; nil when there is no such topic.
+    public func partitionCount(_ name: String) -> Int? {
+        if let remote { return remote.topics()[name] }
+        return topics.withLock { $0[name]?.producers.count }
+    }
 
     public func topic(_ name: String) -> Topic? { topics.withLock { $0[name]?.topic } }
 
     /// Creates a topic. `partitions` defaults to `num.partitions`; `config` takes topic properties.
     @discardableResult
     public func createTopic(_ name: String, partitions: Int? = nil, config overrides: [String: String] = [:]) throws(BrokerError) -> Topic {
+        try requireEmbedded("creating topics this way")
         let result: Result<Topic, BrokerError> = creation.withLock { _ in
             do {
                 let topic = try log.createTopic(name, partitions: partitions ?? config.int("num.partitions"), config: overrides)
@@ -289,6 +306,7 @@ public final class Broker: Sendable {
     @discardableResult
     public func addPartitions(_ name: String, count: Int) throws(BrokerError) -> Topic {
         try refuseInternal(name, "add partitions to")
+        try requireEmbedded("adding partitions through Sluice (use the cluster's own tools, e.g. kafka-topics --alter)")
         let result: Result<Topic, BrokerError> = creation.withLock { _ in
             guard let old = topics.withLock({ $0[name] }) else { return .failure(BrokerError(.notFound, "topic \(name) does not exist")) }
             do {
@@ -316,6 +334,12 @@ public final class Broker: Sendable {
 
     public func deleteTopic(_ name: String) async throws(BrokerError) {
         try refuseInternal(name, "delete")
+        if let remote {
+            try await remote.deleteTopic(name)
+            throughput.remove(topic: name)
+            logger.info("topic deleted", metadata: [LogField.topic: .string(name), "log.backend": "kafka"])
+            return
+        }
         guard let state = topics.withLock({ $0.removeValue(forKey: name) }) else {
             throw BrokerError(.notFound, "topic \(name) does not exist")
         }
@@ -378,6 +402,7 @@ public final class Broker: Sendable {
     public func publish(topic name: String, events: [CloudEvent]) async throws(BrokerError) -> [PublishResult] {
         try TopicNameCheck.validate(name)
         try refuseInternal(name, "publish to")
+        if let remote { return try await publish(to: remote, topic: name, events: events) }
         let state = try state(for: name, create: true)
         await state.dedupLoaded?.value
         let now = currentTimeMillis()
@@ -508,6 +533,7 @@ public final class Broker: Sendable {
     public func appendDurably(topic name: String, partitions: Int, _ records: [(partition: Int32, record: Record)]) async throws(BrokerError) -> [Int64] {
         try TopicNameCheck.validate(name)
         try refuseInternal(name, "write to")
+        if let remote { return try await appendDurably(to: remote, topic: name, partitions: partitions, records) }
         if topics.withLock({ $0[name] }) == nil {
             do {
                 _ = try createTopic(name, partitions: partitions)
@@ -570,6 +596,9 @@ public final class Broker: Sendable {
     /// skips aborted transactions; control batches are never events. `nextOffset` is past everything skipped.
     public func fetch(topic name: String, partition: Int32, offset requested: Int64?, maxRecords: Int, maxBytes: Int,
                       minBytes: Int, maxWaitMs: Int64, isolation: IsolationLevel? = nil) async throws(BrokerError) -> FetchResult {
+        if let remote {
+            return try await fetch(from: remote, topic: name, partition: partition, offset: requested, maxRecords: maxRecords, maxBytes: maxBytes, maxWaitMs: maxWaitMs)
+        }
         let isolation = isolation ?? self.isolation
         let state = try state(for: name, create: false)
         guard partition >= 0, Int(partition) < state.producers.count else {
@@ -622,6 +651,7 @@ public final class Broker: Sendable {
     /// `next` has each partition's position after the read, past skipped control and aborted batches.
     public func fetch(_ positions: [(TopicPartition, Int64)], maxRecords: Int, maxBytesPerPartition: Int,
                       maxWaitMs: Int64, isolation: IsolationLevel? = nil) async throws(BrokerError) -> FetchedEvents {
+        try requireEmbedded("consumer groups, push subscriptions and sagas")
         let isolation = isolation ?? self.isolation
         var sources: [(log: PartitionLog, notifier: AppendNotifier, offset: Int64)] = []
         for (tp, offset) in positions {

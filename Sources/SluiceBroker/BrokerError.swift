@@ -11,6 +11,8 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
         case requestTimeout = "request_timeout"
         case unavailable
         case insufficientStorage = "insufficient_storage"
+        /// Not available on this log backend (yet): the message says what to use instead.
+        case notImplemented = "not_implemented"
         case `internal`
     }
 
@@ -46,6 +48,7 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable {
         case .requestTimeout: 408
         case .unavailable: 503
         case .insufficientStorage: 507
+        case .notImplemented: 501
         case .internal: 500
         }
     }

@@ -27,6 +27,17 @@ public struct MemberAssignment: Sendable {
     public var pending: [TopicPartition]
     public var sessionTimeoutMs: Int64
     public var heartbeatIntervalMs: Int64
+
+    public init(memberId: String, generation: Int, state: GroupState, assignment: [TopicPartition], pending: [TopicPartition],
+                sessionTimeoutMs: Int64, heartbeatIntervalMs: Int64) {
+        self.memberId = memberId
+        self.generation = generation
+        self.state = state
+        self.assignment = assignment
+        self.pending = pending
+        self.sessionTimeoutMs = sessionTimeoutMs
+        self.heartbeatIntervalMs = heartbeatIntervalMs
+    }
 }
 
 public struct PollResult: Sendable {
@@ -34,6 +45,12 @@ public struct PollResult: Sendable {
     public var events: [FetchedEvent]
     /// Where the next poll continues, per partition read.
     public var positions: [TopicPartition: Int64]
+
+    public init(member: MemberAssignment, events: [FetchedEvent], positions: [TopicPartition: Int64]) {
+        self.member = member
+        self.events = events
+        self.positions = positions
+    }
 }
 
 /// Options of a member, given when it joins.

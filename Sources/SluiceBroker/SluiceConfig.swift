@@ -74,6 +74,15 @@ public struct SluiceConfig: Sendable {
     public let configFile: String?
     /// Per-group lag SLOs in milliseconds from the file's `consumer_groups` section (`name: {lag.slo.ms: N}`).
     public var groupLagSLOs: [String: Int64] = [:]
+    /// The librdkafka properties given as `cluster.<property>` (flag `-X`, env `SLUICE_CLUSTER_*`, file), by
+    /// librdkafka's name, for `log.backend=kafka`. The cluster module checks them against librdkafka at startup.
+    public var clusterProperties: [String: (value: String, source: ConfigSource)] = [:]
+    /// The prefix of settings passed through to the cluster's clients.
+    public static let clusterPrefix = "cluster."
+
+    /// Which log the agent runs on (`log.backend`).
+    public enum LogBackend: String, Sendable { case embedded, kafka }
+    public var logBackend: LogBackend { LogBackend(rawValue: string("log.backend")) ?? .embedded }
 
     public func string(_ name: String) -> String { values[name]!.value }
     public func integer(_ name: String) -> Int64 { Int64(values[name]!.value)! }
@@ -131,8 +140,13 @@ public struct SluiceConfig: Sendable {
     public static func load(arguments: [String] = [], environment: [String: String] = [:], file: String? = nil) throws(ConfigError) -> SluiceConfig {
         var values: [String: (value: String, source: ConfigSource)] = [:]
         for property in ConfigProperty.all { values[property.name] = (property.defaultValue, .defaultValue) }
+        var cluster: [String: (value: String, source: ConfigSource)] = [:]
 
         func set(_ name: String, _ raw: String, _ source: ConfigSource) throws(ConfigError) {
+            if ConfigProperty.byName[name] == nil, name.hasPrefix(clusterPrefix), name.count > clusterPrefix.count {
+                cluster[String(name.dropFirst(clusterPrefix.count))] = (raw, source)
+                return
+            }
             guard let property = ConfigProperty.byName[name] else {
                 throw ConfigError("unknown property '\(name)' (from \(source))\(suggestion(for: name, in: ConfigProperty.all.map(\.name))); `sluice serve --help` lists them all")
             }
@@ -159,6 +173,12 @@ public struct SluiceConfig: Sendable {
             if variable == "SLUICE_ROUTES" {
                 routes = try parseRoutes(raw.split(separator: ",").map(String.init), source: .environment(variable))
                 routesSource = .environment(variable)
+                continue
+            }
+            if ConfigProperty.byEnvironment[variable] == nil, variable.hasPrefix("SLUICE_CLUSTER_") {
+                // SLUICE_CLUSTER_SASL_USERNAME → cluster.sasl.username
+                let name = variable.dropFirst("SLUICE_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+                try set(name, raw, .environment(variable))
                 continue
             }
             guard let property = ConfigProperty.byEnvironment[variable] else {
@@ -214,6 +234,7 @@ public struct SluiceConfig: Sendable {
 
         var config = SluiceConfig(values: values, routes: routes, routesSource: routesSource, configFile: file)
         config.groupLagSLOs = groupLagSLOs
+        config.clusterProperties = cluster
         try config.validate()
         return config
     }
@@ -230,7 +251,8 @@ public struct SluiceConfig: Sendable {
         }
         apiBindAddress = try resolve("api.address", apiAddress)
         metricsBindAddress = try resolve("metrics.address", metricsAddress)
-        if let kafkaAddress {
+        try validateBackend(at)
+        if let kafkaAddress, logBackend == .embedded {
             kafkaBindAddress = try resolve("kafka.address", kafkaAddress)
         }
         if !string("kafka.advertised.address").isEmpty {
@@ -283,6 +305,33 @@ public struct SluiceConfig: Sendable {
         }
         for rule in routes where !TopicName.isValid(rule.topic) {
             throw ConfigError("route \(rule.pattern)=\(rule.topic) (from \(routesSource)) names an invalid topic")
+        }
+    }
+
+    /// `log.backend` with its settings: the cluster's only with `kafka`, and no Kafka listener beside a cluster.
+    func validateBackend(_ at: (String) -> String) throws(ConfigError) {
+        switch logBackend {
+        case .embedded:
+            if let (name, setting) = clusterProperties.min(by: { $0.key < $1.key }) {
+                throw ConfigError("\(Self.clusterPrefix)\(name) (from \(setting.source)) is a cluster client property, but \(at("log.backend")); set log.backend=kafka or remove it")
+            }
+            if !string("cluster.bootstrap.servers").isEmpty {
+                throw ConfigError("\(at("cluster.bootstrap.servers")) is set, but \(at("log.backend")); set log.backend=kafka to store events in that cluster, or remove it")
+            }
+        case .kafka:
+            let servers = string("cluster.bootstrap.servers").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard !servers.isEmpty else {
+                throw ConfigError("\(at("log.backend")) needs the cluster's brokers: set cluster.bootstrap.servers, e.g. --cluster-bootstrap-servers b1:9092,b2:9092")
+            }
+            if let bad = servers.first(where: { HostPort(String($0.split(separator: "://").last ?? "")) == nil }) {
+                throw ConfigError("\(at("cluster.bootstrap.servers")): '\(bad)' is not host:port; list the brokers as host:port[,host:port…]")
+            }
+            if clusterProperties["bootstrap.servers"] != nil || clusterProperties["metadata.broker.list"] != nil {
+                throw ConfigError("the brokers are set by cluster.bootstrap.servers (--cluster-bootstrap-servers) alone; remove cluster.bootstrap.servers from -X and cluster.metadata.broker.list")
+            }
+            if source("kafka.address") != .defaultValue && kafkaAddress != nil {
+                throw ConfigError("\(at("kafka.address")) cannot be served with log.backend=kafka: Kafka clients use the cluster itself; set kafka.address=off or remove it")
+            }
         }
     }
 

@@ -16,7 +16,7 @@ struct DeadLetterWriter: Sendable {
         let record = DeadLetter.record(for: fetched.record, topic: fetched.topic, partition: fetched.partition, group: subscription.group,
                                        subscription: subscription.name, history: history, correlationId: fetched.event?.correlationId,
                                        traceparent: traceparent)
-        let partitions = broker.topic(fetched.topic)?.partitions.count ?? 1
+        let partitions = broker.partitionCount(fetched.topic) ?? 1
         _ = try await broker.appendDurably(topic: dlq, partitions: partitions, [(fetched.partition, record)])
         broker.metrics.counter(MetricName.dlqEvents, fetched.topic, fetched.event?.type ?? "sluice.record", history.errorType.rawValue).increment()
     }
@@ -29,7 +29,7 @@ struct DeadLetterWriter: Sendable {
         let record = DeadLetter.record(for: letter.originalRecord, topic: letter.originalTopic, partition: letter.originalPartition,
                                        group: letter.group, subscription: letter.subscription, history: history, correlationId: letter.correlationId,
                                        traceparent: letter.traceparent)
-        let partitions = broker.topic(letter.topic)?.partitions.count ?? 1
+        let partitions = broker.partitionCount(letter.topic) ?? 1
         _ = try await broker.appendDurably(topic: target, partitions: partitions, [(letter.originalPartition, record)])
         let outcome = poisoned ? "poisoned" : "dead_lettered_again"
         if poisoned {
@@ -42,7 +42,7 @@ struct DeadLetterWriter: Sendable {
     }
 
     func resolve(_ letter: DeadLetter, outcome: String) async throws(BrokerError) {
-        let partitions = broker.topic(letter.topic)?.partitions.count ?? 1
+        let partitions = broker.partitionCount(letter.topic) ?? 1
         _ = try await broker.appendDurably(topic: letter.topic, partitions: partitions, [
             (letter.partition, DeadLetter.resolution(partition: letter.partition, offset: letter.offset, outcome: outcome, now: currentTimeMillis())),
         ])

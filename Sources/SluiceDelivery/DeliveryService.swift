@@ -243,7 +243,7 @@ public final class DeliveryService: Sendable {
         } catch {
             throw BrokerError(.conflict, error.message, attribute: "group")
         }
-        for topic in subscription.topics { _ = try broker.ensureTopic(topic) }
+        for topic in subscription.topics { try await broker.ensure(topic: topic) }
         let created = try change { subscriptions throws(BrokerError) -> Bool in
             if subscriptions[subscription.name]?.fromFile == true {
                 throw BrokerError(.conflict, "subscription \(subscription.name) is declared in the config file; change it there")

@@ -80,7 +80,8 @@ actor SubscriptionRunner {
         var unsupported: String?
     }
 
-    private var memberId: String?
+    /// The runner's membership in the subscription's group (on the embedded log or the cluster).
+    private var member: (any GroupMember)?
     private var queues: [String: [Pending]] = [:]
     private var ready: [String] = []
     private var readyHead = 0
@@ -143,26 +144,26 @@ actor SubscriptionRunner {
     func run() async {
         while !stopping {
             do {
-                if memberId == nil { try join() }
+                if member == nil { try await join() }
                 // While the breaker is open nothing new is taken; half-open with nothing pending, a poll finds the probe.
                 let canPoll = unfinished < maxBuffered && (breaker == .closed || (breaker == .halfOpen && unfinished == 0))
                 if canPoll {
                     let room = min(maxBuffered - unfinished, groups.broker.config.int("max.poll.records"))
-                    let result = try await groups.poll(group: subscription.group, member: memberId!, maxRecords: room, waitMs: 100)
+                    let result = try await member!.poll(maxRecords: room, waitMs: 100)
                     lastContact = .now
                     take(result)
                     // A poll that came back empty at once (shutdown ended long polls) must not starve the actor's
                     // other work: finished attempts and retries are queued on it.
                     if result.events.isEmpty { await Task.yield() }
                 } else {
-                    if ContinuousClock.now - lastContact > .seconds(1), let memberId {
-                        _ = try groups.heartbeat(group: subscription.group, member: memberId)
+                    if ContinuousClock.now - lastContact > .seconds(1), let member {
+                        try await member.heartbeat()
                         lastContact = .now
                     }
                     try? await Task.sleep(for: .milliseconds(10))
                 }
                 try await commitIfDue(force: false)
-            } catch let error as BrokerError where error.kind == .notFound && memberId != nil {
+            } catch let error as BrokerError where error.kind == .notFound && member != nil {
                 logger.warning("delivery member was removed from its group; rejoining", metadata: [
                     LogField.subscription: .string(subscription.name), LogField.group: .string(subscription.group), "error": .string(error.message),
                 ])
@@ -177,16 +178,15 @@ actor SubscriptionRunner {
         let deadline = ContinuousClock.now + .milliseconds(subscription.timeoutMs + 1000)
         while attempting > 0 && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
         try? await commitIfDue(force: true)
-        if let memberId { try? await groups.leave(group: subscription.group, member: memberId) }
+        if let member { await member.leave() }
     }
 
     nonisolated func stop() { stopFlag.store(true, ordering: .releasing) }
 
-    private func join() throws {
-        let assignment = try groups.join(group: subscription.group, options: MemberOptions(
+    private func join() async throws(BrokerError) {
+        member = try await groups.member(of: subscription.group, options: MemberOptions(
             topics: subscription.topics, clientId: "sluice-" + subscription.name, strategy: nil, sessionTimeoutMs: nil,
             autoCommit: false, offsetReset: subscription.startFrom))
-        memberId = assignment.memberId
         lastContact = .now
     }
 
@@ -201,7 +201,8 @@ actor SubscriptionRunner {
         unfinished = 0
         trackers = [:]
         committed = [:]
-        memberId = nil
+        await member?.leave()
+        member = nil
     }
 
     /// Takes polled events: filtered ones finish at once, the rest queue by ordering key.
@@ -508,7 +509,7 @@ actor SubscriptionRunner {
         } else if committing || ContinuousClock.now - lastCommit <= .milliseconds(100) {
             return
         }
-        guard let memberId else { return }
+        guard let member else { return }
         lastCommit = .now
         var offsets: [(TopicPartition, Int64, String)] = []
         for (tp, tracker) in trackers where committed[tp] != tracker.commitOffset {
@@ -517,16 +518,16 @@ actor SubscriptionRunner {
         guard !offsets.isEmpty else { return }
         committing = true
         if force {
-            await commit(offsets, member: memberId)
+            await commit(offsets, member: member)
         } else {
-            Task { await self.commit(offsets, member: memberId) }
+            Task { await self.commit(offsets, member: member) }
         }
     }
 
-    private func commit(_ offsets: [(TopicPartition, Int64, String)], member: String) async {
+    private func commit(_ offsets: [(TopicPartition, Int64, String)], member: any GroupMember) async {
         defer { committing = false }
         do {
-            _ = try await groups.commit(group: subscription.group, member: member, offsets: offsets)
+            try await member.commit(offsets)
             for (tp, offset, _) in offsets { committed[tp] = offset }
             lastContact = .now
         } catch where error.kind == .conflict {

@@ -26,7 +26,7 @@ struct APIRoutes: Sendable {
         router.get(RouterPath(HTTPPath.ready)) { _, _ in Self.ready(holder) }
         router.post(RouterPath(HTTPPath.topics)) { request, context in try await createTopic(request, context) }
         router.get(RouterPath(HTTPPath.topics)) { _, _ in try listTopics() }
-        router.get(RouterPath(HTTPPath.topic)) { _, context in try describeTopic(context) }
+        router.get(RouterPath(HTTPPath.topic)) { _, context in try await describeTopic(context) }
         router.patch(RouterPath(HTTPPath.topic)) { request, context in try await growTopic(request, context) }
         router.delete(RouterPath(HTTPPath.topic)) { _, context in try await deleteTopic(context) }
         router.post(RouterPath(HTTPPath.topicEvents)) { request, context in try await publish(request, context, topic: nil) }
@@ -76,32 +76,33 @@ struct APIRoutes: Sendable {
                 }
             }
         }
-        let topic = try self.broker.createTopic(name, partitions: partitions, config: overrides)
+        let topic = try await self.broker.create(topic: name, partitions: partitions, config: overrides)
         return jsonResponse(describe(topic), status: .created)
     }
 
     func listTopics() throws -> Response {
         let broker = try self.broker
-        let topics = broker.topicNames.compactMap { broker.topic($0) }.map { ["name": $0.name, "partitions": $0.partitions.count] as [String: Any] }
+        let topics = broker.topicNames.compactMap { name in broker.partitionCount(name).map { ["name": name, "partitions": $0] as [String: Any] } }
         return jsonResponse(["topics": topics])
     }
 
-    func describeTopic(_ context: AgentRequestContext) throws -> Response {
+    func describeTopic(_ context: AgentRequestContext) async throws -> Response {
         let name = try context.parameters.require("topic")
-        guard let topic = try broker.topic(name) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
+        guard let topic = try await broker.describeTopic(name) else { throw BrokerError(.notFound, "topic \(name) does not exist") }
         return jsonResponse(describe(topic))
     }
 
-    func describe(_ topic: Topic) -> [String: Any] {
+    func describe(_ topic: Topic) -> [String: Any] { describe(TopicDescription(topic)) }
+
+    func describe(_ topic: TopicDescription) -> [String: Any] {
         let partitions = topic.partitions.map { log -> [String: Any] in
-            var entry: [String: Any] = [
-                "partition": Int(log.partition), "log_start_offset": log.logStartOffset, "log_end_offset": log.logEndOffset,
-                "size_bytes": log.sizeInBytes, "segments": log.segments.count,
-            ]
+            var entry: [String: Any] = ["partition": Int(log.partition), "log_start_offset": log.logStartOffset, "log_end_offset": log.logEndOffset]
+            if let size = log.sizeBytes { entry["size_bytes"] = size }
+            if let segments = log.segments { entry["segments"] = segments }
             if let last = log.lastAppendTime { entry["last_append_time"] = Timestamp.rfc3339Millis(millisecondsSinceEpoch: last) }
             return entry
         }
-        return ["name": topic.name, "partitions": partitions, "config": topic.config.properties]
+        return ["name": topic.name, "partitions": partitions, "config": topic.config]
     }
 
     /// A `partitions` field of a JSON body: an integer (not a boolean, not a fraction) from 1 to 10000.

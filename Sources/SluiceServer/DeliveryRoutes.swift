@@ -179,6 +179,7 @@ extension APIRoutes {
     }
 
     func startReplay(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
+        try broker.requireEmbedded("dead-letter replays")
         let topic = try context.parameters.require("dlqTopic")
         let body = try await request.body.collect(upTo: 64 * 1024)
         var object: [String: Any] = [:]

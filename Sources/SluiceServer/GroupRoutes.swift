@@ -36,6 +36,7 @@ extension APIRoutes {
     }
 
     func resetOffsets(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
+        try broker.requireEmbedded("HTTP consumer groups")
         let group = try context.parameters.require("group")
         let object = try await jsonObjectBody(request, example: "{\"to\": \"earliest\", \"topics\": [\"orders\"], \"dry_run\": true}")
         let target = try Self.resetTarget(object)
@@ -178,6 +179,7 @@ extension APIRoutes {
     }
 
     func join(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
+        try broker.requireEmbedded("HTTP consumer groups")
         let group = try context.parameters.require("group")
         let object = try await jsonObjectBody(request, example: "{\"topics\": [\"orders\"], \"client_id\": \"billing-1\"}")
         guard let topics = object["topics"] as? [String] else {
@@ -235,6 +237,7 @@ extension APIRoutes {
     }
 
     func commit(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
+        try broker.requireEmbedded("HTTP consumer groups")
         let group = try context.parameters.require("group")
         let example = "{\"member_id\": \"…\", \"offsets\": [{\"topic\": \"orders\", \"partition\": 0, \"offset\": 42}]}"
         let object = try await jsonObjectBody(request, example: example)

@@ -40,6 +40,7 @@ struct Problem {
         case 413: "Content Too Large"
         case 415: "Unsupported Media Type"
         case 429: "Too Many Requests"
+        case 501: "Not Implemented"
         case 503: "Service Unavailable"
         default: status >= 500 ? "Internal Server Error" : "Error"
         }

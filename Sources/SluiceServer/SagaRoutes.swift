@@ -51,6 +51,7 @@ extension APIRoutes {
     }
 
     func startSaga(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
+        try broker.requireEmbedded("sagas")
         let type = try context.parameters.require("name")
         let engine = try sagas
         let body = try await request.body.collect(upTo: 1 << 20)

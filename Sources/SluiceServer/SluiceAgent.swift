@@ -29,7 +29,8 @@ public struct BoundAddresses: Sendable {
 /// requests, then the metrics listener stops,
 /// then the broker writes everything it accepted, closes the log and writes the clean-shutdown marker.
 public enum SluiceAgent {
-    public static func run(config: SluiceConfig, logger: Logger, metrics: SluiceMetrics,
+    /// - Parameter remote: the Kafka cluster events are stored in (`log.backend=kafka`); nil for the embedded log.
+    public static func run(config: SluiceConfig, logger: Logger, metrics: SluiceMetrics, remote: (any RemoteLog)? = nil,
                            onReady: @escaping @Sendable (BoundAddresses) -> Void = { _ in }) async throws {
         // Hummingbird's and ServiceLifecycle's own lines stay below warning unless tracing, so that Sluice's
         // start line, which names both bound addresses, is the first line after start.
@@ -66,7 +67,8 @@ public enum SluiceAgent {
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = otlp.map { [.init(service: $0.exporter)] } ?? []
         services += [
-            .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup, spans: otlp?.spans),
+            .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup, spans: otlp?.spans,
+                                         remote: remote),
                   successTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: metricsApp),
             .init(service: api),
@@ -137,10 +139,13 @@ final class Startup: Sendable {
             state.announced = true
             // Written under the lock, so that no other line (the recovery report) can come first: tools read the
             // bound addresses from the first line.
-            logger.info("sluice started", metadata: [
+            var metadata: Logger.Metadata = [
                 "api.address": .string(a), "metrics.address": .string(m),
                 "kafka.address": .string(state.kafka ?? "off"), "data.dir": .string(config.dataDirectory),
-            ])
+                "log.backend": .string(config.string("log.backend")),
+            ]
+            if config.logBackend == .kafka { metadata["cluster.bootstrap.servers"] = .string(config.string("cluster.bootstrap.servers")) }
+            logger.info("sluice started", metadata: metadata)
             state.report?()
             state.report = nil
         }
@@ -197,9 +202,16 @@ struct BrokerService: Service {
     let holder: BrokerHolder
     let startup: Startup
     let spans: EventSpans?
+    let remote: (any RemoteLog)?
 
     func run() async throws {
-        let broker = try Broker(config: config, metrics: metrics, logger: logger)
+        let broker: Broker
+        do {
+            broker = try Broker(config: config, metrics: metrics, logger: logger, remote: remote)
+        } catch {
+            await remote?.close()
+            throw error
+        }
         let groups: GroupCoordinator
         let delivery: DeliveryService
         let sagas: SagaEngine

@@ -209,6 +209,23 @@ public enum MetricName {
     public static let kafkaSentBytes = MetricFamily(
         name: "sluice_kafka_sent_bytes_total", help: "Bytes of Kafka response frames written.", labels: [])
 
+    // Kafka cluster (log.backend=kafka), from librdkafka's statistics and the agent's own calls
+    public static let clusterBrokersUp = MetricFamily(
+        name: "sluice_cluster_brokers_up", help: "Brokers of the cluster the producer is connected to (state UP); 0 means the cluster is unreachable.", labels: [])
+    public static let clusterBrokers = MetricFamily(
+        name: "sluice_cluster_brokers", help: "Brokers the cluster's metadata names.", labels: [])
+    public static let clusterRequestLatency = MetricFamily(
+        name: "sluice_cluster_request_latency_seconds", help: "Mean round-trip time of requests to a broker over the last statistics interval.", labels: ["broker"])
+    public static let clusterThrottle = MetricFamily(
+        name: "sluice_cluster_throttle_seconds", help: "Mean time a broker throttled the producer over the last statistics interval.", labels: ["broker"])
+    public static let clusterErrors = MetricFamily(
+        name: "sluice_cluster_errors_total", help: "Transmit and receive errors and request timeouts towards a broker.", labels: ["broker"])
+    public static let clusterQueueMessages = MetricFamily(
+        name: "sluice_cluster_queue_messages", help: "Events handed to the cluster's producer and not yet acknowledged.", labels: [])
+    public static let clusterRequests = MetricFamily(
+        name: "sluice_cluster_requests_total", help: "Requests the agent made to the cluster itself (beside producing and fetching), by request and outcome.",
+        labels: ["request", "status"])
+
     // Logging
     public static let logLinesDropped = MetricFamily(
         name: "sluice_log_lines_dropped_total", help: "Log lines dropped because the reader of standard output stopped reading.", labels: [])
@@ -234,7 +251,8 @@ public enum MetricName {
         partitionLastStableOffset, transactions, transactionsOpen, transactionOldestOpen, partitionSizeBytes, partitionLastAppend, topicPartitions, topicPartitionsRecommended, topicProduceRate, groupLag,
         groupLagSeconds, groupExpiredRecords, groupCommittedOffset, groupCommitAge, groupLagSum, groupLagSecondsMax, groupMembers,
         groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, kafkaRequests, kafkaRequestDuration,
-        kafkaConnections, kafkaReceivedBytes, kafkaSentBytes, logLinesDropped,
+        kafkaConnections, kafkaReceivedBytes, kafkaSentBytes, clusterBrokersUp, clusterBrokers, clusterRequestLatency, clusterThrottle, clusterErrors,
+        clusterQueueMessages, clusterRequests, logLinesDropped,
         dlqEvents, dlqDepth, dlqOldestAge, deliveryAttempts, deliveryRetries, processingDuration, deliveryInFlight,
         deliveryOldestPending, poisonEvents, dlqReplayed, schemaValidations, eventsUpcast, rewinds, rewindRemaining, breakerState, breakerTransitions, sagaStarted, sagaCompletions, sagaDuration, sagaStepDuration, sagasInFlight,
         sagaOldestInFlight, sagaCompensations, tracesInFlight, tracesStale, traceDuration, traceIndexTraces, traceIndexBytes, processResidentMemory, processVirtualMemory, processCPUSeconds, processOpenFDs, processMaxFDs, processStartTime,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SluiceCluster
 import Foundation
 import SluiceBroker
 
@@ -31,6 +32,18 @@ struct ConfigShow: ParsableCommand {
         }
         let routes = config.routes.map { "\($0.pattern)=\($0.topic)" }.joined(separator: ",")
         rows.append(("routes", routes, config.routesSource.description))
+        if config.logBackend == .kafka {
+            // What the cluster's clients are configured with, each property's last value and its origin.
+            let settings = ClusterSettings(config: config)
+            for (client, properties) in [("producer", settings.producer), ("reader", settings.reader)] {
+                var last: [String: ClusterSettings.Property] = [:]
+                for property in properties { last[property.name] = property }
+                for (name, property) in last.sorted(by: { $0.key < $1.key }) {
+                    let value = ClusterSettings.isSecret(name) ? "***" : property.value
+                    rows.append(("librdkafka \(client) \(name)", value, property.origin))
+                }
+            }
+        }
         if json {
             for (name, value, source) in rows { writeLine(jsonLine(["name": name, "value": value, "source": source])) }
             return

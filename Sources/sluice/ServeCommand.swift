@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceBroker
+import SluiceCluster
 import SluiceDelivery
 import SluiceLog
 import SluiceSaga
@@ -37,8 +38,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         do {
             // So are saga definitions: a bad one names its file and line.
-            _ = try SagaCatalog.load(config: config)
-        } catch {
+            let sagas = try SagaCatalog.load(config: config)
+            if config.logBackend == .kafka, let type = sagas.typeNames.first {
+                throw CLIError.badInput("sagas: saga \(type) is defined, but sagas are not available with log.backend=kafka yet; run them on an agent with log.backend=embedded")
+            }
+        } catch let error as SagaDefinitionError {
             throw CLIError.badInput("sagas: \(error)")
         }
         if !config.string("schemas").isEmpty {
@@ -55,8 +59,16 @@ struct ServeCommand: AsyncParsableCommand {
         MallocTuning.apply(environment: ProcessInfo.processInfo.environment)
         let (logger, sink) = try bootstrapLogging(config)
         let metrics = SluiceMetrics(logSink: sink)
+        var cluster: KafkaCluster?
+        if config.logBackend == .kafka {
+            do {
+                cluster = try KafkaCluster(config: config, metrics: metrics, logger: logger)
+            } catch {
+                throw CLIError.badInput(error.message)
+            }
+        }
         do {
-            try await SluiceAgent.run(config: config, logger: logger, metrics: metrics)
+            try await SluiceAgent.run(config: config, logger: logger, metrics: metrics, remote: cluster)
         } catch let error as LogError {
             logger.critical("sluice could not start: \(error.message)")
             throw CLIError.failure(error.message)

@@ -1,43 +1,52 @@
-import Foundation
+public import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import Synchronization
+public import Synchronization
 
 /// A real HTTP app on loopback that records what Sluice delivers and answers as told, per event.
-final class TestApp: Sendable {
-    struct Delivery: Sendable {
-        var id: String
-        var type: String
-        var key: String?
-        var attempt: Int
-        var at: ContinuousClock.Instant
-        var headers: [String: String]
-        var body: [UInt8]
+public final class TestApp: Sendable {
+    public struct Delivery: Sendable {
+        public var id: String
+        public var type: String
+        public var key: String?
+        public var attempt: Int
+        public var at: ContinuousClock.Instant
+        public var headers: [String: String]
+        public var body: [UInt8]
     }
 
     /// An answer: status, optional JSON body, optional Retry-After; or a delay before answering.
-    struct Answer: Sendable {
-        var status = 200
-        var body: String?
-        var retryAfter: String?
-        var delayMs = 0
+    public struct Answer: Sendable {
+        public var status = 200
+        public var body: String?
+        public var retryAfter: String?
+        public var delayMs = 0
+
+        public init(status: Int = 200, body: String? = nil, retryAfter: String? = nil, delayMs: Int = 0) {
+            self.status = status
+            self.body = body
+            self.retryAfter = retryAfter
+            self.delayMs = delayMs
+        }
     }
 
-    let deliveries = Mutex<[Delivery]>([])
+    public let deliveries = Mutex<[Delivery]>([])
     /// Decides the answer from (event id, event type, attempt number as Sluice counts it).
-    let rule = Mutex<@Sendable (String, String, Int) -> Answer>({ _, _, _ in Answer() })
+    public let rule = Mutex<@Sendable (String, String, Int) -> Answer>({ _, _, _ in Answer() })
     private let server = Mutex<(task: Task<Void, any Error>, port: Int)?>(nil)
 
-    var port: Int { server.withLock { $0?.port ?? 0 } }
-    var url: String { "http://127.0.0.1:\(port)/events" }
+    public init() {}
 
-    func answer(_ rule: @escaping @Sendable (String, String, Int) -> Answer) {
+    public var port: Int { server.withLock { $0?.port ?? 0 } }
+    public var url: String { "http://127.0.0.1:\(port)/events" }
+
+    public func answer(_ rule: @escaping @Sendable (String, String, Int) -> Answer) {
         self.rule.withLock { $0 = rule }
     }
 
     /// Starts on `port` (0 picks one) and returns once it listens.
-    func start(port requested: Int = 0) async throws {
+    public func start(port requested: Int = 0) async throws {
         let router = Router()
         router.post("/events") { request, _ -> Response in
             let body = Array(buffer: try await request.body.collect(upTo: 1 << 20))
@@ -64,16 +73,16 @@ final class TestApp: Sendable {
     }
 
     /// Stops listening (connections are then refused) until `start(port:)` again.
-    func stop() async {
+    public func stop() async {
         guard let (task, _) = server.withLock({ $0 }) else { return }
         task.cancel()
         _ = await task.result
     }
 
-    var received: [Delivery] { deliveries.withLock { $0 } }
+    public var received: [Delivery] { deliveries.withLock { $0 } }
 
     /// Waits until `condition` holds for the deliveries received (or the timeout passes), and says whether it did.
-    func waitFor(_ condition: @escaping ([Delivery]) -> Bool, timeout: Double = 20) async throws -> Bool {
+    public func waitFor(_ condition: @escaping ([Delivery]) -> Bool, timeout: Double = 20) async throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if condition(received) { return true }

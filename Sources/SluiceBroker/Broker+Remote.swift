@@ -1,0 +1,208 @@
+import Foundation
+public import SluiceLog
+import SluiceTelemetry
+
+/// A topic as the API shows it, on either backend.
+public struct TopicDescription: Sendable {
+    public struct Partition: Sendable {
+        public var partition: Int32
+        public var logStartOffset: Int64
+        public var logEndOffset: Int64
+        /// Known for the embedded log only.
+        public var sizeBytes: Int64?
+        public var segments: Int?
+        public var lastAppendTime: Int64?
+    }
+
+    public var name: String
+    public var partitions: [Partition]
+    /// Topic properties by Kafka name (embedded: every one; cluster: those Sluice set at creation).
+    public var config: [String: String]
+
+    public init(_ topic: Topic) {
+        name = topic.name
+        partitions = topic.partitions.map { log in
+            Partition(partition: log.partition, logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset,
+                      sizeBytes: log.sizeInBytes, segments: log.segments.count, lastAppendTime: log.lastAppendTime)
+        }
+        config = topic.config.properties
+    }
+
+    init(name: String, partitions: [Partition], config: [String: String]) {
+        self.name = name
+        self.partitions = partitions
+        self.config = config
+    }
+}
+
+extension Broker {
+    /// Refuses what the cluster backend does not do (yet), saying what to use instead.
+    public func requireEmbedded(_ what: String) throws(BrokerError) {
+        guard let remote else { return }
+        throw BrokerError(.notImplemented, "\(what) are not available with log.backend=kafka (\(remote.description)) yet; run them on an agent with log.backend=embedded")
+    }
+
+    /// Whether events are stored in a Kafka cluster (`log.backend=kafka`).
+    public var isRemote: Bool { remote != nil }
+
+    /// Creates a topic on either backend. `partitions` defaults to `num.partitions`; `config` takes topic properties.
+    public func create(topic name: String, partitions: Int? = nil, config overrides: [String: String] = [:]) async throws(BrokerError) -> TopicDescription {
+        guard let remote else { return TopicDescription(try createTopic(name, partitions: partitions, config: overrides)) }
+        try TopicNameCheck.validate(name)
+        try refuseInternal(name, "create")
+        if remote.topics()[name] != nil { throw BrokerError(.conflict, "topic \(name) already exists in \(remote.description)") }
+        try await remote.createTopic(name, partitions: partitions ?? config.int("num.partitions"), config: overrides)
+        logger.info("topic created", metadata: [LogField.topic: .string(name), "log.backend": "kafka"])
+        guard let created = try await describeTopic(name) else {
+            throw BrokerError(.unavailable, "topic \(name) was created but \(remote.description) does not list it yet; retry GET /v1/topics/\(name)", retryAfter: 1)
+        }
+        return created
+    }
+
+    /// The topic with its partitions' offsets, on either backend; nil when there is no such topic.
+    public func describeTopic(_ name: String) async throws(BrokerError) -> TopicDescription? {
+        guard let remote else { return topic(name).map(TopicDescription.init) }
+        var count = remote.topics()[name]
+        if count == nil { count = try await remote.refreshTopics()[name] }
+        guard let count else { return nil }
+        var partitions: [TopicDescription.Partition] = []
+        for partition in 0..<Int32(count) {
+            let (start, end) = try await remote.offsets(topic: name, partition: partition)
+            partitions.append(.init(partition: partition, logStartOffset: start, logEndOffset: end))
+        }
+        return TopicDescription(name: name, partitions: partitions, config: [:])
+    }
+
+    /// The partition count of a cluster topic, creating it (per `auto.create.topics.enable`) when it is missing.
+    func remotePartitionCount(_ remote: any RemoteLog, topic name: String, create: Bool) async throws(BrokerError) -> Int {
+        if let count = remote.topics()[name] { return count }
+        if let count = try await remote.refreshTopics()[name] { return count }
+        guard create, config.bool("auto.create.topics.enable") else {
+            throw BrokerError(.notFound, "topic \(name) does not exist in \(remote.description)" + (create ? "; create it with POST /v1/topics (auto.create.topics.enable=false)" : ""))
+        }
+        return try await remote.ensureTopic(name, partitions: config.int("num.partitions"))
+    }
+
+    /// Makes sure a topic exists before it is subscribed to: created per `auto.create.topics.enable`, on either backend.
+    public func ensure(topic name: String) async throws(BrokerError) {
+        try TopicNameCheck.validate(name)
+        if let remote {
+            _ = try await remotePartitionCount(remote, topic: name, create: true)
+        } else {
+            _ = try state(for: name, create: true)
+        }
+    }
+
+    /// ``appendDurably(topic:partitions:_:)`` on the cluster: the topic is made when missing, and each record is
+    /// acknowledged by the cluster (acks=all: replicated) before the offsets are returned.
+    func appendDurably(to remote: any RemoteLog, topic name: String, partitions: Int, _ records: [(partition: Int32, record: Record)]) async throws(BrokerError) -> [Int64] {
+        var count = remote.topics()[name]
+        if count == nil { count = try await remote.refreshTopics()[name] }
+        if count == nil { count = try await remote.ensureTopic(name, partitions: partitions) }
+        let partitionCount = Int32(count ?? partitions)
+        var perPartition: [Int32: [Int]] = [:]
+        for (index, item) in records.enumerated() { perPartition[((item.partition % partitionCount) + partitionCount) % partitionCount, default: []].append(index) }
+        var offsets = [Int64](repeating: -1, count: records.count)
+        for (partition, indices) in perPartition.sorted(by: { $0.key < $1.key }) {
+            guard let written = try await remote.append(topic: name, partition: partition, records: indices.map { records[$0].record }) else {
+                throw BrokerError(.internal, "acks=0 cannot make \(name) durable: set acks=1 or all for dead letters")
+            }
+            for (slot, index) in indices.enumerated() { offsets[index] = written[slot] }
+        }
+        return offsets
+    }
+
+    /// Publishes to the cluster: the same partitioning as the embedded log (murmur2 for keyed events, one
+    /// round-robin partition per request for the rest), the same records, acknowledged per `acks` by the
+    /// cluster's producer (idempotent with `enable.idempotence`). `buffer.memory` bounds what waits for the cluster.
+    func publish(to remote: any RemoteLog, topic name: String, events: [CloudEvent]) async throws(BrokerError) -> [PublishResult] {
+        let partitionCount = try await remotePartitionCount(remote, topic: name, create: true)
+        let now = currentTimeMillis()
+        let sticky = Int32(remoteSticky.wrappingAdd(1, ordering: .relaxed).oldValue % partitionCount)
+        var perPartition: [Int32: [Int]] = [:]
+        var records: [Record] = []
+        records.reserveCapacity(events.count)
+        var results: [PublishResult] = []
+        results.reserveCapacity(events.count)
+        var bytes = 0
+        for index in events.indices {
+            let partition = events[index].partitionKey.map { Partitioner.partition(forKey: $0, partitions: partitionCount) } ?? sticky
+            let record = events[index].record(timestamp: now)
+            bytes += Self.recordOverhead + (record.key?.count ?? 0) + (record.value?.count ?? 0)
+                + record.headers.reduce(0) { $0 + $1.key.utf8.count + ($1.value?.count ?? 0) }
+            records.append(record)
+            perPartition[partition, default: []].append(index)
+            results.append(PublishResult(id: events[index].id, topic: name, partition: partition, offset: nil, duplicate: false,
+                                         correlationId: events[index].correlationId ?? ""))
+        }
+        guard buffer.reserve(bytes) else {
+            metrics.producerBufferFull.increment()
+            throw BrokerError(.tooManyRequests, "the producer buffer is full (buffer.memory=\(buffer.limit) bytes); retry after the Retry-After delay", retryAfter: 1)
+        }
+        metrics.producerBufferBytes.set(Double(buffer.bytes))
+        defer {
+            buffer.release(bytes)
+            metrics.producerBufferBytes.set(Double(buffer.bytes))
+        }
+        throughput.record(topic: name, bytes: bytes, nowMillis: now)
+        let parts = perPartition.sorted { $0.key < $1.key }
+        let outcomes = await withTaskGroup(of: (Int32, Result<[Int64]?, BrokerError>).self) { group in
+            for (partition, indices) in parts {
+                let batch = indices.map { records[$0] }
+                group.addTask {
+                    do throws(BrokerError) {
+                        return (partition, .success(try await remote.append(topic: name, partition: partition, records: batch)))
+                    } catch {
+                        return (partition, .failure(error))
+                    }
+                }
+            }
+            var outcomes: [Int32: Result<[Int64]?, BrokerError>] = [:]
+            for await (partition, outcome) in group { outcomes[partition] = outcome }
+            return outcomes
+        }
+        for (partition, indices) in parts {
+            switch outcomes[partition]! {
+            case .success(let offsets):
+                guard let offsets else { continue }
+                for (slot, index) in indices.enumerated() { results[index].offset = offsets[slot] }
+            case .failure(let error):
+                throw error
+            }
+        }
+        return results
+    }
+
+    /// Reads one cluster partition (see ``fetch(topic:partition:offset:maxRecords:maxBytes:minBytes:maxWaitMs:isolation:)``):
+    /// resets per `auto.offset.reset`, waits up to `maxWaitMs` for the first event.
+    func fetch(from remote: any RemoteLog, topic name: String, partition: Int32, offset requested: Int64?, maxRecords: Int, maxBytes: Int,
+               maxWaitMs: Int64) async throws(BrokerError) -> FetchResult {
+        let count = try await remotePartitionCount(remote, topic: name, create: false)
+        guard partition >= 0, Int(partition) < count else {
+            throw BrokerError(.notFound, "topic \(name) has partitions 0...\(count - 1); \(partition) does not exist")
+        }
+        let (start, end) = try await remote.offsets(topic: name, partition: partition)
+        var offset: Int64
+        if let requested {
+            offset = requested
+        } else {
+            switch config.string("auto.offset.reset") {
+            case "earliest": offset = start
+            case "latest": offset = end
+            default: throw BrokerError.badRequest("offset is required (auto.offset.reset=none)", attribute: "offset")
+            }
+        }
+        if offset < start || offset > end {
+            guard config.string("auto.offset.reset") == "earliest", offset < start else {
+                throw BrokerError(.notFound, "offset \(offset) is outside \(name)/\(partition)'s range \(start)...\(end)")
+            }
+            offset = start
+        }
+        let read = try await remote.read(topic: name, partition: partition, from: offset, maxRecords: maxRecords, maxBytes: maxBytes, maxWaitMs: maxWaitMs)
+        let events = read.records.map { record in
+            FetchedEvent(topic: name, partition: partition, offset: record.offset, timestamp: record.timestamp, record: record, event: CloudEvent(record: record))
+        }
+        return FetchResult(events: events, nextOffset: read.nextOffset, logStartOffset: read.logStartOffset, logEndOffset: read.logEndOffset,
+                           lastStableOffset: read.logEndOffset)
+    }
+}

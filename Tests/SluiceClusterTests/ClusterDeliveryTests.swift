@@ -1,0 +1,111 @@
+import Foundation
+import SluiceTestSupport
+import Synchronization
+import Testing
+
+/// Push subscriptions with the log in a cluster: the sidecars that declare the same subscription are one Kafka
+/// consumer group, so they share its partitions, and when one dies the others take its partitions over.
+@Suite(.serialized) struct ClusterDeliveryTests {
+    static func subscriptionFile(_ dir: String, endpoint: String) throws -> String {
+        let path = dir + "/sluice.yaml"
+        try """
+        subscriptions:
+          - name: billing
+            topics: [orders]
+            endpoint: \(endpoint)
+            start_from: earliest
+            concurrency: 4
+            retry: {max_attempts: 2, initial_backoff_ms: 50, max_backoff_ms: 100}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func serve(_ dir: String, _ cluster: MockCluster, config: String) async throws -> ServedAgent {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return try await startServed(dir, ["--log-backend", "kafka", "--cluster-bootstrap-servers", cluster.bootstrapServers, "--kafka-address", "off",
+                                           "--config", config, "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "500"])
+    }
+
+    /// The partitions an agent's log says it was given last.
+    static func assigned(_ agent: ServedAgent) -> String? {
+        agent.logText().split(separator: "\n").last { $0.contains("cluster group partitions assigned") }
+            .flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["partitions"] as? String
+    }
+
+    @Test("two sidecars with one subscription split its partitions; after one is killed mid-delivery the other takes them over: every event delivered or dead-lettered, per-key order kept")
+    func sharedSubscriptionSurvivesAKill() async throws {
+        let cluster = try MockCluster()
+        defer { cluster.stop() }
+        try #require(!cluster.bootstrapServers.isEmpty)
+        try cluster.send("topic orders 4")
+        try cluster.send("topic orders.dlq 4")
+        let app = TestApp()
+        try await app.start()
+        defer { Task { await app.stop() } }
+        // Slow enough that the kill comes mid-delivery; events of type order.bad are refused for good (to the DLQ).
+        app.answer { _, type, _ in type == "order.bad" ? TestApp.Answer(status: 422, body: "{\"error\": \"bad order\"}") : TestApp.Answer(delayMs: 15) }
+
+        try await withTemporaryDirectory { dir in
+            let config = try Self.subscriptionFile(dir, endpoint: app.url)
+            let first = try await Self.serve(dir + "/a", cluster, config: config)
+            defer { first.stop() }
+            let second = try await Self.serve(dir + "/b", cluster, config: config)
+            var secondAlive = true
+            defer { if secondAlive { second.stop() } }
+
+            // The group settles with the partitions split between the two.
+            var split = false
+            for _ in 0..<150 where !split {
+                try await Task.sleep(for: .milliseconds(100))
+                if let a = Self.assigned(first), let b = Self.assigned(second), !a.isEmpty, !b.isEmpty {
+                    split = Set(a.split(separator: ",")).isDisjoint(with: Set(b.split(separator: ",")))
+                }
+            }
+            #expect(split, "a: \(Self.assigned(first) ?? "-"), b: \(Self.assigned(second) ?? "-")")
+
+            // 400 events over 40 keys, 1 in 20 refused by the app.
+            var events: [[String: Any]] = []
+            for index in 0..<400 {
+                events.append(["specversion": "1.0", "id": "e\(index)", "source": "/test", "type": index % 20 == 7 ? "order.bad" : "order.created",
+                               "partitionkey": "key-\(index % 40)", "data": ["seq": index]])
+            }
+            for chunk in stride(from: 0, to: events.count, by: 100) {
+                let r = try await http("POST", first.base + "/v1/topics/orders/events", headers: ["Content-Type": "application/cloudevents-batch+json"],
+                                       body: json(Array(events[chunk..<chunk + 100])))
+                #expect(r.status == 200, "\(r.text)")
+            }
+            // Kill one sidecar mid-delivery.
+            #expect(try await app.waitFor({ Set($0.map(\.id)).count >= 80 }, timeout: 30))
+            second.kill9()
+            secondAlive = false
+            let delivered = Set(app.received.map(\.id)).count
+            #expect(delivered < 400, "the kill came after everything was delivered")
+
+            // Every good event reaches the app (the survivor takes the partitions over within session.timeout.ms).
+            let good = Set(events.filter { $0["type"] as? String == "order.created" }.map { $0["id"] as! String })
+            let bad = Set(events.filter { $0["type"] as? String == "order.bad" }.map { $0["id"] as! String })
+            #expect(try await app.waitFor({ good.isSubset(of: Set($0.map(\.id))) }, timeout: 60),
+                    "missing: \(good.subtracting(app.received.map(\.id)).sorted().prefix(10))")
+            // Every refused one is in the cluster's DLQ topic, as kcat reads it.
+            var dead = Set<String>()
+            for _ in 0..<100 where !bad.isSubset(of: dead) {
+                dead = Set(try ClusterBackendTests.kcatRecords(cluster.bootstrapServers, topic: "orders.dlq").map(\.id))
+                if !bad.isSubset(of: dead) { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(bad.isSubset(of: dead), "not dead-lettered: \(bad.subtracting(dead).sorted())")
+
+            // Per key, first deliveries come in publish order (a takeover re-delivers, it never reorders).
+            var seen = Set<String>()
+            var lastSequence: [String: Int] = [:]
+            for delivery in app.received where !seen.contains(delivery.id) {
+                seen.insert(delivery.id)
+                let sequence = Int(delivery.id.dropFirst())!
+                let key = delivery.key ?? ""
+                #expect(sequence > lastSequence[key, default: -1], "\(key): e\(sequence) after e\(lastSequence[key, default: -1])")
+                lastSequence[key] = sequence
+            }
+            // The survivor owns every partition now.
+            #expect(Self.assigned(first)?.split(separator: ",").count == 4)
+        }
+    }
+}
