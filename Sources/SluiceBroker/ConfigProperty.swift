@@ -128,6 +128,10 @@ extension ConfigProperty {
               help: "Lag in milliseconds above which a group is ERR; 0 disables. Per group: the consumer_groups section of the config file."),
         .init(name: "group.max.count", group: .consumer, kind: .integer(1...1_000_000), defaultValue: "10000",
               help: "Most consumer groups (with members or committed offsets); joining or committing for another is refused with 409. Bounds the group label's values."),
+        .init(name: "lag.groups", group: .consumer, kind: .string, defaultValue: "",
+              help: "With log.backend=kafka: a regular expression; the cluster's other consumer groups whose whole name it matches get lag metrics too (the subscriptions' groups always do). Empty: none."),
+        .init(name: "lag.groups.exclude", group: .consumer, kind: .string, defaultValue: "",
+              help: "With log.backend=kafka: a regular expression of group names left out of lag.groups."),
         .init(name: "lag.max.series", group: .consumer, kind: .integer(0...Int64(Int32.max)), defaultValue: "0",
               help: "Keep per-partition lag series only for this many most-lagging partitions (sums and maxima are always kept); 0 keeps all."),
         // Topic defaults

@@ -617,6 +617,12 @@ public final class GroupCoordinator: Sendable {
                 while !Task.isCancelled {
                     // A pass over many partitions is CPU work: it runs on a utility thread, not the task pool
                     // that serves requests.
+                    if let remote = self.broker.remote {
+                        // The cluster's groups: its requests run on the cluster's own queue.
+                        await self.lag.evaluate(remote: remote)
+                        try? await Task.sleep(for: .milliseconds(self.lag.settings.intervalMs))
+                        continue
+                    }
                     let members = self.memberCounts()
                     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                         DispatchQueue.global(qos: .utility).async {

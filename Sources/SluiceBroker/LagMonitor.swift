@@ -84,6 +84,10 @@ public final class LagMonitor: Sendable {
     private let timestamps = Mutex<[TopicPartition: [CachedBatch]]>([:])
     /// Duration of the last pass, exported by the next one.
     private let lastPassSeconds = Mutex<Double>(0)
+    /// On a cluster: each group partition's committed offset and when it was first seen.
+    private let remoteSeen = Mutex<[GroupPartition: (offset: Int64, time: Int64)]>([:])
+    /// On a cluster: the timestamp of the record at a partition's first unconsumed offset, kept while it is still asked for.
+    private let remoteTimestamps = Mutex<[TopicPartition: (offset: Int64, timestamp: Int64)]>([:])
 
     public struct Sample: Sendable {
         public var time: Int64
@@ -234,19 +238,33 @@ public final class LagMonitor: Sendable {
         }
         var pass = Pass(monitor: self)
         for (key, offset) in committed {
-            guard var row = pass.compute(key, offset, now: now, status: .ok) else { continue }
-            let sample = Sample(time: now, committedOffset: offset.offset, commitTime: offset.commitTime, lag: row.lag)
-            // At most about ten samples per window (plus the latest), whatever lag.interval.ms: memory stays
-            // bounded with many partitions, and thirds of the window still have samples.
-            let windowMs = settings.windowMs
-            row.status = windows[key, default: []].updateWindow(with: sample, windowMs: windowMs) { samples in
-                Self.status(samples: samples, lagSeconds: row.lagSeconds, now: now, windowMs: windowMs, sloMs: settings.slo(group: key.group))
-            }
-            newStatuses[key] = row.status
-            rows.append(row)
+            guard let row = pass.compute(key, offset, now: now, status: .ok) else { continue }
+            rows.append(judge(row, windows: &windows, now: now))
+            newStatuses[key] = rows[rows.count - 1].status
         }
         let used = pass.used
         timestamps.withLock { $0 = used }
+        finish(rows: rows, statuses: newStatuses, windows: windows, groups: groups, started: started)
+    }
+
+    /// The row's status from its window of samples (the sample of this pass added).
+    func judge(_ row: PartitionLag, windows: inout [GroupPartition: [Sample]], now: Int64) -> PartitionLag {
+        var row = row
+        let key = row.key
+        let sample = Sample(time: now, committedOffset: row.committed.offset, commitTime: row.committed.commitTime, lag: row.lag)
+        // At most about ten samples per window (plus the latest), whatever lag.interval.ms: memory stays
+        // bounded with many partitions, and thirds of the window still have samples.
+        let windowMs = settings.windowMs
+        row.status = windows[key, default: []].updateWindow(with: sample, windowMs: windowMs) { samples in
+            Self.status(samples: samples, lagSeconds: row.lagSeconds, now: now, windowMs: windowMs, sloMs: settings.slo(group: key.group))
+        }
+        return row
+    }
+
+    /// Keeps the pass's windows and statuses and renders its rows.
+    func finish(rows: [PartitionLag], statuses newStatuses: [GroupPartition: LagStatus], windows: [GroupPartition: [Sample]],
+                groups: [String: (members: Int, state: GroupState, topics: Set<String>)], started: UInt64) {
+        var windows = windows
         if windows.count > newStatuses.count { windows = windows.filter { newStatuses[$0.key] != nil } }  // offsets deleted since
         self.windows.withLock { $0 = windows }
         statuses.withLock { $0 = newStatuses }
@@ -256,6 +274,57 @@ public final class LagMonitor: Sendable {
         lastPassSeconds.withLock { $0 = seconds }
     }
 
+    // MARK: - On a cluster
+
+    /// One pass over the cluster's groups (``RemoteLog/lagGroups()``): their committed offsets, each partition's
+    /// offsets, and the timestamp of the first unconsumed record, cached until the committed offset moves. The
+    /// cluster does not say when a commit was made, so a commit's time is when its offset was first seen; a
+    /// commit that does not move the offset is not seen (STOP and STALL then read the same).
+    public func evaluate(remote: any RemoteLog, now: Int64 = currentTimeMillis()) async {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let groups = await remote.lagGroups()
+        var rows: [PartitionLag] = []
+        var newStatuses: [GroupPartition: LagStatus] = [:]
+        var windows = self.windows.withLock { windows in
+            defer { windows = [:] }
+            return windows
+        }
+        var ends: [TopicPartition: (start: Int64, end: Int64)?] = [:]
+        var seen = remoteSeen.withLock { $0 }
+        var firstTimes = remoteTimestamps.withLock { $0 }
+        var keptTimes: [TopicPartition: (offset: Int64, timestamp: Int64)] = [:]
+        for group in groups.keys.sorted() {
+            guard let committed = try? await remote.committedOffsets(group: group, topics: groups[group]?.topics ?? []) else { continue }
+            for (tp, offset) in committed.sorted(by: { $0.key < $1.key }) {
+                let key = GroupPartition(group: group, topic: tp.topic, partition: tp.partition)
+                if ends[tp] == nil { ends[tp] = .some(try? await remote.offsets(topic: tp.topic, partition: tp.partition)) }
+                guard let (start, end) = ends[tp] ?? nil else { continue }
+                if seen[key]?.offset != offset { seen[key] = (offset, now) }
+                let first = max(offset, start)
+                let lag = max(0, end - first)
+                var lagSeconds = 0.0
+                if lag > 0 {
+                    var timestamp = firstTimes[tp].flatMap { $0.offset == first ? $0.timestamp : nil }
+                    if timestamp == nil { timestamp = try? await remote.timestamp(topic: tp.topic, partition: tp.partition, at: first) }
+                    if let timestamp {
+                        keptTimes[tp] = (first, timestamp)
+                        lagSeconds = max(0, Double(now - timestamp) / 1000)
+                    }
+                }
+                let row = PartitionLag(key: key, committed: CommittedOffset(offset: offset, commitTime: seen[key]!.time), logStartOffset: start,
+                                       logEndOffset: end, lag: lag, expired: max(0, start - offset), lagSeconds: lagSeconds,
+                                       commitAgeSeconds: max(0, Double(now - seen[key]!.time) / 1000), status: .ok)
+                rows.append(judge(row, windows: &windows, now: now))
+                newStatuses[key] = rows[rows.count - 1].status
+            }
+        }
+        firstTimes = keptTimes
+        seen = seen.filter { newStatuses[$0.key] != nil }
+        remoteSeen.withLock { $0 = seen }
+        remoteTimestamps.withLock { $0 = firstTimes }
+        let members = groups.mapValues { (members: $0.members, state: $0.members > 0 ? GroupState.stable : GroupState.empty, topics: $0.topics) }
+        finish(rows: rows, statuses: newStatuses, windows: windows, groups: members, started: started)
+    }
 }
 
 extension Array where Element == LagMonitor.Sample {

@@ -47,6 +47,13 @@ public protocol RemoteLog: Sendable {
     func ensureTopic(_ name: String, partitions: Int) async throws(BrokerError) -> Int
     /// Joins `group` in the cluster as a consumer of `options.topics`.
     func join(group: String, options: MemberOptions) async throws(BrokerError) -> any GroupMember
+    /// The groups whose lag is computed: those this agent's subscribers are members of (with their member count
+    /// here and topics) and the cluster's groups that `lag.groups` names.
+    func lagGroups() async -> [String: (members: Int, topics: Set<String>)]
+    /// The offsets `group` committed in the cluster on the partitions of `topics` (every topic when empty).
+    func committedOffsets(group: String, topics: Set<String>) async throws(BrokerError) -> [TopicPartition: Int64]
+    /// The timestamp of the record at `offset` (nil when there is none).
+    func timestamp(topic: String, partition: Int32, at offset: Int64) async throws(BrokerError) -> Int64?
     /// Delivers what was accepted (up to a bound) and closes the clients.
     func close() async
 }

@@ -312,6 +312,9 @@ public struct SluiceConfig: Sendable {
     func validateBackend(_ at: (String) -> String) throws(ConfigError) {
         switch logBackend {
         case .embedded:
+            for name in ["lag.groups", "lag.groups.exclude"] where !string(name).isEmpty {
+                throw ConfigError("\(at(name)) names groups of a Kafka cluster, but \(at("log.backend")); set log.backend=kafka or remove it (on the embedded log every group gets lag metrics)")
+            }
             if let (name, setting) = clusterProperties.min(by: { $0.key < $1.key }) {
                 throw ConfigError("\(Self.clusterPrefix)\(name) (from \(setting.source)) is a cluster client property, but \(at("log.backend")); set log.backend=kafka or remove it")
             }
@@ -319,6 +322,11 @@ public struct SluiceConfig: Sendable {
                 throw ConfigError("\(at("cluster.bootstrap.servers")) is set, but \(at("log.backend")); set log.backend=kafka to store events in that cluster, or remove it")
             }
         case .kafka:
+            for name in ["lag.groups", "lag.groups.exclude"] where !string(name).isEmpty {
+                guard (try? NSRegularExpression(pattern: string(name))) != nil else {
+                    throw ConfigError("\(at(name)) is not a valid regular expression; e.g. lag.groups='billing-.*|shipping'")
+                }
+            }
             let servers = string("cluster.bootstrap.servers").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             guard !servers.isEmpty else {
                 throw ConfigError("\(at("log.backend")) needs the cluster's brokers: set cluster.bootstrap.servers, e.g. --cluster-bootstrap-servers b1:9092,b2:9092")

@@ -86,7 +86,8 @@ let clientLog: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, Uns
     if text.contains("will be ignored by this") { return }
     let metadata: Logger.Metadata = ["librdkafka.facility": .string(facility.map { String(cString: $0) } ?? "")]
     switch level {
-    case ...3: context.logger.error("librdkafka: \(text)", metadata: metadata)
+    case ...2: context.logger.error("librdkafka: \(text)", metadata: metadata)
+    case 3: return  // errors also come to the error callback, which logs them once
     case 4: context.logger.warning("librdkafka: \(text)", metadata: metadata)
     case 5, 6: context.logger.info("librdkafka: \(text)", metadata: metadata)
     default: context.logger.debug("librdkafka: \(text)", metadata: metadata)

@@ -22,12 +22,19 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
     let context: CallbackContext
     let logger: Logger
     let metrics: SluiceMetrics
-    private let blockingQueue = DispatchQueue(label: "sluice.cluster.blocking", attributes: .concurrent)
+    let blockingQueue = DispatchQueue(label: "sluice.cluster.blocking", attributes: .concurrent)
     private let topicCache = Mutex<[String: Int]>([:])
     private let producerTopics = Mutex<[String: OpaquePointer]>([:])
     private let readerTopics = Mutex<[String: OpaquePointer]>([:])
     private let partitions = Mutex<[TopicPartition: PartitionReader]>([:])
     private let reachable = Atomic<Bool>(false)
+    /// The groups this agent's subscribers joined: members here and topics (kept after they leave, for lag).
+    let joinedGroups = Mutex<[String: (members: Int, topics: Set<String>, keep: Bool)]>([:])
+    /// `lag.groups` and `lag.groups.exclude`, compiled.
+    let lagAllow: NSRegularExpression?
+    /// Set once a failed group listing was logged.
+    let listGroupsWarned = Atomic<Bool>(false)
+    let lagDeny: NSRegularExpression?
     /// Set once the cluster was unreachable, so that coming back is logged (the first contact is not).
     private let wasUnreachable = Atomic<Bool>(false)
     private let running = Atomic<Bool>(true)
@@ -45,6 +52,8 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         self.description = "the Kafka cluster at \(settings.bootstrapServers)"
         self.logger = logger
         self.metrics = metrics
+        lagAllow = config.string("lag.groups").isEmpty ? nil : try? NSRegularExpression(pattern: config.string("lag.groups"))
+        lagDeny = config.string("lag.groups.exclude").isEmpty ? nil : try? NSRegularExpression(pattern: config.string("lag.groups.exclude"))
         let context = CallbackContext(logger: logger, metrics: metrics)
         self.context = context
         let opaque = Unmanaged.passUnretained(context).toOpaque()
@@ -117,7 +126,7 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
     // MARK: - Blocking calls
 
     /// Runs librdkafka's blocking `work` on the cluster's queue.
-    private func blocking<T: Sendable>(_ work: @escaping @Sendable () throws(BrokerError) -> T) async throws(BrokerError) -> T {
+    func blocking<T: Sendable>(_ work: @escaping @Sendable () throws(BrokerError) -> T) async throws(BrokerError) -> T {
         let result: Result<T, BrokerError> = await withCheckedContinuation { continuation in
             blockingQueue.async {
                 do throws(BrokerError) {
@@ -130,7 +139,7 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         return try result.get()
     }
 
-    private func counted(_ request: String, _ ok: Bool) {
+    func counted(_ request: String, _ ok: Bool) {
         metrics.counter(MetricName.clusterRequests, request, ok ? "ok" : "error").increment()
     }
 
@@ -271,8 +280,15 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
     public func join(group: String, options: MemberOptions) async throws(BrokerError) -> any GroupMember {
         let properties = settings.groupMember(group: group, clientId: options.clientId.isEmpty ? "sluice" : options.clientId,
                                               offsetReset: options.offsetReset ?? settings.autoOffsetReset)
-        return try KafkaGroupMember(group: group, topics: options.topics, properties: properties, logger: logger, description: description,
-                                    sessionTimeoutMs: settings.sessionTimeoutMs, heartbeatIntervalMs: settings.heartbeatIntervalMs)
+        let member = try KafkaGroupMember(group: group, topics: options.topics, properties: properties, logger: logger, description: description,
+                                          sessionTimeoutMs: settings.sessionTimeoutMs, heartbeatIntervalMs: settings.heartbeatIntervalMs) { [weak self] in
+            self?.joinedGroups.withLock { $0[group]?.members -= 1 }
+        }
+        joinedGroups.withLock { groups in
+            let known = groups[group]
+            groups[group] = ((known?.members ?? 0) + 1, (known?.topics ?? []).union(options.topics), true)
+        }
+        return member
     }
 
     // MARK: - Append

@@ -27,9 +27,11 @@ final class KafkaGroupMember: GroupMember, @unchecked Sendable {
     let assignment = Mutex<Set<TopicPartition>>([])
     private let left = Atomic<Bool>(false)
     private var context: Unmanaged<KafkaGroupMember>?
+    private let onLeave: @Sendable () -> Void
 
     init(group: String, topics: [String], properties: [ClusterSettings.Property], logger: Logger, description: String,
-         sessionTimeoutMs: Int64, heartbeatIntervalMs: Int64) throws(BrokerError) {
+         sessionTimeoutMs: Int64, heartbeatIntervalMs: Int64, onLeave: @escaping @Sendable () -> Void) throws(BrokerError) {
+        self.onLeave = onLeave
         self.group = group
         self.memberId = "sluice-" + UUID().uuidString.lowercased()
         self.description = "\(description), group \(group)"
@@ -193,6 +195,7 @@ final class KafkaGroupMember: GroupMember, @unchecked Sendable {
                 continuation.resume()
             }
         }
+        onLeave()
         logger.info("cluster consumer group member left", metadata: [LogField.group: .string(group), LogField.member: .string(memberId)])
         context?.release()
     }

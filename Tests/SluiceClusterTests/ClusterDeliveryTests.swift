@@ -109,3 +109,115 @@ import Testing
         }
     }
 }
+
+/// Consumer lag of groups in the cluster, on `/metrics` in the same families as on the embedded log.
+@Suite(.serialized) struct ClusterLagTests {
+    /// The value of `family` for a group, topic and partition in a Prometheus text page.
+    static func sample(_ page: String, _ family: String, group: String, topic: String, partition: Int32) -> Double? {
+        let prefix = "\(family){group=\"\(group)\",topic=\"\(topic)\",partition=\"\(partition)\"} "
+        return page.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }
+    }
+
+    @Test("a subscription's group: lag, committed offsets and lag seconds equal the truth in the cluster")
+    func lagEqualsTheTruth() async throws {
+        let cluster = try MockCluster()
+        defer { cluster.stop() }
+        try #require(!cluster.bootstrapServers.isEmpty)
+        try cluster.send("topic orders 2")
+        let app = TestApp()
+        try await app.start()
+        defer { Task { await app.stop() } }
+        try await withTemporaryDirectory { dir in
+            let config = try ClusterDeliveryTests.subscriptionFile(dir, endpoint: app.url)
+            let agent = try await startServed(dir, ["--log-backend", "kafka", "--cluster-bootstrap-servers", cluster.bootstrapServers, "--kafka-address", "off",
+                                                    "--config", config, "--lag-interval-ms", "300"])
+            defer { agent.stop() }
+            func publish(_ ids: Range<Int>) async throws -> [Int32: Int] {
+                var counts: [Int32: Int] = [:]
+                let events = ids.map { ["specversion": "1.0", "id": "l\($0)", "source": "/lag", "type": "order.created", "partitionkey": "k\($0 % 5)"] as [String: Any] }
+                let r = try await http("POST", agent.base + "/v1/topics/orders/events", headers: ["Content-Type": "application/cloudevents-batch+json"], body: json(events))
+                for case let result as [String: Any] in r.json["results"] as? [Any] ?? [] { counts[Int32(result["partition"] as! Int), default: 0] += 1 }
+                return counts
+            }
+            let before = try await publish(0..<20)
+            #expect(try await app.waitFor({ Set($0.map(\.id)).count == 20 }, timeout: 30))
+            // The app goes down: nothing more is finished, so the group's committed offsets stay where they are.
+            app.answer { _, _, _ in TestApp.Answer(status: 503) }
+            try await Task.sleep(for: .milliseconds(500))
+            let published = Date()
+            let after = try await publish(20..<50)
+
+            var page = ""
+            var settled = false
+            for _ in 0..<100 where !settled {
+                try await Task.sleep(for: .milliseconds(200))
+                page = try await http("GET", "http://\(agent.metrics)/metrics").text
+                settled = (0..<2).allSatisfy { partition in
+                    Self.sample(page, "sluice_consumer_group_lag", group: "billing", topic: "orders", partition: Int32(partition)) == Double(after[Int32(partition)] ?? 0)
+                }
+            }
+            #expect(settled, "\(page.split(separator: "\n").filter { $0.hasPrefix("sluice_consumer_group_lag") }.joined(separator: "\n"))")
+            for partition in Int32(0)..<2 {
+                #expect(Self.sample(page, "sluice_consumer_group_committed_offset", group: "billing", topic: "orders", partition: partition) == Double(before[partition] ?? 0))
+                let seconds = Self.sample(page, "sluice_consumer_group_lag_seconds", group: "billing", topic: "orders", partition: partition) ?? -1
+                if (after[partition] ?? 0) > 0 {
+                    #expect(seconds > 0 && seconds <= Date().timeIntervalSince(published) + 1, "\(seconds)")
+                }
+            }
+            #expect(page.contains("sluice_consumer_group_members{group=\"billing\"} 1"))
+            #expect(page.contains("sluice_cluster_requests_total{request=\"offset_fetch\",status=\"ok\"}"))
+        }
+    }
+}
+
+/// What librdkafka's mock cluster lacks (ListGroups), tested with a second Sluice's Kafka listener as the cluster.
+@Suite(.serialized) struct ClusterLagGroupsTests {
+    @Test("lag.groups picks the cluster's other groups by name (lag.groups.exclude leaves some out), with exact lag")
+    func lagGroupsByName() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/embedded", withIntermediateDirectories: true)
+            let embedded = try await startServed(dir + "/embedded", [])
+            defer { embedded.stop() }
+            func publish(_ ids: Range<Int>) async throws -> Int32 {
+                let events = ids.map { ["specversion": "1.0", "id": "g\($0)", "source": "/lag", "type": "order.created", "partitionkey": "one-key"] as [String: Any] }
+                let r = try await http("POST", embedded.base + "/v1/topics/orders/events", headers: ["Content-Type": "application/cloudevents-batch+json"], body: json(events))
+                return Int32((r.json["results"] as? [[String: Any]])?.first?["partition"] as? Int ?? -1)
+            }
+            let partition = try await publish(0..<10)
+            // Two consumer groups of kafka-python (an independent client) read the ten events and commit.
+            for group in ["reporting", "other-old"] {
+                let script = """
+                    from kafka import KafkaConsumer
+                    consumer = KafkaConsumer("orders", bootstrap_servers="\(embedded.kafka)", group_id="\(group)", auto_offset_reset="earliest",
+                                             enable_auto_commit=False, consumer_timeout_ms=10000)
+                    count = 0
+                    for message in consumer:
+                        count += 1
+                        if count == 10:
+                            break
+                    consumer.commit()
+                    consumer.close()
+                    print(count)
+                    """
+                let read = try runProcess("/usr/bin/env", ["python3", "-c", script])
+                #expect(read.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "\(read.status) \(read.stderr.suffix(500))")
+            }
+            _ = try await publish(10..<15)
+
+            try FileManager.default.createDirectory(atPath: dir + "/cluster", withIntermediateDirectories: true)
+            let agent = try await startServed(dir + "/cluster", ["--log-backend", "kafka", "--cluster-bootstrap-servers", embedded.kafka, "--kafka-address", "off",
+                                                                 "--lag-interval-ms", "300", "-X", "lag.groups=report.*|other.*", "-X", "lag.groups.exclude=other-old"])
+            defer { agent.stop() }
+            var page = ""
+            for _ in 0..<100 where ClusterLagTests.sample(page, "sluice_consumer_group_lag", group: "reporting", topic: "orders", partition: partition) != 5 {
+                try await Task.sleep(for: .milliseconds(200))
+                page = try await http("GET", "http://\(agent.metrics)/metrics").text
+            }
+            #expect(ClusterLagTests.sample(page, "sluice_consumer_group_lag", group: "reporting", topic: "orders", partition: partition) == 5)
+            #expect(ClusterLagTests.sample(page, "sluice_consumer_group_committed_offset", group: "reporting", topic: "orders", partition: partition) == 10)
+            #expect((ClusterLagTests.sample(page, "sluice_consumer_group_lag_seconds", group: "reporting", topic: "orders", partition: partition) ?? 0) > 0)
+            #expect(!page.contains("group=\"other-old\""))
+            #expect(page.contains("sluice_cluster_requests_total{request=\"list_groups\",status=\"ok\"}"))
+        }
+    }
+}
