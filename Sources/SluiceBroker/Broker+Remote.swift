@@ -146,26 +146,32 @@ extension Broker {
         }
         throughput.record(topic: name, bytes: bytes, nowMillis: now)
         let parts = perPartition.sorted { $0.key < $1.key }
-        let outcomes = await withTaskGroup(of: (Int32, Result<[Int64]?, BrokerError>).self) { group in
-            for (partition, indices) in parts {
-                let batch = indices.map { records[$0] }
-                group.addTask {
-                    do throws(BrokerError) {
-                        return (partition, .success(try await remote.append(topic: name, partition: partition, records: batch)))
-                    } catch {
-                        return (partition, .failure(error))
-                    }
-                }
+        let written = records
+        let append: @Sendable ((key: Int32, value: [Int])) async -> Result<[Int64]?, BrokerError> = { part in
+            do throws(BrokerError) {
+                return .success(try await remote.append(topic: name, partition: part.key, records: part.value.map { written[$0] }))
+            } catch {
+                return .failure(error)
             }
-            var outcomes: [Int32: Result<[Int64]?, BrokerError>] = [:]
-            for await (partition, outcome) in group { outcomes[partition] = outcome }
-            return outcomes
         }
-        for (partition, indices) in parts {
-            switch outcomes[partition]! {
+        // One partition (the usual case: a single event, or one key) is appended in place; several at once.
+        var outcomes: [Result<[Int64]?, BrokerError>]
+        if parts.count == 1 {
+            outcomes = [await append(parts[0])]
+        } else {
+            outcomes = [Result<[Int64]?, BrokerError>](repeating: .failure(BrokerError(.internal, "the cluster's answer for a partition went missing")), count: parts.count)
+            await withTaskGroup(of: (Int, Result<[Int64]?, BrokerError>).self) { group in
+                for (position, part) in parts.enumerated() {
+                    group.addTask { (position, await append(part)) }
+                }
+                for await (position, outcome) in group { outcomes[position] = outcome }
+            }
+        }
+        for (position, part) in parts.enumerated() {
+            switch outcomes[position] {
             case .success(let offsets):
                 guard let offsets else { continue }
-                for (slot, index) in indices.enumerated() { results[index].offset = offsets[slot] }
+                for (slot, index) in part.value.enumerated() { results[index].offset = offsets[slot] }
             case .failure(let error):
                 throw error
             }

@@ -299,6 +299,9 @@ enum Admin {
         let error = rd_kafka_event_error(event)
         guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
             let reason = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? String(cString: rd_kafka_err2str(error))
+            if error == RD_KAFKA_RESP_ERR__TIMED_OUT && reason.contains("controller") {
+                throw BrokerError(.notImplemented, "cannot \(what): no controller took the request within \(KafkaCluster.requestTimeoutMs) ms (\(reason)); create the topic with the cluster's own tools")
+            }
             throw mapped(error, "cannot \(what): \(reason)")
         }
         for topic in result(event) {

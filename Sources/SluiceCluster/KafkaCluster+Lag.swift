@@ -1,7 +1,7 @@
 import CRdKafka
 import Foundation
 public import SluiceBroker
-public import SluiceLog
+import SluiceLog
 
 /// What the lag monitor asks of the cluster: which groups, their committed offsets, a record's timestamp.
 extension KafkaCluster {

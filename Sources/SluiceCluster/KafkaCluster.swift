@@ -32,6 +32,8 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
     let joinedGroups = Mutex<[String: (members: Int, topics: Set<String>, keep: Bool)]>([:])
     /// `lag.groups` and `lag.groups.exclude`, compiled.
     let lagAllow: NSRegularExpression?
+    /// Set once the cluster was seen naming no controller (no CreateTopics then).
+    let noController = Atomic<Bool>(false)
     /// Set once a failed group listing was logged.
     let listGroupsWarned = Atomic<Bool>(false)
     let lagDeny: NSRegularExpression?
@@ -195,6 +197,11 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         let description = description
         let outcome = await attempt { () async throws(BrokerError) in
             try await blocking { () throws(BrokerError) in
+                // Topics are created by the controller. A cluster whose controller does not take CreateTopics (librdkafka's
+                // mock) makes the request wait out its timeout: after that has been seen once, it is not asked again.
+                guard !self.noController.load(ordering: .acquiring) else {
+                    throw BrokerError(.notImplemented, "cannot create topic \(name): \(description) did not take CreateTopics before (no controller answered); create the topic with the cluster's own tools")
+                }
                 try Admin.run(producer.pointer, what: "create topic \(name) in \(description)") { (queue, options) throws(BrokerError) in
                     var reason = [CChar](repeating: 0, count: 512)
                     guard let topic = rd_kafka_NewTopic_new(name, Int32(partitions), replication, &reason, reason.count) else {
@@ -217,6 +224,7 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
             }
         }
         counted("create_topics", (try? outcome.get()) != nil)
+        if case .failure(let error) = outcome, error.kind == .notImplemented { noController.store(true, ordering: .releasing) }
         try outcome.get()
         try await refreshTopics()
     }

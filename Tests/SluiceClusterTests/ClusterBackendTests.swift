@@ -162,6 +162,16 @@ final class MockCluster: @unchecked Sendable {
             let ends = (described.json["partitions"] as? [[String: Any]] ?? []).map { $0["log_end_offset"] as? Int ?? -1 }
             #expect(ends.reduce(0, +) == 61)
 
+            // The mock takes no CreateTopics: an explicit creation says so (501); a publish to a new topic falls back
+            // to the cluster's own auto-creation (with a warning in the log).
+            let created = try await http("POST", agent.base + "/v1/topics", headers: ["Content-Type": "application/json"], body: json(["name": "fresh", "partitions": 2]))
+            #expect(created.status == 501, "\(created.text)")
+            #expect((created.json["detail"] as? String)?.contains("create the topic with the cluster's own tools") == true)
+            let auto = try await http("POST", agent.base + "/v1/topics/auto-made/events", headers: ["Content-Type": "application/cloudevents+json"],
+                                      body: json(Self.event("a1", key: nil)))
+            #expect(auto.status == 200, "\(auto.text)")
+            #expect(agent.logText().contains("topic auto-made was made by its auto-creation"))
+
             // What the cluster backend does not do yet is refused with 501 and says what to use instead.
             let join = try await http("POST", agent.base + "/v1/groups/billing/members", headers: ["Content-Type": "application/json"],
                                       body: json(["topics": ["orders"]]))
