@@ -129,16 +129,7 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
 
     /// Runs librdkafka's blocking `work` on the cluster's queue.
     func blocking<T: Sendable>(_ work: @escaping @Sendable () throws(BrokerError) -> T) async throws(BrokerError) -> T {
-        let result: Result<T, BrokerError> = await withCheckedContinuation { continuation in
-            blockingQueue.async {
-                do throws(BrokerError) {
-                    continuation.resume(returning: .success(try work()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-        }
-        return try result.get()
+        try await run(on: blockingQueue, work)
     }
 
     func counted(_ request: String, _ ok: Bool) {
@@ -490,6 +481,20 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         rd_kafka_destroy(reader)
         rd_kafka_destroy(self.producer)
     }
+}
+
+/// Runs librdkafka's blocking `work` on `queue`, never on Swift's task pool.
+func run<T: Sendable>(on queue: DispatchQueue, _ work: @escaping @Sendable () throws(BrokerError) -> T) async throws(BrokerError) -> T {
+    let result: Result<T, BrokerError> = await withCheckedContinuation { continuation in
+        queue.async {
+            do throws(BrokerError) {
+                continuation.resume(returning: .success(try work()))
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        }
+    }
+    return try result.get()
 }
 
 /// The outcome of `body`, error included.

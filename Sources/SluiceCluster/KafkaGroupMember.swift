@@ -77,16 +77,7 @@ final class KafkaGroupMember: GroupMember, @unchecked Sendable {
 
     /// Runs `work` on the member's queue.
     private func serially<T: Sendable>(_ work: @escaping @Sendable () throws(BrokerError) -> T) async throws(BrokerError) -> T {
-        let result: Result<T, BrokerError> = await withCheckedContinuation { continuation in
-            queue.async {
-                do throws(BrokerError) {
-                    continuation.resume(returning: .success(try work()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-        }
-        return try result.get()
+        try await run(on: queue, work)
     }
 
     func poll(maxRecords: Int, waitMs: Int64) async throws(BrokerError) -> PollResult {

@@ -33,6 +33,14 @@ final class MockCluster: @unchecked Sendable {
         if servers.isEmpty { stop() }
     }
 
+    /// A started cluster with these topics (`name partitions`) made, or an error when it did not start.
+    static func started(topics: [String]) throws -> MockCluster {
+        let cluster = try MockCluster()
+        guard !cluster.bootstrapServers.isEmpty else { throw AgentDidNotStart(description: "the mock cluster did not start") }
+        for topic in topics { try cluster.send("topic " + topic) }
+        return cluster
+    }
+
     /// Sends one command (`topic NAME N`, `down ID`, `up ID`) and waits for its `ok`.
     func send(_ command: String) throws {
         input.fileHandleForWriting.write(Data((command + "\n").utf8))
@@ -83,10 +91,8 @@ final class MockCluster: @unchecked Sendable {
 
     @Test("events published over HTTP are stored in the cluster per key, acknowledged with the cluster's offsets, read back over HTTP and by kcat")
     func publishAndRead() async throws {
-        let cluster = try MockCluster()
+        let cluster = try MockCluster.started(topics: ["orders 3"])
         defer { cluster.stop() }
-        try #require(!cluster.bootstrapServers.isEmpty)
-        try cluster.send("topic orders 3")
         try await withTemporaryDirectory { dir in
             let agent = try await Self.serve(dir, cluster)
             defer { agent.stop() }
@@ -194,10 +200,8 @@ final class MockCluster: @unchecked Sendable {
 
     @Test("with every broker down, acks=all publishes get 503 within message.timeout.ms and readiness drops; once they are back, publishing resumes without a restart and no acknowledged event is lost")
     func brokersDownAndBack() async throws {
-        let cluster = try MockCluster()
+        let cluster = try MockCluster.started(topics: ["payments 2"])
         defer { cluster.stop() }
-        try #require(!cluster.bootstrapServers.isEmpty)
-        try cluster.send("topic payments 2")
         try await withTemporaryDirectory { dir in
             let agent = try await Self.serve(dir, cluster, ["-X", "cluster.message.timeout.ms=2000"])
             defer { agent.stop() }

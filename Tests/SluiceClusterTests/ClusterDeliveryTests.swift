@@ -34,11 +34,8 @@ import Testing
 
     @Test("two sidecars with one subscription split its partitions; after one is killed mid-delivery the other takes them over: every event delivered or dead-lettered, per-key order kept")
     func sharedSubscriptionSurvivesAKill() async throws {
-        let cluster = try MockCluster()
+        let cluster = try MockCluster.started(topics: ["orders 4", "orders.dlq 4"])
         defer { cluster.stop() }
-        try #require(!cluster.bootstrapServers.isEmpty)
-        try cluster.send("topic orders 4")
-        try cluster.send("topic orders.dlq 4")
         let app = TestApp()
         try await app.start()
         defer { Task { await app.stop() } }
@@ -120,10 +117,8 @@ import Testing
 
     @Test("a subscription's group: lag, committed offsets and lag seconds equal the truth in the cluster")
     func lagEqualsTheTruth() async throws {
-        let cluster = try MockCluster()
+        let cluster = try MockCluster.started(topics: ["orders 2"])
         defer { cluster.stop() }
-        try #require(!cluster.bootstrapServers.isEmpty)
-        try cluster.send("topic orders 2")
         let app = TestApp()
         try await app.start()
         defer { Task { await app.stop() } }
