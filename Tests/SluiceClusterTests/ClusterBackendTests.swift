@@ -10,7 +10,6 @@ final class MockCluster: @unchecked Sendable {
     let input = Pipe()
     let output = Pipe()
     let bootstrapServers: String
-    private var buffer = Data()
 
     init(brokers: Int = 3) throws {
         process.executableURL = URL(fileURLWithPath: sluiceBinary).deletingLastPathComponent().appendingPathComponent("sluice-mock-cluster")
@@ -20,14 +19,7 @@ final class MockCluster: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         var servers = ""
-        let handle = output.fileHandleForReading
-        var data = Data()
-        while !data.contains(UInt8(ascii: "\n")) {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            data += chunk
-        }
-        let line = String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+        let line = Self.readLine(output)
         if line.hasPrefix("bootstrap.servers=") { servers = String(line.dropFirst("bootstrap.servers=".count)) }
         bootstrapServers = servers
         if servers.isEmpty { stop() }
@@ -44,15 +36,19 @@ final class MockCluster: @unchecked Sendable {
     /// Sends one command (`topic NAME N`, `down ID`, `up ID`) and waits for its `ok`.
     func send(_ command: String) throws {
         input.fileHandleForWriting.write(Data((command + "\n").utf8))
-        let handle = output.fileHandleForReading
+        let answer = Self.readLine(output)
+        guard answer == "ok" else { throw AgentDidNotStart(description: "mock cluster refused '\(command)': \(answer)") }
+    }
+
+    /// The helper's next line of output (it answers one line at a time), without its newline.
+    static func readLine(_ pipe: Pipe) -> String {
         var data = Data()
         while !data.contains(UInt8(ascii: "\n")) {
-            let chunk = handle.availableData
+            let chunk = pipe.fileHandleForReading.availableData
             if chunk.isEmpty { break }
             data += chunk
         }
-        let answer = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard answer == "ok" else { throw AgentDidNotStart(description: "mock cluster refused '\(command)': \(answer)") }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
     }
 
     func stop() {
