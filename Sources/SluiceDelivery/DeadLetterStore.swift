@@ -61,6 +61,25 @@ final class DeadLetterIndex: Sendable {
         /// (partition, offset) → the dead letter's last failure time and subscription.
         var unresolved: [DeadLetterKey: Unresolved] = [:]
         var resolvedEarly: Set<DeadLetterKey> = []
+
+        /// Indexes one record of the DLQ topic: a dead letter, or the resolution of one.
+        mutating func take(_ record: Record, topic: String, partition: Int32) {
+            if let (p, o) = DeadLetter.resolved(by: record) {
+                let key = DeadLetterKey(partition: p, offset: o)
+                if unresolved.removeValue(forKey: key) == nil { resolvedEarly.insert(key) }
+            } else if let letter = DeadLetter(topic: topic, partition: partition, record: record) {
+                let key = DeadLetterKey(partition: partition, offset: record.offset)
+                if !resolvedEarly.contains(key) {
+                    unresolved[key] = Unresolved(lastFailureMillis: letter.history.lastFailureMillis, subscription: letter.subscription)
+                }
+            }
+        }
+
+        /// The partition was read up to `offset`; letters before its log start were deleted by retention.
+        mutating func advance(_ partition: Int32, to offset: Int64, logStart: Int64) {
+            cursors[partition] = offset
+            unresolved = unresolved.filter { $0.key.partition != partition || $0.key.offset >= logStart }
+        }
     }
 
     struct Unresolved {
@@ -81,8 +100,10 @@ final class DeadLetterIndex: Sendable {
         broker.topicNames.filter { $0.hasSuffix(".dlq") || named.contains($0) }
     }
 
-    /// Reads what was appended to the DLQ topics since the last refresh, and updates the gauges.
+    /// Reads what was appended to the DLQ topics since the last refresh, and updates the gauges. On a cluster
+    /// this is ``refreshFromCluster(named:)``'s work, and here nothing is read.
     func refresh(named: Set<String>) {
+        guard !broker.isRemote else { return }
         let topics = dlqTopics(named: named)
         var indexes = state.withLock { $0 }
         for name in topics {
@@ -91,25 +112,44 @@ final class DeadLetterIndex: Sendable {
             for log in topic.partitions {
                 var offset = max(index.cursors[log.partition] ?? 0, log.logStartOffset)
                 while offset < log.logEndOffset, let records = try? log.readRecords(from: offset, maxRecords: 5000), let last = records.last {
-                    for record in records {
-                        if let (p, o) = DeadLetter.resolved(by: record) {
-                            let key = DeadLetterKey(partition: p, offset: o)
-                            if index.unresolved.removeValue(forKey: key) == nil { index.resolvedEarly.insert(key) }
-                        } else if let letter = DeadLetter(topic: name, partition: log.partition, record: record) {
-                            let key = DeadLetterKey(partition: log.partition, offset: record.offset)
-                            if !index.resolvedEarly.contains(key) {
-                                index.unresolved[key] = Unresolved(lastFailureMillis: letter.history.lastFailureMillis, subscription: letter.subscription)
-                            }
-                        }
-                    }
+                    for record in records { index.take(record, topic: name, partition: log.partition) }
                     offset = last.offset + 1
                 }
-                index.cursors[log.partition] = offset
-                // Letters deleted by retention are gone.
-                index.unresolved = index.unresolved.filter { $0.key.partition != log.partition || $0.key.offset >= log.logStartOffset }
+                index.advance(log.partition, to: offset, logStart: log.logStartOffset)
             }
             indexes[name] = index
         }
+        publish(indexes, topics: topics)
+    }
+
+    /// ``refresh(named:)`` on a cluster: each DLQ partition is read from where the last refresh ended, through the
+    /// broker's reads (which go to the cluster).
+    func refreshFromCluster(named: Set<String>) async {
+        let topics = dlqTopics(named: named)
+        var indexes = state.withLock { $0 }
+        for name in topics {
+            var index = indexes[name] ?? TopicIndex()
+            for partition in 0..<Int32(broker.partitionCount(name) ?? 0) {
+                var offset = index.cursors[partition] ?? 0
+                // Where retention has passed the cursor, the read starts at the log start.
+                if let (start, _) = try? await broker.remote?.offsets(topic: name, partition: partition) { offset = max(offset, start) }
+                while true {
+                    guard let read = try? await broker.fetch(topic: name, partition: partition, offset: offset, maxRecords: 5000, maxBytes: 4 << 20,
+                                                             minBytes: 1, maxWaitMs: 0) else { break }
+                    for fetched in read.events { index.take(fetched.record, topic: name, partition: partition) }
+                    index.advance(partition, to: max(read.nextOffset, read.logStartOffset), logStart: read.logStartOffset)
+                    guard read.nextOffset > offset, read.nextOffset < read.logEndOffset else { break }
+                    offset = read.nextOffset
+                }
+            }
+            indexes[name] = index
+        }
+        publish(indexes, topics: topics)
+    }
+
+    /// Keeps the indexes of `topics` (forgetting the rest) and sets the depth and age gauges.
+    private func publish(_ indexes: [String: TopicIndex], topics: [String]) {
+        var indexes = indexes
         for gone in Set(indexes.keys).subtracting(topics) { indexes.removeValue(forKey: gone) }
         state.withLock { $0 = indexes }
         let now = currentTimeMillis()

@@ -57,11 +57,13 @@ extension DeliveryService {
     }
 
     public func deadLetters(_ topic: String, limit: Int) throws(BrokerError) -> [DeadLetter] {
+        try broker.requireEmbedded("the DLQ browser's letters")
         index.refresh(named: dlqTopicNames.union([topic]))
         return try index.unresolved(topic, limit: limit)
     }
 
     public func deadLetter(_ topic: String, partition: Int32, offset: Int64) throws(BrokerError) -> (DeadLetter, resolved: Bool)? {
+        try broker.requireEmbedded("the DLQ browser's letters")
         index.refresh(named: dlqTopicNames.union([topic]))
         guard let letter = try index.letter(topic, partition: partition, offset: offset) else { return nil }
         return (letter, !index.isUnresolved(topic, partition: partition, offset: offset))

@@ -158,8 +158,14 @@ public final class DeliveryService: Sendable {
         }
         for name in names { startRunner(name) }
         while !Task.isCancelled {
-            index.refresh(named: dlqTopicNames)
-            try? await Task.sleep(for: .milliseconds(250))
+            if broker.isRemote {
+                // Reads from the cluster: a second apart, and outside requests.
+                await index.refreshFromCluster(named: dlqTopicNames)
+                try? await Task.sleep(for: .seconds(1))
+            } else {
+                index.refresh(named: dlqTopicNames)
+                try? await Task.sleep(for: .milliseconds(250))
+            }
         }
         await stopAll()
     }
