@@ -223,6 +223,9 @@ final class PartitionReader: @unchecked Sendable {
             defer { rd_kafka_message_destroy(message) }
             let error = message.pointee.err
             if error == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                // An end reached before records below `available` were appended (left in the queue by an earlier
+                // read) is stale: the records are there to be read.
+                if message.pointee.offset < available && next < available { continue }
                 // The end as the partition's leader sees it now (under read_committed, the last stable offset).
                 available = min(available, next)
                 if records.isEmpty && DispatchTime.now().uptimeNanoseconds < pollDeadline { continue }

@@ -144,6 +144,19 @@ final class MockCluster: @unchecked Sendable {
             #expect(records.count == 60)
             for record in records { #expect(published[record.id]?.partition == record.partition && published[record.id]?.offset == record.offset) }
 
+            // Reading on from where a read ended, after more events came, finds them at once (the end the earlier
+            // read reached is not taken for the end now).
+            let partitionOf = Partitioner.partition(forKey: "customer-3", partitions: 3)
+            let sofar = published.values.filter { $0.partition == partitionOf }.count
+            let first = try await http("GET", agent.base + "/v1/topics/orders/partitions/\(partitionOf)/events?offset=0&max_records=1000&wait_ms=0")
+            #expect((first.json["events"] as? [Any])?.count == sofar)
+            try await Task.sleep(for: .milliseconds(300))
+            let more = (0..<3).map { Self.event("more\($0)", key: "customer-3") }
+            #expect(try await http("POST", agent.base + "/v1/topics/orders/events", headers: Self.batch, body: json(more)).status == 200)
+            let again = try await http("GET", agent.base + "/v1/topics/orders/partitions/\(partitionOf)/events?offset=\(sofar)&wait_ms=0")
+            #expect((again.json["events"] as? [[String: Any]])?.compactMap { ($0["event"] as? [String: Any])?["id"] as? String } == ["more0", "more1", "more2"], "\(again.text)")
+            for index in 0..<3 { published["more\(index)"] = (partitionOf, Int64(sofar + index)) }
+
             // A long poll past the end waits, and answers with the event published meanwhile.
             let end = published.values.filter { $0.partition == 0 }.count
             async let later: HTTPResult = {
@@ -162,7 +175,7 @@ final class MockCluster: @unchecked Sendable {
             #expect((topics.json["topics"] as? [[String: Any]])?.contains { $0["name"] as? String == "orders" && $0["partitions"] as? Int == 3 } == true)
             let described = try await http("GET", agent.base + "/v1/topics/orders")
             let ends = (described.json["partitions"] as? [[String: Any]] ?? []).map { $0["log_end_offset"] as? Int ?? -1 }
-            #expect(ends.reduce(0, +) == 61)
+            #expect(ends.reduce(0, +) == 64)
 
             // The mock takes no CreateTopics: an explicit creation says so (501); a publish to a new topic falls back
             // to the cluster's own auto-creation (with a warning in the log).
