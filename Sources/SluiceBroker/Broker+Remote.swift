@@ -62,9 +62,7 @@ extension Broker {
     /// The topic with its partitions' offsets, on either backend; nil when there is no such topic.
     public func describeTopic(_ name: String) async throws(BrokerError) -> TopicDescription? {
         guard let remote else { return topic(name).map(TopicDescription.init) }
-        var count = remote.topics()[name]
-        if count == nil { count = try await remote.refreshTopics()[name] }
-        guard let count else { return nil }
+        guard let count = try await knownPartitionCount(remote, topic: name) else { return nil }
         var partitions: [TopicDescription.Partition] = []
         for partition in 0..<Int32(count) {
             let (start, end) = try await remote.offsets(topic: name, partition: partition)
@@ -73,14 +71,22 @@ extension Broker {
         return TopicDescription(name: name, partitions: partitions, config: [:])
     }
 
+    /// A cluster topic's partition count: as last seen, else as the cluster says now; nil when it has no such topic.
+    func knownPartitionCount(_ remote: any RemoteLog, topic name: String) async throws(BrokerError) -> Int? {
+        if let count = remote.topics()[name] { return count }
+        return try await remote.refreshTopics()[name]
+    }
+
     /// The partition count of a cluster topic, creating it (per `auto.create.topics.enable`) when it is missing.
     func remotePartitionCount(_ remote: any RemoteLog, topic name: String, create: Bool) async throws(BrokerError) -> Int {
-        if let count = remote.topics()[name] { return count }
-        if let count = try await remote.refreshTopics()[name] { return count }
-        guard create, config.bool("auto.create.topics.enable") else {
+        if create && config.bool("auto.create.topics.enable") {
+            // Looks the topic up first, and creates it only when it is missing.
+            return try await remote.ensureTopic(name, partitions: config.int("num.partitions"))
+        }
+        guard let count = try await knownPartitionCount(remote, topic: name) else {
             throw BrokerError(.notFound, "topic \(name) does not exist in \(remote.description)" + (create ? "; create it with POST /v1/topics (auto.create.topics.enable=false)" : ""))
         }
-        return try await remote.ensureTopic(name, partitions: config.int("num.partitions"))
+        return count
     }
 
     /// Makes sure a topic exists before it is subscribed to: created per `auto.create.topics.enable`, on either backend.
@@ -96,10 +102,7 @@ extension Broker {
     /// ``appendDurably(topic:partitions:_:)`` on the cluster: the topic is made when missing, and each record is
     /// acknowledged by the cluster (acks=all: replicated) before the offsets are returned.
     func appendDurably(to remote: any RemoteLog, topic name: String, partitions: Int, _ records: [(partition: Int32, record: Record)]) async throws(BrokerError) -> [Int64] {
-        var count = remote.topics()[name]
-        if count == nil { count = try await remote.refreshTopics()[name] }
-        if count == nil { count = try await remote.ensureTopic(name, partitions: partitions) }
-        let partitionCount = Int32(count ?? partitions)
+        let partitionCount = Int32(try await remote.ensureTopic(name, partitions: partitions))
         var perPartition: [Int32: [Int]] = [:]
         for (index, item) in records.enumerated() { perPartition[((item.partition % partitionCount) + partitionCount) % partitionCount, default: []].append(index) }
         var offsets = [Int64](repeating: -1, count: records.count)
@@ -187,24 +190,10 @@ extension Broker {
         guard partition >= 0, Int(partition) < count else {
             throw BrokerError(.notFound, "topic \(name) has partitions 0...\(count - 1); \(partition) does not exist")
         }
-        let (start, end) = try await remote.offsets(topic: name, partition: partition)
-        var offset: Int64
-        if let requested {
-            offset = requested
-        } else {
-            switch config.string("auto.offset.reset") {
-            case "earliest": offset = start
-            case "latest": offset = end
-            default: throw BrokerError.badRequest("offset is required (auto.offset.reset=none)", attribute: "offset")
-            }
-        }
-        if offset < start || offset > end {
-            guard config.string("auto.offset.reset") == "earliest", offset < start else {
-                throw BrokerError(.notFound, "offset \(offset) is outside \(name)/\(partition)'s range \(start)...\(end)")
-            }
-            offset = start
-        }
-        let read = try await remote.read(topic: name, partition: partition, from: offset, maxRecords: maxRecords, maxBytes: maxBytes, maxWaitMs: maxWaitMs)
+        let offsets = try await remote.offsets(topic: name, partition: partition)
+        let offset = try startingOffset(requested, start: offsets.start, end: offsets.end, topic: name, partition: partition)
+        let read = try await remote.read(topic: name, partition: partition, from: offset, offsets: offsets, maxRecords: maxRecords, maxBytes: maxBytes,
+                                         maxWaitMs: maxWaitMs)
         let events = read.records.map { record in
             FetchedEvent(topic: name, partition: partition, offset: record.offset, timestamp: record.timestamp, record: record, event: CloudEvent(record: record))
         }

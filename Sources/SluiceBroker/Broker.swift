@@ -606,24 +606,7 @@ public final class Broker: Sendable {
         }
         let log = state.topic.partitions[Int(partition)]
         let notifier = state.notifiers[Int(partition)]
-        var offset: Int64
-        if let requested {
-            offset = requested
-        } else {
-            switch config.string("auto.offset.reset") {
-            case "earliest": offset = log.logStartOffset
-            case "latest": offset = log.logEndOffset
-            default:
-                throw BrokerError.badRequest("offset is required (auto.offset.reset=none)", attribute: "offset")
-            }
-        }
-        if offset < log.logStartOffset || offset > log.logEndOffset {
-            switch config.string("auto.offset.reset") {
-            case "earliest" where offset < log.logStartOffset: offset = log.logStartOffset
-            default:
-                throw BrokerError(.notFound, "offset \(offset) is outside \(name)/\(partition)'s range \(log.logStartOffset)...\(log.logEndOffset)")
-            }
-        }
+        var offset = try startingOffset(requested, start: log.logStartOffset, end: log.logEndOffset, topic: name, partition: partition)
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(maxWaitMs, 0)) * 1_000_000
         while true {
             let generation = notifier.generation
@@ -708,6 +691,24 @@ public final class Broker: Sendable {
             throw BrokerError(error)
         }
         return (events, next)
+    }
+
+    /// Where a read of a partition with offsets `start..<end` begins: the offset asked for, or per
+    /// `auto.offset.reset` when none was asked for (or, with `earliest`, when retention passed it).
+    func startingOffset(_ requested: Int64?, start: Int64, end: Int64, topic name: String, partition: Int32) throws(BrokerError) -> Int64 {
+        let reset = config.string("auto.offset.reset")
+        guard let requested else {
+            switch reset {
+            case "earliest": return start
+            case "latest": return end
+            default: throw BrokerError.badRequest("offset is required (auto.offset.reset=none)", attribute: "offset")
+            }
+        }
+        if requested < start && reset == "earliest" { return start }
+        guard requested >= start && requested <= end else {
+            throw BrokerError(.notFound, "offset \(requested) is outside \(name)/\(partition)'s range \(start)...\(end)")
+        }
+        return requested
     }
 
     /// The configured `isolation.level`.

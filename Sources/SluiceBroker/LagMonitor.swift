@@ -305,7 +305,11 @@ public final class LagMonitor: Sendable {
                 var lagSeconds = 0.0
                 if lag > 0 {
                     var timestamp = firstTimes[tp].flatMap { $0.offset == first ? $0.timestamp : nil }
-                    if timestamp == nil { timestamp = try? await remote.timestamp(topic: tp.topic, partition: tp.partition, at: first) }
+                    if timestamp == nil {
+                        let read = try? await remote.read(topic: tp.topic, partition: tp.partition, from: first, offsets: (start, end), maxRecords: 1,
+                                                          maxBytes: 1, maxWaitMs: 0)
+                        timestamp = read?.records.first?.timestamp
+                    }
                     if let timestamp {
                         keptTimes[tp] = (first, timestamp)
                         lagSeconds = max(0, Double(now - timestamp) / 1000)

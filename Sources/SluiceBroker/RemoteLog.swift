@@ -38,8 +38,11 @@ public protocol RemoteLog: Sendable {
     /// Appends `records` to one partition in order and returns their offsets once the cluster acknowledged them
     /// per `acks`; nil with acks=0, where nothing is waited for.
     func append(topic: String, partition: Int32, records: [Record]) async throws(BrokerError) -> [Int64]?
-    /// Reads from `offset`, waiting up to `maxWaitMs` for the first record when none is there yet.
-    func read(topic: String, partition: Int32, from offset: Int64, maxRecords: Int, maxBytes: Int, maxWaitMs: Int64) async throws(BrokerError) -> RemoteRead
+    /// Reads from `offset`, waiting up to `maxWaitMs` for the first record when none is there yet. `offsets` are the
+    /// partition's log start and end as ``offsets(topic:partition:)`` just gave them (the records below the end
+    /// exist, so they are waited for).
+    func read(topic: String, partition: Int32, from offset: Int64, offsets: (start: Int64, end: Int64), maxRecords: Int, maxBytes: Int,
+              maxWaitMs: Int64) async throws(BrokerError) -> RemoteRead
     /// The partition's log start and end offsets, as the cluster says now.
     func offsets(topic: String, partition: Int32) async throws(BrokerError) -> (start: Int64, end: Int64)
     /// Creates the topic when it is missing (with `partitions`, or as the cluster's own auto-creation makes it when
@@ -52,8 +55,6 @@ public protocol RemoteLog: Sendable {
     func lagGroups() async -> [String: (members: Int, topics: Set<String>)]
     /// The offsets `group` committed in the cluster on the partitions of `topics` (every topic when empty).
     func committedOffsets(group: String, topics: Set<String>) async throws(BrokerError) -> [TopicPartition: Int64]
-    /// The timestamp of the record at `offset` (nil when there is none).
-    func timestamp(topic: String, partition: Int32, at offset: Int64) async throws(BrokerError) -> Int64?
     /// Delivers what was accepted (up to a bound) and closes the clients.
     func close() async
 }

@@ -3,7 +3,7 @@ import Foundation
 public import SluiceBroker
 import SluiceLog
 
-/// What the lag monitor asks of the cluster: which groups, their committed offsets, a record's timestamp.
+/// What the lag monitor asks of the cluster: which groups, and their committed offsets.
 extension KafkaCluster {
     public func lagGroups() async -> [String: (members: Int, topics: Set<String>)] {
         var groups = joinedGroups.withLock { $0.filter { $0.value.members > 0 || $0.value.keep } .mapValues { ($0.members, $0.topics) } }
@@ -89,10 +89,5 @@ extension KafkaCluster {
         }
         counted("offset_fetch", (try? outcome.get()) != nil)
         return try outcome.get()
-    }
-
-    public func timestamp(topic: String, partition: Int32, at offset: Int64) async throws(BrokerError) -> Int64? {
-        let read = try await read(topic: topic, partition: partition, from: offset, maxRecords: 1, maxBytes: 1, maxWaitMs: 0)
-        return read.records.first { $0.offset == offset }?.timestamp ?? read.records.first?.timestamp
     }
 }

@@ -440,12 +440,13 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         return try outcome.get()
     }
 
-    public func read(topic name: String, partition: Int32, from offset: Int64, maxRecords: Int, maxBytes: Int, maxWaitMs: Int64) async throws(BrokerError) -> RemoteRead {
+    public func read(topic name: String, partition: Int32, from offset: Int64, offsets: (start: Int64, end: Int64), maxRecords: Int, maxBytes: Int,
+                     maxWaitMs: Int64) async throws(BrokerError) -> RemoteRead {
         guard let topic = readerTopic(name) else { throw BrokerError(.internal, "librdkafka could not open topic \(name)") }
         let handle = UncheckedHandle(topic)
         let state = partitionReader(TopicPartition(name, partition))
         let description = description
-        let (start, end) = try await offsets(topic: name, partition: partition)
+        let (start, end) = offsets
         let records = try await blocking { () throws(BrokerError) -> [Record] in
             try state.read(handle.pointer, partition: partition, from: offset, available: end, maxRecords: maxRecords, maxBytes: maxBytes,
                            maxWaitMs: maxWaitMs, description: "\(description), \(name)/\(partition)")

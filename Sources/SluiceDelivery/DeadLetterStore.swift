@@ -131,8 +131,13 @@ final class DeadLetterIndex: Sendable {
             var index = indexes[name] ?? TopicIndex()
             for partition in 0..<Int32(broker.partitionCount(name) ?? 0) {
                 var offset = index.cursors[partition] ?? 0
-                // Where retention has passed the cursor, the read starts at the log start.
-                if let (start, _) = try? await broker.remote?.offsets(topic: name, partition: partition) { offset = max(offset, start) }
+                // Where retention has passed the cursor, the read starts at the log start; with nothing new, there is no read.
+                guard let (start, end) = try? await broker.remote?.offsets(topic: name, partition: partition) else { continue }
+                offset = max(offset, start)
+                guard offset < end else {
+                    index.advance(partition, to: offset, logStart: start)
+                    continue
+                }
                 while true {
                     guard let read = try? await broker.fetch(topic: name, partition: partition, offset: offset, maxRecords: 5000, maxBytes: 4 << 20,
                                                              minBytes: 1, maxWaitMs: 0) else { break }

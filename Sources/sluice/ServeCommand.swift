@@ -13,9 +13,10 @@ import SluiceTelemetry
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the agent: the embedded log, the HTTP API, /metrics and JSON logs.",
+        abstract: "Run the agent: the embedded log (or a Kafka cluster), the HTTP API, /metrics and JSON logs.",
         discussion: """
-            Opens (and after a crash recovers) the log in data.dir, serves the API on api.address and /metrics, \
+            Opens (and after a crash recovers) the log in data.dir, or with log.backend=kafka keeps events in the \
+            cluster at cluster.bootstrap.servers; serves the API on api.address and /metrics, \
             /healthz and /readyz on metrics.address. The first log line names the bound addresses. On SIGTERM or \
             SIGINT it stops accepting, writes everything accepted, writes the clean-shutdown marker and exits 0. \
             An invalid setting stops it with exit code 2 before any port is bound.

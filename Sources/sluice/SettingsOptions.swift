@@ -37,6 +37,7 @@ struct SettingsOptions: ParsableArguments {
                 text += "  \(property.flag) (-X \(property.name), \(property.environmentVariable)) default \(shown)\n      \(property.help)\n"
             }
         }
+        text += "\n  -X cluster.<librdkafka property>=VALUE (SLUICE_CLUSTER_<PROPERTY>, YAML cluster.<property>:)\n      With log.backend=kafka: passed to the cluster's clients, checked by librdkafka at startup.\n"
         text += "\n  --route PATTERN=TOPIC (repeatable; SLUICE_ROUTES=a.*=t1,b.*=t2; YAML routes:)\n      Where POST /v1/events sends each event type; the first match wins, else default.topic.\n"
         return text
     }
