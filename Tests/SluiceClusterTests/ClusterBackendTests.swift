@@ -273,11 +273,12 @@ final class MockCluster: @unchecked Sendable {
         func serve(_ arguments: [String]) throws -> ProcessResult {
             try runProcess(sluiceBinary, ["serve", "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0", "--data-dir", "/nonexistent/never"] + arguments)
         }
-        let base = ["--log-backend", "kafka", "--cluster-bootstrap-servers", "127.0.0.1:1"]
+        // kafka.address off as everywhere on a cluster: scripts/test sets SLUICE_KAFKA_ADDRESS for every agent.
+        let base = ["--log-backend", "kafka", "--cluster-bootstrap-servers", "127.0.0.1:1", "--kafka-address", "off"]
         var result = try serve(base + ["-X", "cluster.no.such.property=1"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("cluster.no.such.property") && result.stderr.contains("is not a property of librdkafka"), "\(result.stderr)")
-        result = try serve(["--log-backend", "kafka"])
+        result = try serve(["--log-backend", "kafka", "--kafka-address", "off"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("set cluster.bootstrap.servers"))
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-cluster-\(UUID().uuidString).yaml").path
