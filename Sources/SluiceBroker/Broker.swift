@@ -606,7 +606,7 @@ public final class Broker: Sendable {
         }
         let log = state.topic.partitions[Int(partition)]
         let notifier = state.notifiers[Int(partition)]
-        var offset = try startingOffset(requested, start: log.logStartOffset, end: log.logEndOffset, topic: name, partition: partition)
+        let offset = try startingOffset(requested, start: log.logStartOffset, end: log.logEndOffset, topic: name, partition: partition)
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(maxWaitMs, 0)) * 1_000_000
         while true {
             let generation = notifier.generation

@@ -148,6 +148,8 @@ public final class GroupCoordinator: Sendable {
     private let kafkaGroups = Mutex<[String: KafkaGroupSummary]>([:])
     /// The Kafka listener's live view of a group's members, for `GET /v1/groups/{group}`.
     private let kafkaMembers = Mutex<(@Sendable (String) -> [MemberDescription])?>(nil)
+    /// HTTP members of the cluster's groups (`log.backend=kafka`).
+    let clusterMembers = ClusterMembers()
 
     struct Member {
         var id: String
@@ -270,6 +272,7 @@ public final class GroupCoordinator: Sendable {
 
     /// Removes a member (committing its positions first when it auto-commits) and rebalances.
     public func leave(group name: String, member id: String) async throws(BrokerError) {
+        if broker.remote != nil { return try await leaveClusterMember(group: name, id: id) }
         let commits = try groups.withLock { groups throws(BrokerError) -> [GroupPartition: CommittedOffset] in
             guard let group = groups[name] else { throw unknownGroup(name) }
             guard let member = group.members[id] else { throw unknownMember(id, group: name) }
@@ -362,6 +365,7 @@ public final class GroupCoordinator: Sendable {
     /// committed offsets, else `auto.offset.reset`), waiting up to `waitMs` for the first. Counts as a
     /// heartbeat; with auto-commit, first commits what the previous poll returned.
     public func poll(group name: String, member id: String, maxRecords: Int, waitMs: Int64) async throws(BrokerError) -> PollResult {
+        if broker.remote != nil { return try await pollClusterMember(group: name, id: id, maxRecords: maxRecords, waitMs: waitMs) }
         let commits = try groups.withLock { groups throws(BrokerError) -> [GroupPartition: CommittedOffset] in
             guard var group = groups[name] else { throw unknownGroup(name) }
             guard var member = group.members[id] else { throw unknownMember(id, group: name) }
@@ -440,6 +444,7 @@ public final class GroupCoordinator: Sendable {
     /// Commits offsets (each the next offset to read) for a member of the group, or — when `member` is nil —
     /// for a group without members (an operator resetting offsets). Returns once they are durable.
     public func commit(group name: String, member id: String?, offsets: [(TopicPartition, Int64, String)]) async throws(BrokerError) -> [GroupPartition: CommittedOffset] {
+        if broker.remote != nil { return try await commitClusterMember(group: name, id: id, offsets: offsets) }
         try Self.validateGroupName(name)
         guard !offsets.isEmpty else {
             throw BrokerError.badRequest("'offsets' must list at least one {topic, partition, offset}", attribute: "offsets")
@@ -505,6 +510,7 @@ public final class GroupCoordinator: Sendable {
 
     /// Names of groups with members or committed offsets.
     public var groupNames: [String] {
+        if broker.remote != nil { return clusterGroupNames }
         let live = groups.withLock { Set($0.filter { !$0.value.members.isEmpty }.keys) }
         let kafka = kafkaGroups.withLock { Set($0.filter { $0.value.members > 0 }.keys) }
         return live.union(kafka).union(store.groupNames).sorted()
@@ -549,6 +555,7 @@ public final class GroupCoordinator: Sendable {
     }
 
     public func describe(group name: String) throws(BrokerError) -> GroupDescription {
+        if broker.remote != nil { return try describeClusterGroup(name) }
         try Self.validateGroupName(name)
         let live = groups.withLock { $0[name] }
         let kafka = kafkaGroups.withLock { $0[name] }
@@ -572,6 +579,7 @@ public final class GroupCoordinator: Sendable {
 
     /// Deletes a group without members, with its committed offsets.
     public func deleteGroup(_ name: String) async throws(BrokerError) {
+        try broker.requireEmbedded("deleting groups through Sluice (use the cluster's own tools, e.g. kafka-consumer-groups --delete)")
         try Self.validateGroupName(name)
         let live = groups.withLock { $0[name] }
         if let live, !live.members.isEmpty {
@@ -610,7 +618,7 @@ public final class GroupCoordinator: Sendable {
             tasks.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(250))
-                    self.expireMembers()
+                    if self.broker.remote != nil { await self.expireClusterMembers() } else { self.expireMembers() }
                 }
             }
             tasks.addTask {
@@ -636,11 +644,11 @@ public final class GroupCoordinator: Sendable {
         }
     }
 
-    private func unknownGroup(_ name: String) -> BrokerError {
+    func unknownGroup(_ name: String) -> BrokerError {
         BrokerError(.notFound, "consumer group \(name) does not exist (no members and no committed offsets); join it with POST /v1/groups/\(name)/members")
     }
 
-    private func unknownMember(_ id: String, group: String) -> BrokerError {
+    func unknownMember(_ id: String, group: String) -> BrokerError {
         BrokerError(.notFound, "member \(id) is not in group \(group): it left or was removed after session.timeout.ms without a poll or heartbeat; join again")
     }
 }

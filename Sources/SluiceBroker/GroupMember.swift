@@ -11,8 +11,9 @@ public protocol GroupMember: Sendable {
     /// Commits offsets (the next offset to read, per partition) durably. `conflict` when a partition moved to
     /// another member meanwhile: its offsets are no longer this member's to commit.
     func commit(_ offsets: [(TopicPartition, Int64, String)]) async throws(BrokerError)
-    /// Keeps the membership alive while the member does not poll.
-    func heartbeat() async throws(BrokerError)
+    /// Keeps the membership alive while the member does not poll, and says what it owns now.
+    @discardableResult
+    func heartbeat() async throws(BrokerError) -> MemberAssignment
     /// Leaves the group (its partitions go to the other members at once).
     func leave() async
 }
@@ -31,8 +32,8 @@ struct EmbeddedGroupMember: GroupMember {
         _ = try await groups.commit(group: group, member: memberId, offsets: offsets)
     }
 
-    func heartbeat() async throws(BrokerError) {
-        _ = try groups.heartbeat(group: group, member: memberId)
+    func heartbeat() async throws(BrokerError) -> MemberAssignment {
+        try groups.heartbeat(group: group, member: memberId)
     }
 
     func leave() async {

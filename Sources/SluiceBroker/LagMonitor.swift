@@ -88,6 +88,13 @@ public final class LagMonitor: Sendable {
     private let remoteSeen = Mutex<[GroupPartition: (offset: Int64, time: Int64)]>([:])
     /// On a cluster: the timestamp of the record at a partition's first unconsumed offset, kept while it is still asked for.
     private let remoteTimestamps = Mutex<[TopicPartition: (offset: Int64, timestamp: Int64)]>([:])
+    /// On a cluster: the last pass's rows per group, which group descriptions show.
+    private let remoteRows = Mutex<[String: [PartitionLag]]>([:])
+
+    /// On a cluster: the lag rows of `group` from the last pass (nil when the pass did not see the group).
+    public func clusterRows(group: String) -> [PartitionLag]? { remoteRows.withLock { $0[group] } }
+    /// On a cluster: the groups the last pass saw.
+    public var clusterGroups: [String] { remoteRows.withLock { Array($0.keys) } }
 
     public struct Sample: Sendable {
         public var time: Int64
@@ -326,6 +333,7 @@ public final class LagMonitor: Sendable {
         seen = seen.filter { newStatuses[$0.key] != nil }
         remoteSeen.withLock { $0 = seen }
         remoteTimestamps.withLock { $0 = firstTimes }
+        remoteRows.withLock { $0 = Dictionary(grouping: rows, by: \.key.group).merging(groups.keys.map { ($0, []) }) { rows, _ in rows } }
         let members = groups.mapValues { (members: $0.members, state: $0.members > 0 ? GroupState.stable : GroupState.empty, topics: $0.topics) }
         finish(rows: rows, statuses: newStatuses, windows: windows, groups: members, started: started)
     }

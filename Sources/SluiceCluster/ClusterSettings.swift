@@ -100,13 +100,26 @@ public struct ClusterSettings: Sendable {
 
     /// The properties of a consumer in `group`: the reader's, Sluice's group settings, the passed-through ones
     /// again (they win), then what the member itself needs.
-    func groupMember(group: String, clientId: String, offsetReset: String) -> [Property] {
+    /// A group member's consumer: the reader's properties, the group defaults, what was passed through, and what the
+    /// member asked for when it joined (its session timeout and assignment strategy win over both).
+    func groupMember(group: String, options: MemberOptions) -> [Property] {
         let passed = reader.filter { $0.origin.hasPrefix(SluiceConfig.clusterPrefix) }
-        return reader.filter { $0.name != "enable.partition.eof" && $0.name != "queued.max.messages.kbytes" } + groupDefaults + passed + [
-            Property(name: "group.id", value: group, origin: "the subscription's group"),
-            Property(name: "client.id", value: clientId, origin: "the subscription"),
-            Property(name: "auto.offset.reset", value: offsetReset == "none" ? "error" : offsetReset, origin: "the subscription's start"),
+        var own = [
+            Property(name: "group.id", value: group, origin: "the member's group"),
+            Property(name: "client.id", value: options.clientId.isEmpty ? "sluice" : options.clientId, origin: "the member"),
+            Property(name: "auto.offset.reset", value: (options.offsetReset ?? autoOffsetReset) == "none" ? "error" : options.offsetReset ?? autoOffsetReset,
+                     origin: "the member's start"),
         ]
+        if let timeout = options.sessionTimeoutMs {
+            own.append(Property(name: "session.timeout.ms", value: String(timeout), origin: "the member's session_timeout_ms"))
+            own.append(Property(name: "heartbeat.interval.ms", value: String(min(heartbeatIntervalMs, timeout / 3)), origin: "a third of the member's session_timeout_ms at most"))
+        }
+        if let strategy = options.strategy {
+            // Sluice's sticky moves only what must move: librdkafka's incremental protocol does the same.
+            own.append(Property(name: "partition.assignment.strategy", value: strategy == .sticky ? "cooperative-sticky" : "range",
+                                origin: "the member's assignment_strategy"))
+        }
+        return reader.filter { $0.name != "enable.partition.eof" && $0.name != "queued.max.messages.kbytes" } + groupDefaults + passed + own
     }
 
     /// Whether a property holds a secret (passwords, keys), printed as `***`.

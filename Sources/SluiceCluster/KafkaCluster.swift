@@ -277,10 +277,10 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
     }
 
     public func join(group: String, options: MemberOptions) async throws(BrokerError) -> any GroupMember {
-        let properties = settings.groupMember(group: group, clientId: options.clientId.isEmpty ? "sluice" : options.clientId,
-                                              offsetReset: options.offsetReset ?? settings.autoOffsetReset)
+        let properties = settings.groupMember(group: group, options: options)
+        let sessionTimeoutMs = options.sessionTimeoutMs ?? settings.sessionTimeoutMs
         let member = try KafkaGroupMember(group: group, topics: options.topics, properties: properties, logger: logger, description: description,
-                                          sessionTimeoutMs: settings.sessionTimeoutMs, heartbeatIntervalMs: settings.heartbeatIntervalMs) { [weak self] in
+                                          sessionTimeoutMs: sessionTimeoutMs, heartbeatIntervalMs: min(settings.heartbeatIntervalMs, sessionTimeoutMs / 3)) { [weak self] in
             self?.joinedGroups.withLock { $0[group]?.members -= 1 }
         }
         joinedGroups.withLock { groups in

@@ -25,6 +25,8 @@ final class KafkaGroupMember: GroupMember, @unchecked Sendable {
     private let heartbeatIntervalMs: Int64
     /// The partitions the cluster gave this member, kept by the rebalance callback.
     let assignment = Mutex<Set<TopicPartition>>([])
+    /// Assignments received so far (the member's own count, shown as its generation).
+    private let generation = Atomic<Int>(0)
     private let left = Atomic<Bool>(false)
     private var context: Unmanaged<KafkaGroupMember>?
     private let onLeave: @Sendable () -> Void
@@ -109,10 +111,16 @@ final class KafkaGroupMember: GroupMember, @unchecked Sendable {
             }
             return (events, Self.positions(handle.pointer))
         }
-        let owned = assignment.withLock { Array($0) }.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
-        let member = MemberAssignment(memberId: memberId, generation: 0, state: .stable, assignment: owned, pending: [],
-                                      sessionTimeoutMs: sessionTimeoutMs, heartbeatIntervalMs: heartbeatIntervalMs)
-        return PollResult(member: member, events: events, positions: positions)
+        return PollResult(member: view, events: events, positions: positions)
+    }
+
+    /// What the member owns now. The cluster does not tell a member its generation; `rebalancing` until the first
+    /// assignment arrives (which a poll serves).
+    var view: MemberAssignment {
+        let owned = assignment.withLock { Array($0) }
+        let generation = generation.load(ordering: .acquiring)
+        return MemberAssignment(memberId: memberId, generation: generation, state: generation == 0 ? .rebalancing : .stable,
+                                assignment: owned.sorted(), pending: [], sessionTimeoutMs: sessionTimeoutMs, heartbeatIntervalMs: heartbeatIntervalMs)
     }
 
     /// The consumer's next offset per assigned partition, where it has one.
@@ -167,9 +175,10 @@ final class KafkaGroupMember: GroupMember, @unchecked Sendable {
         if moved > 0 { throw BrokerError(.conflict, "\(description): \(moved) partition(s) moved to another member") }
     }
 
-    func heartbeat() async throws(BrokerError) {
+    func heartbeat() async throws(BrokerError) -> MemberAssignment {
         // librdkafka heartbeats in its own thread; max.poll.interval.ms is set long, so a paused subscriber keeps its partitions.
         guard !left.load(ordering: .acquiring) else { throw BrokerError(.notFound, "\(description): the member has left") }
+        return view
     }
 
     func leave() async {
@@ -211,6 +220,7 @@ final class KafkaGroupMember: GroupMember, @unchecked Sendable {
                 if !cooperative { owned = [] }
                 owned.formUnion(changed)
             }
+            generation.add(1, ordering: .releasing)
             logger.info("cluster group partitions assigned", metadata: [LogField.group: .string(group), LogField.member: .string(memberId),
                                                                         "partitions": .string(changed.map(\.description).sorted().joined(separator: ","))])
         } else {

@@ -23,7 +23,7 @@ extension APIRoutes {
             return Response(status: .noContent)
         }
         router.post(RouterPath(HTTPPath.memberHeartbeat)) { _, context in
-            let assignment = try self.groups.heartbeat(group: try context.parameters.require("group"), member: try context.parameters.require("member"))
+            let assignment = try await self.groups.heartbeatMember(group: try context.parameters.require("group"), member: try context.parameters.require("member"))
             var out = JSONWriter()
             out.beginObject()
             writeAssignment(assignment, into: &out)
@@ -36,7 +36,7 @@ extension APIRoutes {
     }
 
     func resetOffsets(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
-        try broker.requireEmbedded("HTTP consumer groups")
+        try broker.requireEmbedded("resetting a group's offsets through Sluice (use the cluster's own tools, e.g. kafka-consumer-groups --reset-offsets)")
         let group = try context.parameters.require("group")
         let object = try await jsonObjectBody(request, example: "{\"to\": \"earliest\", \"topics\": [\"orders\"], \"dry_run\": true}")
         let target = try Self.resetTarget(object)
@@ -179,7 +179,6 @@ extension APIRoutes {
     }
 
     func join(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
-        try broker.requireEmbedded("HTTP consumer groups")
         let group = try context.parameters.require("group")
         let object = try await jsonObjectBody(request, example: "{\"topics\": [\"orders\"], \"client_id\": \"billing-1\"}")
         guard let topics = object["topics"] as? [String] else {
@@ -202,7 +201,7 @@ extension APIRoutes {
             guard let text = value as? String else { throw BrokerError.badRequest("'auto_offset_reset' must be earliest, latest or none", attribute: "auto_offset_reset") }
             options.offsetReset = text
         }
-        let assignment = try groups.join(group: group, options: options)
+        let assignment = try await groups.joinMember(group: group, options: options)
         var out = JSONWriter()
         out.beginObject()
         writeAssignment(assignment, into: &out)
@@ -237,7 +236,6 @@ extension APIRoutes {
     }
 
     func commit(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
-        try broker.requireEmbedded("HTTP consumer groups")
         let group = try context.parameters.require("group")
         let example = "{\"member_id\": \"…\", \"offsets\": [{\"topic\": \"orders\", \"partition\": 0, \"offset\": 42}]}"
         let object = try await jsonObjectBody(request, example: example)

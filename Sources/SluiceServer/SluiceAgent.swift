@@ -254,6 +254,8 @@ struct BrokerService: Service {
         await sagaWork.value
         deliveryWork.cancel()
         await deliveryWork.value
+        // HTTP members of the cluster's groups leave, so their partitions go to other agents' members at once.
+        await groups.leaveClusterMembers()
         if let (tailing, upkeep) = traceWork {
             tailing.cancel()
             await tailing.value

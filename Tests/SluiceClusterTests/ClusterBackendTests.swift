@@ -188,10 +188,10 @@ final class MockCluster: @unchecked Sendable {
             #expect(agent.logText().contains("topic auto-made was made by its auto-creation"))
 
             // What the cluster backend does not do yet is refused with 501 and says what to use instead.
-            let join = try await http("POST", agent.base + "/v1/groups/billing/members", headers: ["Content-Type": "application/json"],
-                                      body: json(["topics": ["orders"]]))
-            #expect(join.status == 501)
-            #expect((join.json["detail"] as? String)?.contains("HTTP consumer groups are not available with log.backend=kafka") == true)
+            let reset = try await http("POST", agent.base + "/v1/groups/billing/offsets/reset", headers: ["Content-Type": "application/json"],
+                                       body: json(["to": "earliest"]))
+            #expect(reset.status == 501)
+            #expect((reset.json["detail"] as? String)?.contains("kafka-consumer-groups --reset-offsets") == true, "\(reset.text)")
             let saga = try await http("POST", agent.base + "/v1/sagas/order", headers: ["Content-Type": "application/json"], body: json(["data": [:]]))
             #expect(saga.status == 501)
             #expect((saga.json["detail"] as? String)?.contains("sagas are not available with log.backend=kafka") == true)
