@@ -183,15 +183,16 @@ final class DeadLetterIndex: Sendable {
         }
     }
 
-    /// The unresolved dead letters of a DLQ topic, read from the log, oldest offsets first.
-    func unresolved(_ topic: String, limit: Int = .max) throws(BrokerError) -> [DeadLetter] {
+    /// The unresolved dead letters of a DLQ topic, read from the log (the embedded one or the cluster), oldest
+    /// offsets first.
+    func unresolved(_ topic: String, limit: Int = .max) async throws(BrokerError) -> [DeadLetter] {
         guard let keys = state.withLock({ $0[topic]?.unresolved.keys.sorted() }) else {
-            guard broker.topic(topic) != nil else { throw BrokerError(.notFound, "DLQ topic \(topic) does not exist") }
+            guard broker.partitionCount(topic) != nil else { throw BrokerError(.notFound, "DLQ topic \(topic) does not exist") }
             return []
         }
         var letters: [DeadLetter] = []
         for key in keys.prefix(limit) {
-            if let letter = try letter(topic, partition: key.partition, offset: key.offset) { letters.append(letter) }
+            if let letter = try await letter(topic, partition: key.partition, offset: key.offset) { letters.append(letter) }
         }
         return letters
     }
@@ -200,19 +201,13 @@ final class DeadLetterIndex: Sendable {
         state.withLock { $0[topic]?.unresolved[DeadLetterKey(partition: partition, offset: offset)] != nil }
     }
 
-    /// One dead letter, or nil when the record there is not one.
-    func letter(_ topic: String, partition: Int32, offset: Int64) throws(BrokerError) -> DeadLetter? {
-        let log = try broker.partitionLog(TopicPartition(topic, partition))
-        guard offset >= log.logStartOffset, offset < log.logEndOffset else {
-            throw BrokerError(.notFound, "\(topic)/\(partition) has offsets \(log.logStartOffset)..<\(log.logEndOffset); \(offset) is not there")
+    /// One dead letter, or nil when the record there is not one. Read through the broker, so from either backend.
+    func letter(_ topic: String, partition: Int32, offset: Int64) async throws(BrokerError) -> DeadLetter? {
+        let read = try await broker.fetch(topic: topic, partition: partition, offset: offset, maxRecords: 1, maxBytes: 1 << 20, minBytes: 1, maxWaitMs: 0)
+        guard offset >= read.logStartOffset, offset < read.logEndOffset else {
+            throw BrokerError(.notFound, "\(topic)/\(partition) has offsets \(read.logStartOffset)..<\(read.logEndOffset); \(offset) is not there")
         }
-        let records: [Record]
-        do {
-            records = try log.readRecords(from: offset, maxRecords: 1)
-        } catch {
-            throw BrokerError(error)
-        }
-        guard let record = records.first(where: { $0.offset == offset }) else { return nil }
-        return DeadLetter(topic: topic, partition: partition, record: record)
+        guard let fetched = read.events.first(where: { $0.offset == offset }) else { return nil }
+        return DeadLetter(topic: topic, partition: partition, record: fetched.record)
     }
 }

@@ -56,26 +56,30 @@ extension DeliveryService {
         return index.depthBySubscription()
     }
 
-    public func deadLetters(_ topic: String, limit: Int) throws(BrokerError) -> [DeadLetter] {
-        try broker.requireEmbedded("the DLQ browser's letters")
-        index.refresh(named: dlqTopicNames.union([topic]))
-        return try index.unresolved(topic, limit: limit)
+    /// Brings the index up to date with the DLQ topics (and `topic`) now, from the embedded log or the cluster.
+    func refreshDeadLetters(also topic: String? = nil) async {
+        let names = dlqTopicNames.union(topic.map { [$0] } ?? [])
+        if broker.isRemote { await index.refreshFromCluster(named: names) } else { index.refresh(named: names) }
     }
 
-    public func deadLetter(_ topic: String, partition: Int32, offset: Int64) throws(BrokerError) -> (DeadLetter, resolved: Bool)? {
-        try broker.requireEmbedded("the DLQ browser's letters")
-        index.refresh(named: dlqTopicNames.union([topic]))
-        guard let letter = try index.letter(topic, partition: partition, offset: offset) else { return nil }
+    public func deadLetters(_ topic: String, limit: Int) async throws(BrokerError) -> [DeadLetter] {
+        await refreshDeadLetters(also: topic)
+        return try await index.unresolved(topic, limit: limit)
+    }
+
+    public func deadLetter(_ topic: String, partition: Int32, offset: Int64) async throws(BrokerError) -> (DeadLetter, resolved: Bool)? {
+        await refreshDeadLetters(also: topic)
+        guard let letter = try await index.letter(topic, partition: partition, offset: offset) else { return nil }
         return (letter, !index.isUnresolved(topic, partition: partition, offset: offset))
     }
 
     /// Starts a replay of the matching unresolved dead letters of `topic`; each goes back to its own subscription
     /// only (never to every consumer of the topic).
-    public func startReplay(_ topic: String, _ request: ReplayRequest) throws(BrokerError) -> ReplayProgress {
+    public func startReplay(_ topic: String, _ request: ReplayRequest) async throws(BrokerError) -> ReplayProgress {
         if let name = request.subscription, subscription(name) == nil {
             throw BrokerError(.notFound, "subscription \(name) does not exist", attribute: "subscription")
         }
-        var letters = try deadLetters(topic, limit: .max).filter { letter in
+        var letters = try await deadLetters(topic, limit: .max).filter { letter in
             if let name = request.subscription, letter.subscription != name { return false }
             if let type = request.eventType, !RouteRule(pattern: type, topic: "-").matches(letter.eventType ?? "") { return false }
             if let error = request.errorType, letter.history.errorType != error { return false }
@@ -125,7 +129,7 @@ extension DeliveryService {
             all[id]?.state = "done"
             all[id]?.finishedMillis = currentTimeMillis()
         }
-        index.refresh(named: dlqTopicNames)
+        await refreshDeadLetters()
         let final = replays.withLock { $0[id] }
         logger.info("replay finished", metadata: [
             "replay.id": .string(id), "delivered": .stringConvertible(final?.delivered ?? 0),

@@ -21,8 +21,8 @@ extension APIRoutes {
             return Response(status: .noContent)
         }
         router.get(RouterPath(HTTPPath.deadLetterTopics)) { _, _ in try listDeadLetterTopics() }
-        router.get(RouterPath(HTTPPath.deadLetterTopic)) { request, context in try listDeadLetters(request, context) }
-        router.get(RouterPath(HTTPPath.deadLetter)) { _, context in try showDeadLetter(context) }
+        router.get(RouterPath(HTTPPath.deadLetterTopic)) { request, context in try await listDeadLetters(request, context) }
+        router.get(RouterPath(HTTPPath.deadLetter)) { _, context in try await showDeadLetter(context) }
         router.post(RouterPath(HTTPPath.replay)) { request, context in try await startReplay(request, context) }
         router.get(RouterPath(HTTPPath.replayJob)) { _, context in
             guard let progress = try self.delivery.replayProgress(try context.parameters.require("id")) else {
@@ -122,19 +122,19 @@ extension APIRoutes {
         return jsonResponse(["dlq_topics": summary])
     }
 
-    func listDeadLetters(_ request: Request, _ context: AgentRequestContext) throws -> Response {
+    func listDeadLetters(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
         let topic = try context.parameters.require("dlqTopic")
         let limit = Int(try Self.queryInteger(request, "limit", range: 1...100_000) ?? 100)
-        let letters = try delivery.deadLetters(topic, limit: limit)
+        let letters = try await delivery.deadLetters(topic, limit: limit)
         return jsonResponse(["dlq_topic": topic, "dead_letters": letters.map { Self.describe($0, full: false) }])
     }
 
-    func showDeadLetter(_ context: AgentRequestContext) throws -> Response {
+    func showDeadLetter(_ context: AgentRequestContext) async throws -> Response {
         let topic = try context.parameters.require("dlqTopic")
         guard let partition = Int32(try context.parameters.require("partition")), let offset = Int64(try context.parameters.require("offset")) else {
             throw BrokerError.badRequest("partition and offset must be integers", attribute: "offset")
         }
-        guard let (letter, resolved) = try delivery.deadLetter(topic, partition: partition, offset: offset) else {
+        guard let (letter, resolved) = try await delivery.deadLetter(topic, partition: partition, offset: offset) else {
             throw BrokerError(.notFound, "\(topic)/\(partition) offset \(offset) is not a dead letter (it may be a resolution record)")
         }
         var object = Self.describe(letter, full: true)
@@ -179,7 +179,6 @@ extension APIRoutes {
     }
 
     func startReplay(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
-        try broker.requireEmbedded("dead-letter replays")
         let topic = try context.parameters.require("dlqTopic")
         let body = try await request.body.collect(upTo: 64 * 1024)
         var object: [String: Any] = [:]
@@ -229,7 +228,7 @@ extension APIRoutes {
             }
             replay.ratePerSecond = number.doubleValue
         }
-        let progress = try delivery.startReplay(topic, replay)
+        let progress = try await delivery.startReplay(topic, replay)
         return jsonResponse(Self.describe(progress), status: .accepted)
     }
 }

@@ -32,7 +32,7 @@ import Testing
             .flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["partitions"] as? String
     }
 
-    @Test("two sidecars with one subscription split its partitions; after one is killed mid-delivery the other takes them over: every event delivered or dead-lettered, per-key order kept")
+    @Test("two sidecars with one subscription split its partitions; after one is killed mid-delivery the other takes them over: every event delivered or dead-lettered, per-key order kept; the letters are browsed and replayed from the cluster")
     func sharedSubscriptionSurvivesAKill() async throws {
         let cluster = try MockCluster.started(topics: ["orders 4", "orders.dlq 4"])
         defer { cluster.stop() }
@@ -102,8 +102,39 @@ import Testing
             }
             #expect(depth == letters)
             #expect(try await http("GET", "http://\(first.metrics)/metrics").text.contains("sluice_dlq_depth{dlq_topic=\"orders.dlq\"} \(letters)"))
-            // The letters themselves are read on the embedded log only (for now): 501 with what to do.
-            #expect(try await http("GET", first.base + "/v1/dlq/orders.dlq").status == 501)
+            // The DLQ browser reads the letters from the cluster: one per letter in the topic, each a refused event.
+            let listed = try await http("GET", first.base + "/v1/dlq/orders.dlq?limit=1000")
+            let rows = listed.json["dead_letters"] as? [[String: Any]] ?? []
+            #expect(rows.count == letters, "\(listed.text.prefix(300))")
+            #expect(rows.allSatisfy { $0["event_type"] as? String == "order.bad" && $0["error_type"] as? String == "rejected" })
+            if let row = rows.first {
+                let one = try await http("GET", first.base + "/v1/dlq/orders.dlq/partitions/\(row["partition"] as? Int ?? -1)/offsets/\(row["offset"] as? Int ?? -1)")
+                #expect(bad.contains((one.json["event"] as? [String: Any])?["id"] as? String ?? ""), "\(one.text.prefix(300))")
+                #expect(one.json["resolved"] as? Bool == false)
+            }
+
+            // The app is fixed; a replay sends every letter back to the subscription, resolves it in the cluster's DLQ
+            // topic (a resolution record), and the depth falls to 0.
+            let attemptsBefore = app.received.count
+            app.answer { _, _, _ in TestApp.Answer() }
+            let started = try await http("POST", first.base + "/v1/dlq/orders.dlq/replay", headers: ["Content-Type": "application/json"], body: json([:]))
+            #expect(started.status == 202, "\(started.text)")
+            #expect(started.json["matched"] as? Int == letters)
+            var progress: [String: Any] = [:]
+            for _ in 0..<150 where progress["state"] as? String != "done" {
+                try await Task.sleep(for: .milliseconds(200))
+                progress = try await http("GET", first.base + "/v1/dlq/replays/\(started.json["id"] as? String ?? "")").json
+            }
+            #expect(progress["state"] as? String == "done" && progress["delivered"] as? Int == letters, "\(progress)")
+            #expect(bad.isSubset(of: Set(app.received.dropFirst(attemptsBefore).map(\.id))), "every refused event is delivered again by the replay")
+            let stored = try runProcess("/usr/bin/kcat", ["-b", cluster.bootstrapServers, "-C", "-t", "orders.dlq", "-o", "beginning", "-e", "-q", "-f", "%p %o\\n"])
+            #expect(stored.stdout.split(separator: "\n").count == 2 * letters, "a resolution record per letter")
+            var drained = false
+            for _ in 0..<50 where !drained {
+                drained = try await http("GET", "http://\(first.metrics)/metrics").text.contains("sluice_dlq_depth{dlq_topic=\"orders.dlq\"} 0")
+                if !drained { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(drained)
 
             // Per key, first deliveries come in publish order (a takeover re-delivers, it never reorders).
             var seen = Set<String>()
