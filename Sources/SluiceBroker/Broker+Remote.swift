@@ -90,6 +90,13 @@ extension Broker {
     }
 
     /// Makes sure a topic exists before it is subscribed to: created per `auto.create.topics.enable`, on either backend.
+    /// A partition's log start and end offsets, on either backend (the cluster is asked now).
+    public func partitionOffsets(_ tp: TopicPartition) async throws(BrokerError) -> (start: Int64, end: Int64) {
+        if let remote { return try await remote.offsets(topic: tp.topic, partition: tp.partition) }
+        let log = try partitionLog(tp)
+        return (log.logStartOffset, log.logEndOffset)
+    }
+
     public func ensure(topic name: String) async throws(BrokerError) {
         try TopicNameCheck.validate(name)
         if let remote {

@@ -462,7 +462,7 @@ extension Broker {
     public func initTransactionalProducer(id: String, timeoutMs: Int64) async throws(TransactionFailure) -> (producerId: Int64, epoch: Int16) {
         guard !id.isEmpty else { throw TransactionFailure(kind: .invalidState, message: "transactional.id must not be empty") }
         if let open = transactions.open.withLock({ $0[id] }) {
-            _ = open.state.withLock { state in
+            open.state.withLock { state in
                 if state.phase == .ongoing { state.phase = .prepareAbort }
             }
             await finish(open, commit: false, outcome: "aborted")

@@ -9,11 +9,15 @@ import SluiceTelemetry
 /// recording and publishing happen after, in ``SagaEngine/iterate()``.
 extension SagaEngine {
     func startLocked(_ request: StartRequest, now: Int64, state: inout EngineState, effects: inout Effects) -> Result<Started, BrokerError> {
+        guard let definition = catalog.saga(request.type) else {
+            // Requested through another agent whose definitions differ.
+            return .failure(BrokerError(.notFound, "no saga type \(request.type) on the agent that owns saga \(request.id); declare the same sagas on every agent"))
+        }
         if let existing = state.instances[request.id] {
             guard existing.type == request.type else { return .failure(BrokerError(.conflict, "saga id \(request.id) is already used by a saga of type \(existing.type)")) }
             return .success(Started(saga: existing, created: false))
         }
-        let saga = begin(catalog.saga(request.type)!, id: request.id, data: request.data, causation: nil, origin: request.originCorrelationId,
+        let saga = begin(definition, id: request.id, data: request.data, causation: nil, origin: request.originCorrelationId,
                          traceparent: request.traceparent,
                          now: now, state: &state, effects: &effects)
         return .success(Started(saga: saga, created: true))
@@ -53,22 +57,26 @@ extension SagaEngine {
 
     // MARK: - Events
 
-    /// An event from a watched topic: a trigger, a reply, or a step of an observed saga.
-    func handle(_ fetched: FetchedEvent, now: Int64, state: inout EngineState, effects: inout Effects) {
+    /// An event from a watched topic: a trigger, a reply, or a step of an observed saga. On a cluster, an event
+    /// forwarded to saga-topic `partition` moves only the sagas of that partition (the others' owners have it too).
+    func handle(_ fetched: FetchedEvent, partition: Int32? = nil, now: Int64, state: inout EngineState, effects: inout Effects) {
         guard let event = fetched.event else { return }
+        let partitions = state.statePartitions
+        func here(_ key: String) -> Bool { partition.map { Self.partition(of: key, partitions: partitions) == $0 } ?? true }
         for definition in catalog.sagas where definition.triggerType == event.type && (definition.triggerTopic.map { $0 == fetched.topic } ?? true) {
             let id = Self.sagaId(trigger: event, type: definition.type)
-            guard state.instances[id] == nil else { continue }
+            guard state.instances[id] == nil, here(id) else { continue }
             var data = event.data.flatMap(JSONValue.parse) ?? .object([:])
             if data.objectValue == nil { data = .object(["event": data]) }
             begin(definition, id: id, data: data, causation: event.id, origin: event.correlationId, traceparent: event.traceparent, now: now,
                   state: &state, effects: &effects)
         }
         guard let correlation = event.correlationId else { return }
-        if let saga = state.instances[correlation], saga.kind == .orchestrated, !saga.status.isFinal, let definition = catalog.saga(saga.type) {
+        if here(correlation), let saga = state.instances[correlation], saga.kind == .orchestrated, !saga.status.isFinal, let definition = catalog.saga(saga.type) {
             reply(event, key: correlation, definition, now: now, state: &state, effects: &effects)
         }
-        for definition in catalog.observed where definition.allTypes.contains(event.type) && (definition.topics.map { $0.contains(fetched.topic) } ?? true) {
+        for definition in catalog.observed where definition.allTypes.contains(event.type) && (definition.topics.map { $0.contains(fetched.topic) } ?? true)
+            && here(SagaInstance.observedKey(type: definition.type, correlationId: correlation)) {
             observe(event, timestamp: fetched.timestamp, correlation: correlation, definition, now: now, state: &state, effects: &effects)
         }
     }

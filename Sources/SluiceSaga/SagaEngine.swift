@@ -59,11 +59,30 @@ public final class SagaEngine: Sendable {
         /// retention are recorded again before retention could delete their only record.
         var recordedAt: [String: Int64] = [:]
         var lastRefresh: Int64 = 0
+        /// On a cluster: the saga topic's partitions this agent owns (it drives exactly their sagas), and how many
+        /// the topic has. nil on the embedded log: every saga is this agent's, in partition 0.
+        var owned: Set<Int32>?
+        var statePartitions = 1
+
+        /// Whether this agent drives the saga `key`.
+        func owns(_ key: String) -> Bool {
+            guard let owned else { return true }
+            return owned.contains(SagaEngine.partition(of: key, partitions: statePartitions))
+        }
     }
 
     enum Input: Sendable {
         case start(StartRequest, CheckedContinuation<Result<Started, BrokerError>, Never>)
         case events([FetchedEvent], CheckedContinuation<Bool, Never>)
+        /// On a cluster: what an owned partition of the saga topic brought, in its order.
+        case owned([OwnedInput], CheckedContinuation<Bool, Never>)
+    }
+
+    /// An input read from an owned partition of the saga topic: an event forwarded by a reader (concerning the
+    /// partition's sagas only), or a start requested through any agent's API, answered with a record.
+    enum OwnedInput: Sendable {
+        case event(FetchedEvent, partition: Int32)
+        case start(StartRequest, partition: Int32, request: String)
     }
 
     struct Started: Sendable {
@@ -71,7 +90,7 @@ public final class SagaEngine: Sendable {
         var created: Bool
     }
 
-    struct StartRequest: Sendable {
+    struct StartRequest: Sendable, Codable {
         var type: String
         var id: String
         var data: JSONValue
@@ -94,6 +113,8 @@ public final class SagaEngine: Sendable {
         var changed: [String: String] = [:]
         var commands: [OutgoingCommand] = []
         var answers: [(CheckedContinuation<Result<Started, BrokerError>, Never>, Result<Started, BrokerError>)] = []
+        /// On a cluster: starts requested through the saga topic, answered with records there.
+        var recordAnswers: [(partition: Int32, request: String, result: Result<Started, BrokerError>)] = []
         var readers: [CheckedContinuation<Bool, Never>] = []
         /// Log lines, written after the lock is released (a stalled stdout must not hold API reads).
         var logs: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] = []
@@ -189,6 +210,11 @@ public final class SagaEngine: Sendable {
         }
         let request = StartRequest(type: type, id: id ?? UUID().uuidString.lowercased(), data: data == .null ? .object([:]) : data,
                                    originCorrelationId: correlationId, traceparent: traceparent)
+        // On a cluster, a saga another agent owns is started through its partition of the saga topic.
+        if broker.isRemote && !state.withLock({ $0.owns(request.id) }) {
+            let started = try await startOnCluster(request)
+            return (started.saga, started.created)
+        }
         let result = await withCheckedContinuation { continuation in
             enqueue(.start(request, continuation))
         }
@@ -214,7 +240,7 @@ public final class SagaEngine: Sendable {
         enqueue(.events(events, continuation))
     }
 
-    private func enqueue(_ input: Input) {
+    func enqueue(_ input: Input) {
         let accepted = inbox.withLock { inbox -> Bool in
             if !inbox.stopped { inbox.items.append(input) }
             return !inbox.stopped
@@ -224,10 +250,10 @@ public final class SagaEngine: Sendable {
     }
 
     /// Answers an input the loop will not handle: a start did not happen; events were not processed.
-    private static func refuse(_ input: Input) {
+    static func refuse(_ input: Input) {
         switch input {
         case .start(_, let continuation): continuation.resume(returning: .failure(BrokerError(.unavailable, "the agent is shutting down")))
-        case .events(_, let continuation): continuation.resume(returning: false)
+        case .events(_, let continuation), .owned(_, let continuation): continuation.resume(returning: false)
         }
     }
 
@@ -237,14 +263,21 @@ public final class SagaEngine: Sendable {
     public func run(onLoaded: @Sendable () -> Void = {}) async {
         while !broker.isReady && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
         guard !Task.isCancelled else { return }
-        do {
-            try await load()
-        } catch {
-            logger.critical("sagas could not be loaded from \(Self.stateTopic): \(error); sagas are not running", metadata: [LogField.topic: .string(Self.stateTopic)])
-            return
+        let reader: Task<Void, Never>
+        if broker.isRemote {
+            guard await prepareOnCluster() else { return }
+            onLoaded()
+            reader = Task { await self.runOnCluster() }
+        } else {
+            do {
+                try await load()
+            } catch {
+                logger.critical("sagas could not be loaded from \(Self.stateTopic): \(error); sagas are not running", metadata: [LogField.topic: .string(Self.stateTopic)])
+                return
+            }
+            onLoaded()
+            reader = Task { await Correlation.$current.withValue(nil) { await self.read() } }
         }
-        onLoaded()
-        let reader = Task { await Correlation.$current.withValue(nil) { await self.read() } }
         while !Task.isCancelled {
             await wakeup.wait(timeout: .milliseconds(100))
             await iterate()
@@ -274,9 +307,24 @@ public final class SagaEngine: Sendable {
             for input in inputs {
                 switch input {
                 case .start(let request, let continuation):
+                    // On a cluster the partition may have moved since the caller looked: its new owner starts it.
+                    guard state.owns(request.id) else {
+                        effects.answers.append((continuation, .failure(Self.moved(request.id))))
+                        continue
+                    }
                     effects.answers.append((continuation, startLocked(request, now: now, state: &state, effects: &effects)))
                 case .events(let events, let continuation):
                     for event in events { handle(event, now: now, state: &state, effects: &effects) }
+                    effects.readers.append(continuation)
+                case .owned(let inputs, let continuation):
+                    for input in inputs {
+                        switch input {
+                        case .event(let event, let partition):
+                            handle(event, partition: partition, now: now, state: &state, effects: &effects)
+                        case .start(let request, let partition, let id):
+                            effects.recordAnswers.append((partition, id, startLocked(request, now: now, state: &state, effects: &effects)))
+                        }
+                    }
                     effects.readers.append(continuation)
                 }
             }
@@ -296,13 +344,18 @@ public final class SagaEngine: Sendable {
         // Logged once recorded: a line says what happened, not what a crash may have undone.
         write(effects.logs)
         await send(effects.commands)
-        // Answers carry the recorded state (with its version), once the first command is out.
+        // Answers carry the recorded state (with its version), once the first command is out. A saga whose partition
+        // moved before it was recorded was not started here (its new owner starts it when asked again).
         let answers = state.withLock { state in
             effects.answers.map { continuation, result in
-                (continuation, result.map { Started(saga: state.instances[$0.saga.key] ?? $0.saga, created: $0.created) })
+                (continuation, result.flatMap { started in
+                    state.owns(started.saga.key) ? .success(Started(saga: state.instances[started.saga.key] ?? started.saga, created: started.created))
+                        : .failure(Self.moved(started.saga.id))
+                })
             }
         }
         for (continuation, result) in answers { continuation.resume(returning: result) }
+        if !effects.recordAnswers.isEmpty { await answer(effects.recordAnswers) }
         for reader in effects.readers { reader.resume(returning: true) }
     }
 
@@ -315,15 +368,19 @@ public final class SagaEngine: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var recorded: [(transition: String, saga: SagaInstance)] = []
+        var partitions = 1
         let records: [(partition: Int32, record: Record)] = state.withLock { state in
-            changed.compactMap { key, transition in
-                guard state.instances[key] != nil else { return nil }
+            partitions = state.statePartitions
+            return changed.compactMap { key, transition in
+                // A saga of a partition this agent no longer owns is its new owner's to record.
+                guard state.instances[key] != nil, state.owns(key) else { return nil }
                 state.instances[key]!.version += 1
                 state.recordedAt[key] = currentTimeMillis()
                 recorded.append((transition, state.instances[key]!))
                 let entry = StateRecord(transition: transition, saga: state.instances[key]!)
                 guard let value = try? encoder.encode(entry) else { return nil }
-                return (0, Record(timestamp: currentTimeMillis(), key: Array(key.utf8), value: Array(value), headers: [
+                let partition = state.owned == nil ? 0 : Self.partition(of: key, partitions: state.statePartitions)
+                return (partition, Record(timestamp: currentTimeMillis(), key: Array(key.utf8), value: Array(value), headers: [
                     RecordHeader(key: "sluice.saga.type", value: Array(entry.saga.type.utf8)),
                     RecordHeader(key: "sluice.saga.transition", value: Array(transition.utf8)),
                 ]))
@@ -332,7 +389,7 @@ public final class SagaEngine: Sendable {
         var attempt = 0
         while true {
             do {
-                _ = try await broker.appendDurably(topic: Self.stateTopic, partitions: 1, records)
+                _ = try await broker.appendDurably(topic: Self.stateTopic, partitions: partitions, records)
                 if let traces { trace(recorded, into: traces) }
                 return true
             } catch {
@@ -419,27 +476,7 @@ public final class SagaEngine: Sendable {
         var appended: [String: Int64] = [:]
         var records = 0
         if broker.topic(Self.stateTopic) != nil {
-            let decoder = JSONDecoder()
-            let log = try broker.partitionLog(TopicPartition(Self.stateTopic, 0))
-            var offset = log.logStartOffset
-            let end = log.logEndOffset
-            while offset < end {
-                let result = try await broker.fetch(topic: Self.stateTopic, partition: 0, offset: offset, maxRecords: 10_000, maxBytes: 4 << 20,
-                                                     minBytes: 0, maxWaitMs: 0)
-                if result.events.isEmpty { break }
-                for event in result.events {
-                    records += 1
-                    guard let value = event.record.value, let entry = try? decoder.decode(StateRecord.self, from: Data(value)) else {
-                        logger.warning("skipping an unreadable saga record", metadata: [LogField.topic: .string(Self.stateTopic), LogField.offset: .stringConvertible(event.offset)])
-                        continue
-                    }
-                    if (latest[entry.saga.key]?.version ?? -1) < entry.saga.version {
-                        latest[entry.saga.key] = entry.saga
-                        appended[entry.saga.key] = event.timestamp
-                    }
-                }
-                offset = result.nextOffset
-            }
+            (latest, appended, records) = try await readStates(partition: 0)
         }
         let now = currentTimeMillis()
         var resent = 0
@@ -475,6 +512,35 @@ public final class SagaEngine: Sendable {
         wakeup.signal()
     }
 
+    /// The latest state of each saga recorded in one partition of the saga topic (by version), when it was
+    /// appended, and how many records were read. Inputs and answers a cluster keeps there are passed over.
+    func readStates(partition: Int32) async throws(BrokerError) -> (latest: [String: SagaInstance], appended: [String: Int64], records: Int) {
+        let decoder = JSONDecoder()
+        var latest: [String: SagaInstance] = [:]
+        var appended: [String: Int64] = [:]
+        var records = 0
+        var (offset, end) = try await broker.partitionOffsets(TopicPartition(Self.stateTopic, partition))
+        while offset < end {
+            let result = try await broker.fetch(topic: Self.stateTopic, partition: partition, offset: offset, maxRecords: 10_000, maxBytes: 4 << 20,
+                                                minBytes: 0, maxWaitMs: 0)
+            end = result.logEndOffset
+            if result.events.isEmpty { break }
+            for event in result.events where Self.header(event.record, Self.inputHeader) == nil && Self.header(event.record, Self.answerHeader) == nil {
+                records += 1
+                guard let value = event.record.value, let entry = try? decoder.decode(StateRecord.self, from: Data(value)) else {
+                    logger.warning("skipping an unreadable saga record", metadata: [LogField.topic: .string(Self.stateTopic), LogField.offset: .stringConvertible(event.offset)])
+                    continue
+                }
+                if (latest[entry.saga.key]?.version ?? -1) < entry.saga.version {
+                    latest[entry.saga.key] = entry.saga
+                    appended[entry.saga.key] = event.timestamp
+                }
+            }
+            offset = result.nextOffset
+        }
+        return (latest, appended, records)
+    }
+
     /// Records again, unchanged, every saga in flight whose latest record is older than half the saga topic's
     /// retention (checked every quarter of it, at most every minute): retention deletes old segments, and a saga
     /// waiting that long must keep a record in the topic to survive a restart.
@@ -488,7 +554,7 @@ public final class SagaEngine: Sendable {
     }
 
     /// Queues again the command a saga is waiting on (same event id), or its undelivered outcome event.
-    private func resend(_ key: String, state: inout EngineState, effects: inout Effects) {
+    func resend(_ key: String, state: inout EngineState, effects: inout Effects) {
         guard let saga = state.instances[key], saga.kind == .orchestrated, let definition = catalog.saga(saga.type) else { return }
         if saga.status.isFinal {
             if let outcome = outcomeCommand(saga, definition) { effects.commands.append(outcome) }

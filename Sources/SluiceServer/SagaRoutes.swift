@@ -23,7 +23,7 @@ extension APIRoutes {
         router.get(RouterPath(HTTPPath.sagas)) { request, _ in try listSagas(request) }
         router.get(RouterPath(HTTPPath.saga)) { _, context in
             let id = try context.parameters.require("name")
-            guard let saga = try self.sagas.saga(id: id) else {
+            guard let saga = try await self.sagas.find(id: id) else {
                 throw BrokerError(.notFound, "no saga \(id) (finished sagas are kept for the latest \(SagaEngine.retainedFinished); GET \(HTTPPath.sagas) lists them)")
             }
             return jsonResponse(saga.detailObject)
@@ -51,7 +51,6 @@ extension APIRoutes {
     }
 
     func startSaga(_ request: Request, _ context: AgentRequestContext) async throws -> Response {
-        try broker.requireEmbedded("sagas")
         let type = try context.parameters.require("name")
         let engine = try sagas
         let body = try await request.body.collect(upTo: 1 << 20)

@@ -37,13 +37,8 @@ struct ServeCommand: AsyncParsableCommand {
                 throw CLIError.badInput("subscriptions: \(error.message)")
             }
         }
-        do {
-            // So are saga definitions: a bad one names its file and line.
-            let sagas = try SagaCatalog.load(config: config)
-            if config.logBackend == .kafka, let type = sagas.typeNames.first {
-                throw CLIError.badInput("sagas: saga \(type) is defined, but sagas are not available with log.backend=kafka yet; run them on an agent with log.backend=embedded")
-            }
-        } catch let error as SagaDefinitionError {
+        // So are saga definitions: a bad one names its file and line.
+        if case .failure(let error) = Result(catching: { () throws(SagaDefinitionError) in try SagaCatalog.load(config: config) }) {
             throw CLIError.badInput("sagas: \(error)")
         }
         if !config.string("schemas").isEmpty {

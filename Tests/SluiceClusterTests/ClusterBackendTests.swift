@@ -192,9 +192,10 @@ final class MockCluster: @unchecked Sendable {
                                        body: json(["to": "earliest"]))
             #expect(reset.status == 501)
             #expect((reset.json["detail"] as? String)?.contains("kafka-consumer-groups --reset-offsets") == true, "\(reset.text)")
-            let saga = try await http("POST", agent.base + "/v1/sagas/order", headers: ["Content-Type": "application/json"], body: json(["data": [:]]))
-            #expect(saga.status == 501)
-            #expect((saga.json["detail"] as? String)?.contains("sagas are not available with log.backend=kafka") == true)
+            let atomic = try await http("POST", agent.base + "/v1/topics/orders/events?atomic=true", headers: ["Content-Type": "application/cloudevents+json"],
+                                        body: json(Self.event("atomic-1", key: nil)))
+            #expect(atomic.status == 501, "\(atomic.text)")
+            #expect((atomic.json["detail"] as? String)?.contains("atomic publishes are not available with log.backend=kafka") == true, "\(atomic.text)")
 
             // Cluster health on /metrics.
             try await Task.sleep(for: .milliseconds(1200))
@@ -281,20 +282,6 @@ final class MockCluster: @unchecked Sendable {
         result = try serve(["--log-backend", "kafka", "--kafka-address", "off"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("set cluster.bootstrap.servers"))
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-cluster-\(UUID().uuidString).yaml").path
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        try """
-        observed_sagas:
-          - type: checkout
-            start: checkout.started
-            success: checkout.completed
-            failure: [checkout.failed]
-            topics: [checkout]
-        """.write(toFile: file, atomically: true, encoding: .utf8)
-        result = try serve(base + ["--config", file])
-        #expect(result.status == 2)
-        #expect(result.stderr.contains("sagas are not available with log.backend=kafka"), "\(result.stderr)")
-
         // `sluice config show` prints what the cluster's clients get, secrets masked.
         let shown = try runProcess(sluiceBinary, ["config", "show", "--linger-ms", "25"] + base + ["-X", "cluster.sasl.password=hunter2"])
         #expect(shown.status == 0)
