@@ -189,6 +189,29 @@ extension Broker {
         return results
     }
 
+    /// ``publishAtomic(_:)`` on a cluster: the same partitioning as a publish, written as one Kafka transaction.
+    func publishAtomic(to remote: any RemoteLog, _ byTopic: [(topic: String, events: [CloudEvent])]) async throws(BrokerError) -> [PublishResult] {
+        let now = currentTimeMillis()
+        var records: [(topic: String, partition: Int32, record: Record)] = []
+        var results: [PublishResult] = []
+        for (name, events) in byTopic {
+            try TopicNameCheck.validate(name)
+            try refuseInternal(name, "publish to")
+            let partitionCount = try await remotePartitionCount(remote, topic: name, create: true)
+            let sticky = Int32(remoteSticky.wrappingAdd(1, ordering: .relaxed).oldValue % partitionCount)
+            for event in events {
+                let partition = event.partitionKey.map { Partitioner.partition(forKey: $0, partitions: partitionCount) } ?? sticky
+                records.append((name, partition, event.record(timestamp: now)))
+                results.append(PublishResult(id: event.id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: event.correlationId ?? ""))
+            }
+            throughput.record(topic: name, bytes: events.reduce(0) { $0 + ($1.data?.count ?? 0) }, nowMillis: now)
+        }
+        guard !records.isEmpty else { return [] }
+        let offsets = try await remote.appendAtomically(records)
+        for index in results.indices { results[index].offset = offsets[index] }
+        return results
+    }
+
     /// Reads one cluster partition (see ``fetch(topic:partition:offset:maxRecords:maxBytes:minBytes:maxWaitMs:isolation:)``):
     /// resets per `auto.offset.reset`, waits up to `maxWaitMs` for the first event.
     func fetch(from remote: any RemoteLog, topic name: String, partition: Int32, offset requested: Int64?, maxRecords: Int, maxBytes: Int,

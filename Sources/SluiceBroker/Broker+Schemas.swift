@@ -1,5 +1,5 @@
 import Logging
-public import SluiceSchema
+import SluiceSchema
 import SluiceTelemetry
 
 /// One event of a publish that fails its schema.

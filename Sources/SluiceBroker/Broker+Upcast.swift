@@ -1,4 +1,4 @@
-public import SluiceSchema
+import SluiceSchema
 import SluiceTelemetry
 
 /// Which version of their type a reader wants events in.

@@ -1,6 +1,6 @@
 import Dispatch
 import Logging
-public import SluiceLog
+import SluiceLog
 import SluiceTelemetry
 import Synchronization
 

@@ -38,6 +38,9 @@ public protocol RemoteLog: Sendable {
     /// Appends `records` to one partition in order and returns their offsets once the cluster acknowledged them
     /// per `acks`; nil with acks=0, where nothing is waited for.
     func append(topic: String, partition: Int32, records: [Record]) async throws(BrokerError) -> [Int64]?
+    /// Appends `records` (over any topics and partitions) as one transaction: read_committed readers see all of
+    /// them or none. Returns their offsets once the transaction is committed, whatever `acks` says.
+    func appendAtomically(_ records: [(topic: String, partition: Int32, record: Record)]) async throws(BrokerError) -> [Int64]
     /// Reads from `offset`, waiting up to `maxWaitMs` for the first record when none is there yet. `offsets` are the
     /// partition's log start and end as ``offsets(topic:partition:)`` just gave them (the records below the end
     /// exist, so they are waited for).

@@ -200,7 +200,7 @@ extension Broker {
     /// Atomic publishes always wait for fsync (whatever `acks`) and bypass the idempotence window: a retried
     /// request is a new transaction.
     public func publishAtomic(_ byTopic: [(topic: String, events: [CloudEvent])]) async throws(BrokerError) -> [PublishResult] {
-        try requireEmbedded("atomic publishes")
+        if let remote { return try await publishAtomic(to: remote, byTopic) }
         let now = currentTimeMillis()
         var targets: [(tp: TopicPartition, records: [Record], results: [Int])] = []
         var results: [PublishResult] = []

@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 public import SluiceBroker
 import SluiceLog
 
@@ -24,6 +25,9 @@ public struct ClusterSettings: Sendable {
     /// How long a publish waits for the cluster's acknowledgement (librdkafka's `message.timeout.ms`).
     public let messageTimeoutMs: Int
     let autoOffsetReset: String
+    /// The `transactional.id` of the producer of atomic publishes: `cluster.transactional.id`, else one per host and
+    /// data directory (stable across restarts, so that a restarted agent fences its previous self).
+    public let transactionalId: String
     let sessionTimeoutMs: Int64
     let heartbeatIntervalMs: Int64
 
@@ -40,6 +44,10 @@ public struct ClusterSettings: Sendable {
         let timeout = config.clusterProperties["message.timeout.ms"] ?? config.clusterProperties["delivery.timeout.ms"]
         messageTimeoutMs = timeout.flatMap { Int($0.value) } ?? Self.defaultMessageTimeoutMs
         autoOffsetReset = config.string("auto.offset.reset")
+        let directory = URL(fileURLWithPath: config.dataDirectory).standardizedFileURL.path
+        let digest = directory.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
+        transactionalId = config.clusterProperties["transactional.id"]?.value
+            ?? "sluice-\(ProcessInfo.processInfo.hostName)-\(String(digest, radix: 16))"
         sessionTimeoutMs = config.clusterProperties["session.timeout.ms"].flatMap { Int64($0.value) } ?? config.integer("session.timeout.ms")
         heartbeatIntervalMs = config.clusterProperties["heartbeat.interval.ms"].flatMap { Int64($0.value) } ?? config.integer("heartbeat.interval.ms")
         var common: [Property] = []
@@ -83,7 +91,7 @@ public struct ClusterSettings: Sendable {
         ]
 
         // Passed-through properties win, in name order; unknown ones fail in ``check()``.
-        for (name, setting) in config.clusterProperties.sorted(by: { $0.key < $1.key }) {
+        for (name, setting) in config.clusterProperties.sorted(by: { $0.key < $1.key }) where name != "transactional.id" {
             let property = Property(name: name, value: setting.value, origin: "\(SluiceConfig.clusterPrefix)\(name) (from \(setting.source))")
             if Self.consumerOnly.contains(name) {
                 reader.append(property)

@@ -23,6 +23,8 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
     let logger: Logger
     let metrics: SluiceMetrics
     let blockingQueue = DispatchQueue(label: "sluice.cluster.blocking", attributes: .concurrent)
+    /// The producer of atomic publishes (made at the first one).
+    let transactions: TransactionalProducer
     private let topicCache = Mutex<[String: Int]>([:])
     private let producerTopics = Mutex<[String: OpaquePointer]>([:])
     private let readerTopics = Mutex<[String: OpaquePointer]>([:])
@@ -58,6 +60,7 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         lagDeny = config.string("lag.groups.exclude").isEmpty ? nil : try? NSRegularExpression(pattern: config.string("lag.groups.exclude"))
         let context = CallbackContext(logger: logger, metrics: metrics)
         self.context = context
+        transactions = TransactionalProducer(settings: settings, context: context, logger: logger, description: "the Kafka cluster at \(settings.bootstrapServers)")
         let opaque = Unmanaged.passUnretained(context).toOpaque()
 
         let producerConf = try ClusterSettings.makeConfiguration(settings.producer)
@@ -337,8 +340,21 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         return try outcome.get()
     }
 
+    public func appendAtomically(_ records: [(topic: String, partition: Int32, record: Record)]) async throws(BrokerError) -> [Int64] {
+        guard !closed.load(ordering: .acquiring) else {
+            throw BrokerError(.unavailable, "the agent is shutting down; retry against the restarted agent", retryAfter: 1)
+        }
+        return try await transactions.publish(records)
+    }
+
     /// Hands one record to the producer; a refusal (full queue, too large, unknown partition) comes back at once.
     private func produce(_ record: Record, topic: OpaquePointer, partition: Int32, slot: DeliverySlot) -> BrokerError? {
+        Self.produce(record, with: producer, topic: topic, partition: partition, slot: slot, description: description)
+    }
+
+    /// Hands one record to `handle` (a producer); its delivery report resolves `slot`.
+    static func produce(_ record: Record, with producer: OpaquePointer, topic: OpaquePointer, partition: Int32, slot: DeliverySlot,
+                        description: String) -> BrokerError? {
         guard let headers = rd_kafka_headers_new(record.headers.count) else { return BrokerError(.internal, "librdkafka could not allocate headers") }
         for header in record.headers {
             if let value = header.value {
@@ -468,6 +484,7 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         if pending > 0 {
             logger.error("closing with events the cluster has not acknowledged", metadata: ["events": .stringConvertible(pending)])
         }
+        await transactions.close()
         running.store(false, ordering: .releasing)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             blockingQueue.async { [stopped] in

@@ -192,10 +192,15 @@ final class MockCluster: @unchecked Sendable {
                                        body: json(["to": "earliest"]))
             #expect(reset.status == 501)
             #expect((reset.json["detail"] as? String)?.contains("kafka-consumer-groups --reset-offsets") == true, "\(reset.text)")
-            let atomic = try await http("POST", agent.base + "/v1/topics/orders/events?atomic=true", headers: ["Content-Type": "application/cloudevents+json"],
-                                        body: json(Self.event("atomic-1", key: nil)))
-            #expect(atomic.status == 501, "\(atomic.text)")
-            #expect((atomic.json["detail"] as? String)?.contains("atomic publishes are not available with log.backend=kafka") == true, "\(atomic.text)")
+            // An atomic publish is one Kafka transaction: acknowledged with the cluster's offsets once committed, and
+            // read by kcat (read_committed, librdkafka's default) at those offsets.
+            let atomic = try await http("POST", agent.base + "/v1/topics/orders/events?atomic=true", headers: Self.batch,
+                                        body: json((0..<3).map { Self.event("atomic-\($0)", key: "customer-\($0)") }))
+            #expect(atomic.status == 200, "\(atomic.text)")
+            let committed = Set(try Self.kcatRecords(cluster.bootstrapServers, topic: "orders").filter { $0.id.hasPrefix("atomic-") }.map { "\($0.id)@\($0.partition)/\($0.offset)" })
+            let answered = Set((atomic.json["results"] as? [[String: Any]] ?? []).map { "\($0["id"] ?? "")@\($0["partition"] ?? "")/\($0["offset"] ?? "")" })
+            #expect(answered.count == 3 && committed == answered, "answered \(answered), in the cluster \(committed)")
+            #expect(agent.logText().contains("cluster transactional producer ready"))
 
             // Cluster health on /metrics.
             try await Task.sleep(for: .milliseconds(1200))
