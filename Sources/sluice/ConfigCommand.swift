@@ -43,6 +43,8 @@ struct ConfigShow: ParsableCommand {
                     rows.append(("librdkafka \(client) \(name)", value, property.origin))
                 }
             }
+            let origin = config.clusterProperties["transactional.id"].map { "cluster.transactional.id (from \($0.source))" } ?? "Sluice (host and data.dir)"
+            rows.append(("librdkafka transactional producer transactional.id", settings.transactionalId, origin))
         }
         if json {
             for (name, value, source) in rows { writeLine(jsonLine(["name": name, "value": value, "source": source])) }

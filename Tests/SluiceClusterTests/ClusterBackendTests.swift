@@ -292,6 +292,7 @@ final class MockCluster: @unchecked Sendable {
         #expect(shown.status == 0)
         #expect(shown.stdout.split(separator: "\n").contains { $0.hasPrefix("librdkafka producer linger.ms") && $0.contains("25") && $0.contains("linger.ms (from flag --linger-ms)") })
         #expect(shown.stdout.contains("librdkafka reader fetch.wait.max.ms"))
+        #expect(shown.stdout.contains("librdkafka transactional producer transactional.id"))
         #expect(!shown.stdout.contains("hunter2"))
     }
 }
