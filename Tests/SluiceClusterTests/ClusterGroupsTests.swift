@@ -30,7 +30,7 @@ import Testing
 
     static func join(_ agent: ServedAgent) async throws -> Member {
         let joined = try await http("POST", agent.base + "/v1/groups/billing/members", headers: ["Content-Type": "application/json"],
-                                    body: json(["topics": ["orders"], "client_id": "billing", "session_timeout_ms": 6000, "enable_auto_commit": false,
+                                    body: json(["topics": ["orders"], "client_id": "billing", "session_timeout_ms": 10000, "enable_auto_commit": false,
                                                 "auto_offset_reset": "earliest"]))
         #expect(joined.status == 201, "\(joined.text)")
         return Member(base: agent.base, id: joined.json["member_id"] as? String ?? "")
@@ -58,17 +58,25 @@ import Testing
             let a = try await Self.join(first), b = try await Self.join(second)
             var seen = Set<String>()
             var split = false
-            for _ in 0..<120 where seen.count < 200 || !split {
+            // What each partition's last accepted commit said (a commit racing a rebalance is refused with 409, and the
+            // partition's new owner reads from the older offset and commits it again).
+            var committedOffsets: [String: Int] = [:]
+            func commit(_ member: Member, _ positions: [[String: Any]]) async throws {
+                guard !positions.isEmpty, try await member.commit(positions).status == 200 else { return }
+                for position in positions { committedOffsets["\(position["partition"] ?? "")"] = position["offset"] as? Int ?? 0 }
+            }
+            for _ in 0..<160 where seen.count < 200 || !split || committedOffsets.values.reduce(0, +) != 200 {
                 let (idsA, ownedA, positionsA, statusA) = try await a.poll()
                 let (idsB, ownedB, positionsB, statusB) = try await b.poll()
                 #expect(statusA == 200 && statusB == 200)
                 seen.formUnion(idsA + idsB)
-                if !positionsA.isEmpty { _ = try await a.commit(positionsA) }
-                if !positionsB.isEmpty { _ = try await b.commit(positionsB) }
-                split = !ownedA.isEmpty && !ownedB.isEmpty && ownedA.isDisjoint(with: ownedB) && ownedA.union(ownedB).count == 4
+                try await commit(a, positionsA)
+                try await commit(b, positionsB)
+                split = split || (!ownedA.isEmpty && !ownedB.isEmpty && ownedA.isDisjoint(with: ownedB) && ownedA.union(ownedB).count == 4)
             }
             #expect(split, "the two members never owned disjoint halves of the four partitions")
             #expect(seen.count == 200, "read \(seen.count) of 200 events")
+            #expect(committedOffsets.values.reduce(0, +) == 200, "\(committedOffsets)")
 
             // What the agent checks before it commits for a member.
             let noMember = try await http("POST", first.base + "/v1/groups/billing/offsets", headers: ["Content-Type": "application/json"],
@@ -99,6 +107,9 @@ import Testing
                 described = try await http("GET", first.base + "/v1/groups/billing")
                 let rows = described.json["partitions"] as? [[String: Any]] ?? []
                 if rows.count == 4, rows.allSatisfy({ $0["lag"] as? Int == 0 }) { break }
+                // Both members stay alive meanwhile (their heartbeats), so that nothing moves under the check.
+                _ = try await http("POST", a.url + "/heartbeat")
+                _ = try await http("POST", b.url + "/heartbeat")
                 try await Task.sleep(for: .milliseconds(250))
             }
             #expect((described.json["members"] as? [[String: Any]])?.map { $0["member_id"] as? String } == [a.id], "\(described.text)")
@@ -107,7 +118,7 @@ import Testing
 
             // b goes silent: after its session timeout its agent takes it out of the group, and a gets every partition.
             var all = false
-            for _ in 0..<80 where !all {
+            for _ in 0..<120 where !all {
                 let (_, owned, positions, _) = try await a.poll()
                 if !positions.isEmpty { _ = try await a.commit(positions) }
                 all = owned.count == 4
