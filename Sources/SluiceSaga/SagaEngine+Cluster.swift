@@ -39,8 +39,16 @@ extension SagaEngine {
 
     // MARK: - Running
 
-    /// Learns the saga topic's partitions (making the topic when missing); false when cancelled first.
+    /// Learns the saga topic's partitions (making the topic when missing); false when cancelled first. An agent
+    /// without saga definitions takes no part: it owns no partition and reads nothing.
     func prepareOnCluster() async -> Bool {
+        guard !catalog.isEmpty else {
+            state.withLock { state in
+                state.owned = []
+                state.loaded = true
+            }
+            return true
+        }
         var partitions: Int?
         while partitions == nil && !Task.isCancelled {
             do {
@@ -64,6 +72,7 @@ extension SagaEngine {
 
     /// Owns partitions and forwards events until cancelled.
     func runOnCluster() async {
+        guard !catalog.isEmpty else { return }
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await Correlation.$current.withValue(nil) { await self.own() } }
             if !watchedTopics.isEmpty { tasks.addTask { await Correlation.$current.withValue(nil) { await self.forward() } } }
@@ -188,19 +197,36 @@ extension SagaEngine {
 
     /// Member of the reader group: reads the watched topics (the agents split their partitions) and forwards each
     /// event that concerns a saga to that saga's partition, durably, before committing.
+    ///
+    /// A partition the group has no committed offset for is read from its start, and its events appended before the
+    /// engine was made are passed over (they must not start sagas), as on the embedded log. (Starting such a
+    /// partition at its end instead would lose the replies appended while the partition moved between agents
+    /// before anyone had committed it.)
     func forward() async {
         var member: (any GroupMember)?
+        /// Partitions without a committed offset when they were assigned, until this reader commits them.
+        var fresh: Set<TopicPartition> = []
+        var classified: Set<TopicPartition> = []
         while !Task.isCancelled {
             do {
                 if member == nil {
                     member = try await groups.member(of: Self.readerGroup, options: MemberOptions(
-                        topics: watchedTopics, clientId: "sluice-sagas", strategy: .sticky, autoCommit: false, offsetReset: "latest"))
+                        topics: watchedTopics, clientId: "sluice-sagas", strategy: .sticky, autoCommit: false, offsetReset: "earliest"))
+                    classified = []
+                    fresh = []
                 }
                 guard let current = member else { continue }
                 let result = try await current.poll(maxRecords: 1000, waitMs: 250)
+                let assigned = Set(result.member.assignment)
+                if !assigned.isSubset(of: classified), let remote = broker.remote {
+                    let committed = try await remote.committedOffsets(group: Self.readerGroup, topics: Set(watchedTopics))
+                    for tp in assigned.subtracting(classified) where committed[tp] == nil { fresh.insert(tp) }
+                    classified = assigned
+                }
                 let partitions = state.withLock { $0.statePartitions }
                 var inputs: [(partition: Int32, record: Record)] = []
                 for fetched in result.events {
+                    if fresh.contains(TopicPartition(fetched.topic, fetched.partition)) && fetched.timestamp < startedMillis { continue }
                     guard let event = fetched.event, interestingTypes.contains(event.type) else { continue }
                     var record = fetched.record
                     record.headers.append(RecordHeader(key: Self.inputHeader, value: Array("event".utf8)))
@@ -219,7 +245,10 @@ extension SagaEngine {
                         try? await Task.sleep(for: .seconds(1))
                     }
                 }
-                if !result.positions.isEmpty { try await current.commit(result.positions.map { ($0.key, $0.value, "") }) }
+                if !result.positions.isEmpty {
+                    try await current.commit(result.positions.map { ($0.key, $0.value, "") })
+                    fresh.subtract(result.positions.keys)
+                }
             } catch {
                 if error.kind == .notFound { member = nil }
                 logger.warning("saga reader: \(error.message); retrying in 1 s", metadata: [LogField.group: .string(Self.readerGroup)])
@@ -318,7 +347,7 @@ extension SagaEngine {
     public func find(id: String) async throws(BrokerError) -> SagaInstance? {
         if let saga = saga(id: id) { return saga }
         let (remote, partitions) = state.withLock { ($0.owned != nil, $0.statePartitions) }
-        guard remote else { return nil }
+        guard remote, !catalog.isEmpty else { return nil }
         var keys = [id]
         keys += catalog.observed.map { SagaInstance.observedKey(type: $0.type, correlationId: id) }
         for partition in Set(keys.map { Self.partition(of: $0, partitions: partitions) }).sorted() {

@@ -201,6 +201,8 @@ final class MockCluster: @unchecked Sendable {
             let answered = Set((atomic.json["results"] as? [[String: Any]] ?? []).map { "\($0["id"] ?? "")@\($0["partition"] ?? "")/\($0["offset"] ?? "")" })
             #expect(answered.count == 3 && committed == answered, "answered \(answered), in the cluster \(committed)")
             #expect(agent.logText().contains("cluster transactional producer ready"))
+            // An agent without saga definitions takes no saga partitions (and makes no saga topic).
+            #expect(!agent.logText().contains("__sluice_sagas.owners") && (topics.json["topics"] as? [[String: Any]])?.contains { $0["name"] as? String == "__sluice_sagas" } == false)
 
             // Cluster health on /metrics.
             try await Task.sleep(for: .milliseconds(1200))

@@ -28,7 +28,7 @@ import Testing
 
     /// The partitions an agent's log says it was given last.
     static func assigned(_ agent: ServedAgent) -> String? {
-        agent.logText().split(separator: "\n").last { $0.contains("cluster group partitions assigned") }
+        agent.logText().split(separator: "\n").last { $0.contains("cluster group partitions assigned") && $0.contains("\"group\":\"billing\"") }
             .flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["partitions"] as? String
     }
 
@@ -153,7 +153,7 @@ import Testing
                 try await Task.sleep(for: .milliseconds(100))
                 owned = Self.assigned(first)?.split(separator: ",").count
             }
-            #expect(owned == 4)
+            #expect(owned == 4, "\(first.logText().split(separator: "\n").filter { $0.contains("partitions assigned") || $0.contains("partitions revoked") || $0.contains("librdkafka") }.map { $0.prefix(400) }.joined(separator: "\n"))")
         }
     }
 }
