@@ -35,18 +35,7 @@ extension GroupCoordinator {
     /// cluster. What it owns comes with its polls (on a cluster, after the group's first rebalance).
     public func joinMember(group name: String, options: MemberOptions) async throws(BrokerError) -> MemberAssignment {
         guard broker.remote != nil else { return try join(group: name, options: options) }
-        try Self.validateGroupName(name)
-        guard !options.topics.isEmpty else {
-            throw BrokerError.badRequest("'topics' must name at least one topic, e.g. {\"topics\": [\"orders\"]}", attribute: "topics")
-        }
-        let timeout = options.sessionTimeoutMs ?? config.integer("session.timeout.ms")
-        guard (1000...3_600_000).contains(timeout) else {
-            throw BrokerError.badRequest("session_timeout_ms=\(timeout) must be from 1000 to 3600000", attribute: "session_timeout_ms")
-        }
-        let reset = options.offsetReset ?? config.string("auto.offset.reset")
-        guard ["earliest", "latest", "none"].contains(reset) else {
-            throw BrokerError.badRequest("auto_offset_reset=\(reset) must be earliest, latest or none", attribute: "auto_offset_reset")
-        }
+        let (_, reset) = try checkJoin(group: name, options: options)
         var options = options
         options.offsetReset = reset
         let member = try await self.member(of: name, options: options)

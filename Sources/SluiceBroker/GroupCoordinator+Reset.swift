@@ -1,4 +1,4 @@
-public import SluiceLog
+import SluiceLog
 import SluiceTelemetry
 
 /// Where an offset reset moves a group's committed offsets: the modes of Kafka's

@@ -214,13 +214,12 @@ public final class GroupCoordinator: Sendable {
 
     // MARK: - Membership
 
-    /// Adds a member subscribed to `options.topics` and rebalances the group.
-    public func join(group name: String, options: MemberOptions) throws(BrokerError) -> MemberAssignment {
+    /// Checks a joining member's group name and options; its session timeout and offset reset, defaults applied.
+    func checkJoin(group name: String, options: MemberOptions) throws(BrokerError) -> (sessionTimeoutMs: Int64, offsetReset: String) {
         try Self.validateGroupName(name)
         guard !options.topics.isEmpty else {
             throw BrokerError.badRequest("'topics' must name at least one topic, e.g. {\"topics\": [\"orders\"]}", attribute: "topics")
         }
-        for topic in options.topics { _ = try broker.ensureTopic(topic) }
         let timeout = options.sessionTimeoutMs ?? config.integer("session.timeout.ms")
         guard (1000...3_600_000).contains(timeout) else {
             throw BrokerError.badRequest("session_timeout_ms=\(timeout) must be from 1000 to 3600000", attribute: "session_timeout_ms")
@@ -229,6 +228,13 @@ public final class GroupCoordinator: Sendable {
         guard ["earliest", "latest", "none"].contains(reset) else {
             throw BrokerError.badRequest("auto_offset_reset=\(reset) must be earliest, latest or none", attribute: "auto_offset_reset")
         }
+        return (timeout, reset)
+    }
+
+    /// Adds a member subscribed to `options.topics` and rebalances the group.
+    public func join(group name: String, options: MemberOptions) throws(BrokerError) -> MemberAssignment {
+        let (timeout, reset) = try checkJoin(group: name, options: options)
+        for topic in options.topics { _ = try broker.ensureTopic(topic) }
         if let kafka = kafkaGroups.withLock({ $0[name] }), kafka.members > 0 {
             throw BrokerError(.conflict, "group \(name) has \(kafka.members) Kafka client member(s); a group's members are all HTTP or all Kafka clients, so use another group name")
         }

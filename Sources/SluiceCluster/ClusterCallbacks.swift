@@ -94,6 +94,23 @@ let clientLog: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, Uns
     }
 }
 
+/// A producer made from `conf` (which it takes over) whose callbacks report through `context`: delivery reports
+/// resolve appends, errors and log lines go to the agent's log, and with `statistics` librdkafka's statistics feed
+/// the `sluice_cluster_*` gauges. librdkafka's refusal is a ``ConfigError``.
+func makeProducer(_ conf: OpaquePointer, context: CallbackContext, statistics: Bool) throws(ConfigError) -> OpaquePointer {
+    rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+    rd_kafka_conf_set_dr_msg_cb(conf, deliveryReport)
+    if statistics { rd_kafka_conf_set_stats_cb(conf, SluiceCluster.statistics) }
+    rd_kafka_conf_set_error_cb(conf, clientError)
+    rd_kafka_conf_set_log_cb(conf, clientLog)
+    var reason = [CChar](repeating: 0, count: 512)
+    guard let producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &reason, reason.count) else {
+        rd_kafka_conf_destroy(conf)
+        throw ConfigError(errorText(reason))
+    }
+    return producer
+}
+
 /// One record's place in an append, carried through librdkafka as the message's opaque pointer.
 final class DeliverySlot: Sendable {
     let pending: PendingAppend

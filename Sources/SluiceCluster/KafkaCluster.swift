@@ -64,16 +64,13 @@ public final class KafkaCluster: RemoteLog, @unchecked Sendable {
         let opaque = Unmanaged.passUnretained(context).toOpaque()
 
         let producerConf = try ClusterSettings.makeConfiguration(settings.producer)
-        rd_kafka_conf_set_opaque(producerConf, opaque)
-        rd_kafka_conf_set_dr_msg_cb(producerConf, deliveryReport)
-        rd_kafka_conf_set_stats_cb(producerConf, statistics)
-        rd_kafka_conf_set_error_cb(producerConf, clientError)
-        rd_kafka_conf_set_log_cb(producerConf, clientLog)
-        var reason = [CChar](repeating: 0, count: 512)
-        guard let producer = rd_kafka_new(RD_KAFKA_PRODUCER, producerConf, &reason, reason.count) else {
-            rd_kafka_conf_destroy(producerConf)
-            throw ConfigError("the cluster's producer cannot start with these settings: \(errorText(reason))")
+        let producer: OpaquePointer
+        do {
+            producer = try makeProducer(producerConf, context: context, statistics: true)
+        } catch {
+            throw ConfigError("the cluster's producer cannot start with these settings: \(error.message)")
         }
+        var reason = [CChar](repeating: 0, count: 512)
         let readerConf: OpaquePointer
         do {
             readerConf = try ClusterSettings.makeConfiguration(settings.reader)

@@ -72,20 +72,11 @@ final class TransactionalProducer: @unchecked Sendable {
             ClusterSettings.Property(name: "enable.idempotence", value: "true", origin: "Sluice (transactions need it)"),
             ClusterSettings.Property(name: "acks", value: "all", origin: "Sluice (transactions need it)"),
         ]
-        let conf: OpaquePointer
+        let made: OpaquePointer
         do {
-            conf = try ClusterSettings.makeConfiguration(properties)
+            made = try makeProducer(try ClusterSettings.makeConfiguration(properties), context: context, statistics: false)
         } catch {
-            throw BrokerError(.internal, "the transactional producer cannot be configured: \(error.message)")
-        }
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
-        rd_kafka_conf_set_dr_msg_cb(conf, deliveryReport)
-        rd_kafka_conf_set_error_cb(conf, clientError)
-        rd_kafka_conf_set_log_cb(conf, clientLog)
-        var reason = [CChar](repeating: 0, count: 512)
-        guard let made = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &reason, reason.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw BrokerError(.internal, "the transactional producer cannot start: \(errorText(reason))")
+            throw BrokerError(.internal, "the transactional producer cannot start: \(error.message)")
         }
         if let error = rd_kafka_init_transactions(made, Self.timeoutMs) {
             let message = String(cString: rd_kafka_error_string(error))

@@ -1,4 +1,4 @@
-public import SluiceBroker
+import SluiceBroker
 
 // Kafka's transactional producer APIs, non-flexible versions only.
 
