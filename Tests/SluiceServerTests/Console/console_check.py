@@ -100,10 +100,14 @@ try:
         check(len(driver.find_elements(By.CSS_SELECTOR, "#waterfall .bar")) >= 3, "trace: the waterfall has a bar per hop")
         check(len(driver.find_elements(By.CSS_SELECTOR, "#tree li")) >= 1, "trace: the causation tree has nodes")
     if page("flow", "#/flow", ["Event flow"], "flow.png"):
-        labels = " ".join(t.text for t in driver.find_elements(By.CSS_SELECTOR, "#flow text"))
+        # Read in one script call: the map is re-drawn every 2 s, so elements found one by one can go stale.
+        def labels():
+            return driver.execute_script("return Array.from(document.querySelectorAll('#flow text'), t => t.textContent).join(' ')")
         for wanted in [expect["source"], expect["topic"], expect["subscription"], "saga " + expect["saga_type"]]:
-            check(wanted in labels, f"flow: the map names {wanted!r} ({labels[:300]!r})")
-        check(len(driver.find_elements(By.CSS_SELECTOR, "#flow path.edge")) >= 3, "flow: edges are drawn")
+            if not wait_for(lambda: wanted in labels(), f"flow: the map names {wanted!r}", timeout=5):
+                failures.append(f"flow: the map's labels are {labels()[:300]!r}")
+        wait_for(lambda: driver.execute_script("return document.querySelectorAll('#flow path.edge').length") >= 3,
+                 "flow: edges are drawn", timeout=5)
 
     # The DLQ browser: the letter's headers and failure history, then the replay button.
     if page("dead letters", "#/dlq/" + expect["dlq_topic"], [expect["dlq_topic"], "http_error"], "dlq.png"):
