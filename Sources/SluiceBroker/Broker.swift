@@ -72,6 +72,10 @@ public final class Broker: Sendable {
     let buffer: ProducerBuffer
     let throughput = ThroughputTracker()
     private let topics = Mutex<[String: TopicState]>([:])
+    /// Recently published events of every topic by source and id (`enable.idempotence`).
+    let dedup: DedupIndex?
+    private let topicRegistrations = Atomic<UInt32>(0)
+    private let dedupFullSaid = Atomic<Bool>(false)
     /// Serialises topic creation, so that concurrent auto-creations of one topic all see it registered.
     private let creation = Mutex<Void>(())
     private let ready = Atomic<Bool>(false)
@@ -84,20 +88,21 @@ public final class Broker: Sendable {
         let topic: Topic
         let producers: [PartitionProducer]
         let notifiers: [AppendNotifier]
-        let dedup: DedupIndex?
+        /// The topic's registration in the idempotence index (a topic made again under the same name gets another).
+        let dedupTopic: UInt32
         /// Finishes when the idempotence window has been reloaded from the log; publishes wait for it.
         let dedupLoaded: Task<Void, Never>?
         let sticky = Atomic<Int>(0)
         /// Idempotent Kafka producers' sequences, per partition.
         let sequences: [ProducerSequences]
 
-        init(topic: Topic, producers: [PartitionProducer], notifiers: [AppendNotifier], dedup: DedupIndex?, dedupLoaded: Task<Void, Never>?,
+        init(topic: Topic, producers: [PartitionProducer], notifiers: [AppendNotifier], dedupTopic: UInt32, dedupLoaded: Task<Void, Never>?,
              sequences: [ProducerSequences] = []) {
             self.topic = topic
             self.sequences = sequences + topic.partitions.dropFirst(sequences.count).map { _ in ProducerSequences() }
             self.producers = producers
             self.notifiers = notifiers
-            self.dedup = dedup
+            self.dedupTopic = dedupTopic
             self.dedupLoaded = dedupLoaded
         }
     }
@@ -110,6 +115,7 @@ public final class Broker: Sendable {
         self.logger = logger
         self.settings = ProducerSettings(config: config)
         self.buffer = ProducerBuffer(limit: settings.bufferMemory)
+        self.dedup = remote == nil && settings.enableIdempotence ? DedupIndex(windowMs: settings.idempotenceWindowMs, maxEntries: settings.idempotenceWindowMaxEvents) : nil
         // Each listener may hold http.max.connections descriptors; 64 more for clients, the log file and stdio.
         let reserve = 2 * config.int("http.max.connections") + 64
         self.log = try LogManager.open(dataDirectory: config.dataDirectory, defaults: config.topicDefaults, reservedDescriptors: reserve)
@@ -121,6 +127,7 @@ public final class Broker: Sendable {
             if let topic = log.topic(name) { register(topic) }
         }
         publishConfigMetrics()
+        if let dedup { metrics.addExposition(key: "idempotence") { Self.renderDedupMetrics(dedup) } }
     }
 
     @discardableResult
@@ -129,37 +136,77 @@ public final class Broker: Sendable {
         let producers = topic.partitions.enumerated().map { index, partition in
             PartitionProducer(topic: topic.name, log: partition, settings: settings, buffer: buffer, metrics: metrics, notifier: notifiers[index])
         }
-        let dedup = settings.enableIdempotence ? DedupIndex(windowMs: settings.idempotenceWindowMs) : nil
+        let dedupTopic = topicRegistrations.wrappingAdd(1, ordering: .relaxed).newValue
         var loaded: Task<Void, Never>?
         if let dedup, topic.partitions.contains(where: { $0.logEndOffset > $0.logStartOffset }) {
             // Reading the window back can take a while on a busy topic; it runs beside readiness, not before it.
             loaded = Task {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     DispatchQueue.global(qos: .utility).async {
-                        self.rebuildDedup(dedup, topic: topic)
+                        self.rebuildDedup(dedup, topic: topic, registration: dedupTopic)
                         continuation.resume()
                     }
                 }
             }
         }
-        let state = TopicState(topic: topic, producers: producers, notifiers: notifiers, dedup: dedup, dedupLoaded: loaded)
+        let state = TopicState(topic: topic, producers: producers, notifiers: notifiers, dedupTopic: dedupTopic, dedupLoaded: loaded)
         topics.withLock { $0[topic.name] = state }
         metrics.topicCreated(topic.name, partitions: topic.partitions.count)
         for partition in topic.partitions { publishPartitionMetrics(partition) }
         return state
     }
 
+    /// The idempotence window's size, evictions and reach, computed at each scrape.
+    private static func renderDedupMetrics(_ dedup: DedupIndex) -> [UInt8] {
+        let usage = dedup.usage
+        var writer = ExpositionWriter(capacity: 1024)
+        writer.header(MetricName.idempotenceWindowEvents, type: "gauge")
+        writer.sample(MetricName.idempotenceWindowEvents, [], Double(usage.entries))
+        writer.header(MetricName.idempotenceEvictions, type: "counter")
+        writer.sample(MetricName.idempotenceEvictions, [], Double(usage.evicted))
+        writer.header(MetricName.idempotenceWindowCovered, type: "gauge")
+        writer.sample(MetricName.idempotenceWindowCovered, [], Double(dedup.covered(now: currentTimeMillis())) / 1000)
+        return writer.bytes
+    }
+
+    /// Says once in the log that the idempotence window is full.
+    private func warnDedupFull(_ dedup: DedupIndex, now: Int64) {
+        guard !dedupFullSaid.exchange(true, ordering: .relaxed) else { return }
+        logger.warning("""
+            the idempotence window is full: it remembers \(dedup.maxEntries) events (idempotence.window.max.events), so older \
+            ones are forgotten before idempotence.window.ms passes and a re-send of one is written again; it now reaches \
+            \(dedup.covered(now: now) / 1000) s back (sluice_producer_idempotence_window_covered_seconds). Raise \
+            idempotence.window.max.events (about 100 bytes of memory per event) to remember more
+            """)
+    }
+
     /// Reloads the recent `source`+`id` pairs from the log (found through the time index), so idempotence
     /// holds across restarts within the window.
-    private func rebuildDedup(_ dedup: DedupIndex, topic: Topic) {
+    /// When the window holds more than `idempotence.window.max.events`, reading starts at the time from which the
+    /// partitions hold that many (found in the time indexes), so that what is read back is the newest events.
+    private func rebuildDedup(_ dedup: DedupIndex, topic: Topic, registration: UInt32) {
         let now = currentTimeMillis()
+        func recordsSince(_ time: Int64) -> Int64 {
+            topic.partitions.reduce(0) { sum, partition in
+                sum + ((try? partition.offset(forTimestamp: time)).map { partition.logEndOffset - $0 } ?? 0)
+            }
+        }
+        var from = now - settings.idempotenceWindowMs
+        if recordsSince(from) > Int64(dedup.maxEntries) {
+            var (tooMany, few) = (from, now + 1)
+            while few - tooMany > 1 {
+                let middle = tooMany + (few - tooMany) / 2
+                if recordsSince(middle) > Int64(dedup.maxEntries) { tooMany = middle } else { few = middle }
+            }
+            from = few
+        }
         for partition in topic.partitions {
-            guard let start = try? partition.offset(forTimestamp: now - settings.idempotenceWindowMs) else { continue }
+            guard let start = try? partition.offset(forTimestamp: from) else { continue }
             var offset = start
             while offset < partition.logEndOffset, let records = try? partition.readRecords(from: offset, maxRecords: 10_000), let last = records.last {
                 for record in records {
                     guard let event = CloudEvent(record: record) else { continue }
-                    _ = dedup.claim(DedupIndex.Key(source: event.source, id: event.id), partition: partition.partition,
+                    _ = dedup.claim(DedupIndex.Key(topic: registration, source: event.source, id: event.id), partition: partition.partition,
                                     location: .written(record.offset), now: record.timestamp)
                 }
                 offset = last.offset + 1
@@ -191,6 +238,7 @@ public final class Broker: Sendable {
         ("sluice_producer_max_in_flight", "max.in.flight.requests.per.connection", false, "max.in.flight.requests.per.connection."),
         ("sluice_producer_max_request_size_bytes", "max.request.size", false, "max.request.size in bytes."),
         ("sluice_producer_idempotence_window_seconds", "idempotence.window.ms", true, "idempotence.window.ms in seconds."),
+        ("sluice_producer_idempotence_window_max_events", "idempotence.window.max.events", false, "idempotence.window.max.events."),
         ("sluice_consumer_fetch_min_bytes", "fetch.min.bytes", false, "fetch.min.bytes."),
         ("sluice_consumer_fetch_max_wait_seconds", "fetch.max.wait.ms", true, "fetch.max.wait.ms in seconds."),
         ("sluice_consumer_max_partition_fetch_bytes", "max.partition.fetch.bytes", false, "max.partition.fetch.bytes."),
@@ -317,7 +365,7 @@ public final class Broker: Sendable {
                     PartitionProducer(topic: name, log: partition, settings: settings, buffer: buffer, metrics: metrics,
                                       notifier: notifiers[Int(partition.partition)])
                 }
-                let state = TopicState(topic: topic, producers: producers, notifiers: notifiers, dedup: old.dedup,
+                let state = TopicState(topic: topic, producers: producers, notifiers: notifiers, dedupTopic: old.dedupTopic,
                                        dedupLoaded: old.dedupLoaded, sequences: old.sequences)
                 topics.withLock { $0[name] = state }
                 metrics.topicCreated(name, partitions: topic.partitions.count)
@@ -428,8 +476,8 @@ public final class Broker: Sendable {
             let partition = events[index].partitionKey.map { Partitioner.partition(forKey: $0, partitions: partitionCount) } ?? stickyPartition
             let correlation = events[index].correlationId ?? ""
             if work[partition] == nil { work[partition] = PartitionWork(capacity: events.count * 1200 / max(partitionCount, 1)) }
-            if let dedup = state.dedup {
-                let key = DedupIndex.Key(source: events[index].source, id: events[index].id)
+            if let dedup {
+                let key = DedupIndex.Key(topic: state.dedupTopic, source: events[index].source, id: events[index].id)
                 let ticket = work[partition]!.ticket
                 // The slot is the next record's: claimed only when this event is not a duplicate.
                 let slot = work[partition]!.records.count
@@ -444,6 +492,7 @@ public final class Broker: Sendable {
             work[partition]!.records.append((index, work[partition]!.tails.count))
             results.append(PublishResult(id: events[index].id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: correlation))
         }
+        if let dedup, dedup.hasEvicted { warnDedupFull(dedup, now: now) }
         let parts = work.filter { !$0.value.records.isEmpty }.sorted { $0.key < $1.key }
         var totalBytes = 0
         var batches: [(partition: Int32, ticket: PublishTicket, records: [(record: EncodedRecord, size: Int, slot: Int)])] = []
@@ -465,7 +514,7 @@ public final class Broker: Sendable {
 
         func giveUp(_ error: BrokerError) -> BrokerError {
             for (_, part) in work { part.ticket.fail(error) }
-            if let dedup = state.dedup {
+            if let dedup {
                 for (partition, part) in work { dedup.release(claims.filter { $0.partition == partition }.map(\.key), ticket: part.ticket) }
             }
             return error
@@ -485,7 +534,7 @@ public final class Broker: Sendable {
                 buffer.release(batches[position...].reduce(0) { $0 + $1.records.reduce(0) { $0 + $1.size } })
                 for later in batches[position...] {
                     later.ticket.fail(error)
-                    state.dedup?.release(claims.filter { $0.partition == later.partition }.map(\.key), ticket: later.ticket)
+                    dedup?.release(claims.filter { $0.partition == later.partition }.map(\.key), ticket: later.ticket)
                 }
                 throw error
             }

@@ -13,6 +13,7 @@ public struct ProducerSettings: Sendable {
     public var bufferMemory: Int
     public var maxInFlight: Int
     public var idempotenceWindowMs: Int64
+    public var idempotenceWindowMaxEvents: Int
 
     public init(config: SluiceConfig) {
         acks = config.acks
@@ -23,6 +24,7 @@ public struct ProducerSettings: Sendable {
         bufferMemory = config.int("buffer.memory")
         maxInFlight = config.int("max.in.flight.requests.per.connection")
         idempotenceWindowMs = config.integer("idempotence.window.ms")
+        idempotenceWindowMaxEvents = config.int("idempotence.window.max.events")
     }
 }
 

@@ -25,6 +25,17 @@ public enum MetricName {
         name: "sluice_producer_buffer_bytes", help: "Bytes of accepted events not yet written to the log (bounded by buffer.memory).", labels: [])
     public static let producerBufferFull = MetricFamily(
         name: "sluice_producer_buffer_full_total", help: "Publish requests refused with 429 because buffer.memory was full.", labels: [])
+    public static let idempotenceWindowEvents = MetricFamily(
+        name: "sluice_producer_idempotence_window_events",
+        help: "Published events the idempotence window remembers by source and id (at most idempotence.window.max.events).", labels: [])
+    public static let idempotenceEvictions = MetricFamily(
+        name: "sluice_producer_idempotence_evictions_total",
+        help: "Events forgotten by the idempotence window before idempotence.window.ms passed, because idempotence.window.max.events were remembered; a re-send of one is written again.",
+        labels: [])
+    public static let idempotenceWindowCovered = MetricFamily(
+        name: "sluice_producer_idempotence_window_covered_seconds",
+        help: "How far back re-sends are recognised now: idempotence.window.ms, or less while evictions shorten it (the age of the newest event forgotten early).",
+        labels: [])
 
     // Tuning, as configured
     public static let producerConfigInfo = MetricFamily(
@@ -247,7 +258,7 @@ public enum MetricName {
     /// Every family above, for the contract tests and documentation checks.
     public static let all: [MetricFamily] = [
         eventsPublished, publishDuration, producerBatchBytes, producerBatchRecords, producerCompressionRatio, producerBufferBytes,
-        producerBufferFull, producerConfigInfo, consumerConfigInfo, partitionLogEndOffset, partitionLogStartOffset,
+        producerBufferFull, idempotenceWindowEvents, idempotenceEvictions, idempotenceWindowCovered, producerConfigInfo, consumerConfigInfo, partitionLogEndOffset, partitionLogStartOffset,
         partitionLastStableOffset, transactions, transactionsOpen, transactionOldestOpen, partitionSizeBytes, partitionLastAppend, topicPartitions, topicPartitionsRecommended, topicProduceRate, groupLag,
         groupLagSeconds, groupExpiredRecords, groupCommittedOffset, groupCommitAge, groupLagSum, groupLagSecondsMax, groupMembers,
         groupState, groupStatus, groupSeriesOmitted, lagEvaluationDuration, groupRebalances, httpRequests, kafkaRequests, kafkaRequestDuration,

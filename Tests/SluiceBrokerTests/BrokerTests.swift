@@ -122,6 +122,48 @@ struct BrokerTests {
         }
     }
 
+    @Test("the idempotence window remembers at most idempotence.window.max.events over all topics: the oldest are forgotten and counted, the newest still found, also after a restart; topics do not share ids, nor does a topic made again")
+    func idempotenceBound() async throws {
+        try await withTemporaryDirectory { dir in
+            let arguments = ["--linger-ms", "0", "--num-partitions", "1", "--idempotence-window-max-events", "1000"]
+            var broker = try makeBroker(dir, arguments)
+            for first in stride(from: 0, to: 1500, by: 100) {
+                _ = try await broker.publish(topic: "t", events: (first..<first + 100).map { event("e\($0)") })
+            }
+            // What each remembered event costs: a 16-byte key and a 32-byte entry in the dictionary, its key again in the order.
+            #expect(MemoryLayout<DedupIndex.Key>.stride == 16 && MemoryLayout<DedupIndex.Entry>.stride == 32)
+            #expect(broker.dedup?.usage.entries == 1000)
+            #expect(broker.dedup?.usage.evicted == 500)
+            let metrics = String(decoding: broker.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains("sluice_producer_idempotence_evictions_total 500"))
+            #expect(metrics.contains("sluice_producer_idempotence_window_events 1000"))
+            #expect(metrics.contains("sluice_producer_idempotence_window_max_events 1000"))
+            let covered = metrics.split(separator: "\n").first { $0.hasPrefix("sluice_producer_idempotence_window_covered_seconds ") }
+            #expect(covered.flatMap { Double($0.split(separator: " ")[1]) }.map { $0 < 300 } == true, "evictions shorten the window: \(covered ?? "none")")
+            // The newest are still found; the oldest is written again.
+            let newest = try await broker.publish(topic: "t", events: [event("e1499")])
+            #expect(newest[0].duplicate && newest[0].offset == 1499)
+            let oldest = try await broker.publish(topic: "t", events: [event("e0")])
+            #expect(!oldest[0].duplicate && oldest[0].offset == 1500)
+            // Another topic has its own ids.
+            let elsewhere = try await broker.publish(topic: "u", events: [event("e1499")])
+            #expect(!elsewhere[0].duplicate && elsewhere[0].offset == 0)
+            try await broker.shutdown()
+
+            // After a restart the newest events are read back, within the bound.
+            broker = try makeBroker(dir, arguments)
+            let again = try await broker.publish(topic: "t", events: [event("e1498"), event("e1")])
+            #expect(again[0].duplicate && again[0].offset == 1498)
+            #expect(!again[1].duplicate && again[1].offset == 1501)
+            #expect((broker.dedup?.usage.entries ?? 0) <= 1000)
+            // A topic deleted and made again starts with no ids.
+            try await broker.deleteTopic("t")
+            let remade = try await broker.publish(topic: "t", events: [event("e1499")])
+            #expect(!remade[0].duplicate && remade[0].offset == 0)
+            try await broker.shutdown()
+        }
+    }
+
     @Test("buffer.memory full answers 429 with Retry-After, and nothing of that request is written")
     func bufferFull() async throws {
         try await withTemporaryDirectory { dir in

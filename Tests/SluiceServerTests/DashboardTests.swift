@@ -74,14 +74,21 @@ struct DashboardTests {
             #expect((panel["datasource"] as? [String: Any])?["uid"] as? String == "${datasource}", "\(panel["title"] ?? "")")
         }
         #expect(files.expressions.count > 40)
-        #expect(files.alerts.count == 12)
+        // Every rule has a promtool unit test and a line in the README's alert table.
+        let ruleTests = try String(contentsOfFile: packageRoot + "/dashboards/alerts.test.yml", encoding: .utf8)
+        let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+        #expect(files.alerts.count == 13)
+        for (name, _) in files.alerts {
+            #expect(ruleTests.contains("alertname: \(name)\n"), "alert \(name) has no unit test in alerts.test.yml")
+            #expect(readme.contains("| `\(name)` |"), "alert \(name) is missing from the README's alert table")
+        }
     }
 
     @Test("promtool checks the alert rules and their unit tests pass")
     func alertRules() async throws {
         let promtool = try #require(MetricsTests.which("promtool"), "promtool is installed by ./scripts/test (Debian package prometheus)")
         let check = try await runTool(promtool, ["check", "rules", "alerts.yml"], in: packageRoot + "/dashboards")
-        #expect(check.status == 0 && check.output.contains("SUCCESS: 12 rules found"), "\(check.output)")
+        #expect(check.status == 0 && check.output.contains("SUCCESS: 13 rules found"), "\(check.output)")
         let tests = try await runTool(promtool, ["test", "rules", "alerts.test.yml"], in: packageRoot + "/dashboards")
         #expect(tests.status == 0 && tests.output.contains("SUCCESS"), "\(tests.output)")
         let config = try await runTool(promtool, ["check", "config", "prometheus.yml"], in: packageRoot + "/examples")
