@@ -99,7 +99,7 @@ extension ConfigProperty {
               help: "Largest publish request body in bytes; larger ones get 413."),
         .init(name: "idempotence.window.ms", group: .producer, kind: .integer(1000...86_400_000), defaultValue: "300000",
               help: "How long a CloudEvent's source and id are remembered for deduplication."),
-        .init(name: "idempotence.window.max.events", group: .producer, kind: .integer(1000...100_000_000), defaultValue: "500000",
+        .init(name: "idempotence.window.max.events", group: .producer, kind: .integer(1000...100_000_000), defaultValue: "750000",
               help: "Most published events the idempotence window remembers, over all topics (about 100 bytes of memory each); beyond it the oldest are forgotten before idempotence.window.ms passes."),
         // Consumer
         .init(name: "fetch.min.bytes", group: .consumer, kind: .integer(1...Int64(Int32.max)), defaultValue: "1",
