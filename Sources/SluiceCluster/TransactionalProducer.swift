@@ -8,8 +8,8 @@ import SluiceLog
 /// ``ClusterSettings/transactionalId``), so that read_committed consumers see every event of a request or none.
 ///
 /// Transactions run one at a time on the producer's queue: begin, hand every record over, commit (which waits for
-/// every record's acknowledgement). A failure aborts the transaction; a fatal one (the producer was fenced by
-/// another with the same id) drops the producer, and the next transaction starts a new one. The producer is made
+/// every record's acknowledgement). A failure aborts the transaction and drops the producer (also when it was
+/// fenced by another with the same id); the next transaction starts a new one. The producer is made
 /// at the first atomic publish: `init_transactions` needs the cluster.
 final class TransactionalProducer: @unchecked Sendable {
     private let settings: ClusterSettings
@@ -103,11 +103,17 @@ final class TransactionalProducer: @unchecked Sendable {
         throw BrokerError(.unavailable, "\(description): could not \(what): \(message); nothing of this request is visible to read_committed readers, retry it", retryAfter: 1)
     }
 
+    /// Aborts the open transaction, then drops the producer: the next transaction starts with a new one, whose
+    /// `init_transactions` fences this one and starts its sequences afresh. (Keeping it after an abort that
+    /// followed a refused Produce left its sequence numbers ahead of the cluster's — "skipped sequence numbers"
+    /// on the next commit, with librdkafka 2.0 and its mock cluster.)
     private func abort(_ producer: OpaquePointer) {
-        guard handle == producer, let error = rd_kafka_abort_transaction(producer, Self.timeoutMs) else { return }
-        logger.warning("aborting a cluster transaction failed: \(String(cString: rd_kafka_error_string(error)))")
-        if rd_kafka_error_is_fatal(error) != 0 { drop() }
-        rd_kafka_error_destroy(error)
+        guard handle == producer else { return }
+        if let error = rd_kafka_abort_transaction(producer, Self.timeoutMs) {
+            logger.warning("aborting a cluster transaction failed: \(String(cString: rd_kafka_error_string(error)))")
+            rd_kafka_error_destroy(error)
+        }
+        drop()
     }
 
     private func drop() {

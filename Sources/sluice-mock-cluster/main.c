@@ -6,6 +6,7 @@
 //   topic NAME PARTITIONS [REPLICATION]   create a topic (the mock has no CreateTopics API)
 //   down BROKER_ID | up BROKER_ID         take a broker down (its connections are closed) or bring it back
 //   leader TOPIC PARTITION BROKER_ID      move a partition's leader (-1: no leader)
+//   fail API_KEY ERROR_CODE [COUNT]       the next COUNT (default 1) requests of that API fail with that error
 // The cluster ends when stdin closes, so a test that dies takes its cluster with it.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -42,7 +43,7 @@ int main(int argc, char **argv) {
     char line[1024];
     while (fgets(line, sizeof line, stdin)) {
         char name[512];
-        int a = 0, b = 0;
+        int a = 0, b = 0, c = 0;
         rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
         if (sscanf(line, "topic %511s %d %d", name, &a, &b) >= 2) {
             err = rd_kafka_mock_topic_create(cluster, name, a, b > 0 ? b : (brokers < 3 ? brokers : 3));
@@ -52,10 +53,16 @@ int main(int argc, char **argv) {
             err = rd_kafka_mock_broker_set_up(cluster, a);
         } else if (sscanf(line, "leader %511s %d %d", name, &a, &b) == 3) {
             err = rd_kafka_mock_partition_set_leader(cluster, name, a, b);
+        } else if (sscanf(line, "fail %d %d %d", &a, &b, &c) >= 2) {
+            if (c < 1) c = 1;
+            rd_kafka_resp_err_t *errors = calloc((size_t)c, sizeof *errors);
+            for (int i = 0; i < c; i++) errors[i] = (rd_kafka_resp_err_t)b;
+            rd_kafka_mock_push_request_errors_array(cluster, (int16_t)a, (size_t)c, errors);
+            free(errors);
         } else if (line[0] == '\n') {
             continue;
         } else {
-            printf("error: unknown command; use topic NAME PARTITIONS, down ID, up ID or leader TOPIC PARTITION ID\n");
+            printf("error: unknown command; use topic NAME PARTITIONS, down ID, up ID, leader TOPIC PARTITION ID or fail API_KEY ERROR_CODE [COUNT]\n");
             fflush(stdout);
             continue;
         }

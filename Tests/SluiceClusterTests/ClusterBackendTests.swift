@@ -201,6 +201,20 @@ final class MockCluster: @unchecked Sendable {
             let answered = Set((atomic.json["results"] as? [[String: Any]] ?? []).map { "\($0["id"] ?? "")@\($0["partition"] ?? "")/\($0["offset"] ?? "")" })
             #expect(answered.count == 3 && committed == answered, "answered \(answered), in the cluster \(committed)")
             #expect(agent.logText().contains("cluster transactional producer ready"))
+            // A transaction whose Produce fails (the cluster refuses one request with INVALID_RECORD) is aborted with
+            // 503, and the next atomic publish commits. (librdkafka's mock cluster writes no transaction markers and
+            // filters nothing for read_committed, so what readers see of the aborted one is not checked here.)
+            try cluster.send("fail 0 87 1")
+            let failed = try await http("POST", agent.base + "/v1/topics/orders/events?atomic=true", headers: Self.batch,
+                                        body: json((0..<3).map { Self.event("aborted-\($0)", key: "customer-\($0)") }))
+            #expect(failed.status == 503, "\(failed.text)")
+            #expect((failed.json["detail"] as? String)?.contains("nothing of this request is visible to read_committed readers") == true, "\(failed.text)")
+            let after = try await http("POST", agent.base + "/v1/topics/orders/events?atomic=true", headers: Self.batch,
+                                       body: json((0..<3).map { Self.event("after-\($0)", key: "customer-\($0)") }))
+            #expect(after.status == 200, "\(after.text)")
+            let visible = try Self.kcatRecords(cluster.bootstrapServers, topic: "orders").map(\.id)
+            #expect(visible.filter { $0.hasPrefix("after-") }.count == 3, "\(visible)")
+            #expect(!agent.logText().contains("aborting a cluster transaction failed"), "the abort itself succeeded")
             // An agent without saga definitions takes no saga partitions (and makes no saga topic).
             #expect(!agent.logText().contains("__sluice_sagas.owners") && (topics.json["topics"] as? [[String: Any]])?.contains { $0["name"] as? String == "__sluice_sagas" } == false)
 
