@@ -1,7 +1,9 @@
 import Dispatch
 import Foundation
 @testable import SluiceBroker
+import Logging
 import SluiceLog
+import SluiceTelemetry
 import Testing
 
 @Suite("Broker write path")
@@ -126,7 +128,10 @@ struct BrokerTests {
     func idempotenceBound() async throws {
         try await withTemporaryDirectory { dir in
             let arguments = ["--linger-ms", "0", "--num-partitions", "1", "--idempotence-window-max-events", "1000"]
-            var broker = try makeBroker(dir, arguments)
+            let logPath = dir + "/broker.log"
+            let sink = try LogSink.file(path: logPath, maxBytes: 1 << 20, maxFiles: 1)
+            var broker = try Broker(config: SluiceConfig.load(arguments: ["--data-dir", dir + "/data"] + arguments), metrics: SluiceMetrics(),
+                                    logger: Logger(label: "sluice") { JSONLogHandler(label: $0, sink: sink, level: .warning) })
             for first in stride(from: 0, to: 1500, by: 100) {
                 _ = try await broker.publish(topic: "t", events: (first..<first + 100).map { event("e\($0)") })
             }
@@ -149,6 +154,10 @@ struct BrokerTests {
             let elsewhere = try await broker.publish(topic: "u", events: [event("e1499")])
             #expect(!elsewhere[0].duplicate && elsewhere[0].offset == 0)
             try await broker.shutdown()
+            // The first eviction is said once in the log, with the bound and what to do.
+            let log = try String(contentsOfFile: logPath, encoding: .utf8)
+            #expect(log.components(separatedBy: "the idempotence window is full").count == 2, "\(log)")
+            #expect(log.contains("remembers 1000 events") && log.contains("Raise idempotence.window.max.events"))
 
             // After a restart the newest events are read back, within the bound.
             broker = try makeBroker(dir, arguments)

@@ -34,13 +34,18 @@ struct MetricsTests {
                            MetricName.groupLag, MetricName.groupLagSeconds, MetricName.groupExpiredRecords, MetricName.groupCommittedOffset,
                            MetricName.groupCommitAge, MetricName.groupLagSum, MetricName.groupLagSecondsMax, MetricName.groupMembers,
                            MetricName.groupState, MetricName.groupStatus, MetricName.groupSeriesOmitted, MetricName.lagEvaluationDuration,
-                           MetricName.topicPartitionsRecommended, MetricName.topicProduceRate] {
+                           MetricName.topicPartitionsRecommended, MetricName.topicProduceRate, MetricName.idempotenceWindowEvents,
+                           MetricName.idempotenceEvictions, MetricName.idempotenceWindowCovered] {
                 #expect(text.contains("# TYPE \(family.name) "), "\(family.name) missing")
             }
             #expect(text.contains(#"sluice_events_published_total{topic="orders",event_type="order.created",status="written"} 5"#))
             #expect(text.contains(#"sluice_events_published_total{topic="orders",event_type="order.created",status="duplicate"} 1"#))
             #expect(text.contains(#"sluice_producer_config_info{acks="all",compression_type="gzip",enable_idempotence="true"} 1"#))
             #expect(text.contains("sluice_producer_linger_seconds 0.0"))
+            // Five events remembered for deduplication (the re-send adds none), none forgotten early, the whole window.
+            #expect(text.contains("sluice_producer_idempotence_window_events 5\n"))
+            #expect(text.contains("sluice_producer_idempotence_evictions_total 0\n"))
+            #expect(text.contains("sluice_producer_idempotence_window_covered_seconds 300"))
             #expect(text.contains(#"sluice_topic_partitions{topic="orders"} 2"#))
             let ends = text.split(separator: "\n").filter { $0.hasPrefix("sluice_partition_log_end_offset{topic=\"orders\"") }
             #expect(ends.compactMap { Double($0.split(separator: " ").last!) }.reduce(0, +) == 5)
