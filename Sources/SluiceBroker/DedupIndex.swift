@@ -35,7 +35,8 @@ final class DedupIndex: Sendable {
         case pending(PublishTicket, slot: Int)
     }
 
-    /// 32 bytes: the ticket is nil once written.
+    /// 32 bytes. The ticket is kept while the entry lives (so a duplicate can wait for its offset); it is nil for
+    /// events read back from the log at start.
     struct Entry: Sendable {
         var expires: Int64
         /// The offset once written, the ticket's slot while pending.

@@ -45,9 +45,8 @@ public struct ClusterSettings: Sendable {
         messageTimeoutMs = timeout.flatMap { Int($0.value) } ?? Self.defaultMessageTimeoutMs
         autoOffsetReset = config.string("auto.offset.reset")
         let directory = URL(fileURLWithPath: config.dataDirectory).standardizedFileURL.path
-        let digest = directory.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
         transactionalId = config.clusterProperties["transactional.id"]?.value
-            ?? "sluice-\(ProcessInfo.processInfo.hostName)-\(String(digest, radix: 16))"
+            ?? "sluice-\(ProcessInfo.processInfo.hostName)-\(String(StableHash.fnv1a(directory), radix: 16))"
         sessionTimeoutMs = config.clusterProperties["session.timeout.ms"].flatMap { Int64($0.value) } ?? config.integer("session.timeout.ms")
         heartbeatIntervalMs = config.clusterProperties["heartbeat.interval.ms"].flatMap { Int64($0.value) } ?? config.integer("heartbeat.interval.ms")
         var common: [Property] = []

@@ -431,13 +431,8 @@ extension SagaEngine {
     /// The id of the saga a trigger event starts: the same event (source and id) always gives the same saga,
     /// so a trigger read twice starts one saga.
     static func sagaId(trigger event: CloudEvent, type: String) -> String {
-        func fnv(_ text: String, seed: UInt64) -> UInt64 {
-            var hash = seed
-            for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-            return hash
-        }
         let text = type + "\u{0}" + event.source + "\u{0}" + event.id
-        let hex = String(fnv(text, seed: 0xcbf2_9ce4_8422_2325), radix: 16).leftPadded(16) + String(fnv(text, seed: 0x84222325cbf29ce4), radix: 16).leftPadded(16)
+        let hex = String(StableHash.fnv1a(text), radix: 16).leftPadded(16) + String(StableHash.fnv1a(text, seed: 0x84222325cbf29ce4), radix: 16).leftPadded(16)
         let c = Array(hex)
         return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
     }

@@ -69,9 +69,9 @@ struct PublishBench: AsyncParsableCommand {
             let range = template.range(of: "@@@@@@@@@@@@@@@@")!
             return (Array(template[..<range.lowerBound].utf8), Array(template[range.upperBound...].utf8))
         }
+        let digits = Array("0123456789abcdef".utf8)
         func hex(_ value: Int) -> [UInt8] {
-            let digits = Array("0123456789abcdef".utf8)
-            return (0..<8).reversed().map { digits[(value >> ($0 * 4)) & 0xF] }
+            (0..<8).reversed().map { digits[(value >> ($0 * 4)) & 0xF] }
         }
         func bodies(run: Int) -> [[UInt8]] {
             stride(from: 0, to: count, by: batch).map { first in
@@ -112,7 +112,7 @@ struct PublishBench: AsyncParsableCommand {
             publish.append(Double(Self.cpuNanoseconds() - start) / 1000 / Double(count))
             parsed = []
             requests = []
-            retained.append(Double(Self.heapInUse() - min(heapBefore, Self.heapInUse())) / Double(count))
+            retained.append(Double(max(0, Self.heapInUse() - heapBefore)) / Double(count))
             try await broker.shutdown()
         }
         try? FileManager.default.removeItem(atPath: dir)
