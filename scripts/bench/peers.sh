@@ -5,7 +5,11 @@
 # RUNS runs of SECONDS each: events acknowledged and stored per second, server CPU µs per stored event (from
 # /proc/PID/stat), resident memory at the end, disk bytes per stored event, and the ratios.
 #
-# Usage: scripts/bench/peers.sh [RUNS] [SECONDS]   (RUNS=3, SECONDS=10; ROWS=REGEX runs only the rows it matches)
+# Then the footprint of each server at rest: milliseconds from start to ready and resident memory 2 s later
+# (after one /metrics scrape for Sluice, as Prometheus would make), medians of RUNS starts.
+#
+# Usage: scripts/bench/peers.sh [RUNS] [SECONDS]   (RUNS=3, SECONDS=10; ROWS=REGEX runs only the rows it matches,
+# ROWS=footprint only the footprint)
 # Installs redis-server, nats-server and libnats-dev when missing; needs the release build the README's
 # first command makes (BIN=… to use another).
 set -euo pipefail
@@ -95,7 +99,7 @@ measure() {
     rm -rf "$dir"
 }
 
-column() { cut -d' ' -f"$1" "$WORK/$ROW-$2" | median; }
+column() { cut -d' ' -f"$1" "$WORK/$ROW-$2" | median; }   # field, kind (of row $ROW)
 
 echo "## Sluice beside its peers ($RUNS interleaved runs of ${SECONDS_PER_RUN} s, $CONNECTIONS connections, medians)"
 echo
@@ -125,7 +129,64 @@ row "fsync before ack, batches of 100" 100 redis always --acks all --compression
 row "fsync before ack, batches of 100, no compression" 100 redis always --acks all --compression-type none
 row "no fsync before ack, batches of 100" 100 nats - --acks 1 --enable-idempotence false --compression-type gzip
 
+if [ ${#ratios[@]} -gt 0 ]; then
 echo
 echo "| row | Sluice ÷ peer, stored events/s | CPU per event | RSS | disk per event |"
 echo "|---|---|---|---|---|"
 printf '%s\n' "${ratios[@]}"
+fi
+
+# Footprint at rest. Readiness is polled every millisecond from this shell without forking (bash's /dev/tcp):
+# Sluice's /readyz answering 200, the peers' port accepting connections.
+http_status() {  # port path → the status code, or nothing
+    { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 0
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+    local line; read -r line <&3 || true; exec 3<&-
+    echo "${line:9:3}"
+}
+footprint_one() {  # kind, data dir → appends "ready_ms rss_mib anon_mib file_mib" to $WORK/footprint-$kind
+    local kind=$1 dir=$2 start ready
+    mkdir -p "$dir"
+    start=$(date +%s%N)
+    case $kind in
+        sluice)
+            # The README's defaults, the Kafka listener included (on a port of its own).
+            "$BIN" serve --data-dir "$dir" --api-address "$API" --metrics-address "$METRICS" --kafka-address 127.0.0.1:19482 \
+                > "$dir.log" 2>&1 &
+            PID=$!
+            until [ "$(http_status "${METRICS##*:}" /readyz)" = 200 ]; do sleep 0.001; done ;;
+        redis)
+            redis-server --port "$REDIS" --bind 127.0.0.1 --dir "$dir" --appendonly yes --appendfsync always --save "" > "$dir.log" 2>&1 &
+            PID=$!
+            until (exec 3<>"/dev/tcp/127.0.0.1/$REDIS") 2>/dev/null; do sleep 0.001; done ;;
+        nats)
+            nats-server -js -sd "$dir" -a 127.0.0.1 -p "$NATS" > "$dir.log" 2>&1 &
+            PID=$!
+            until (exec 3<>"/dev/tcp/127.0.0.1/$NATS") 2>/dev/null; do sleep 0.001; done ;;
+    esac
+    ready=$(date +%s%N)
+    sleep 2
+    [ "$kind" = sluice ] && curl -sf "$METRICS/metrics" >/dev/null
+    awk -v ms=$(( (ready - start) / 1000000 )) '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {printf "%d %.1f %.1f %.1f\n", ms, r/1024, a/1024, f/1024}' \
+        "/proc/$PID/status" >> "$WORK/footprint-$kind"
+    stop_server "$kind"
+    rm -rf "$dir"
+}
+if [[ footprint =~ ${ROWS:-.} ]]; then
+    for run in $(seq 1 "$RUNS"); do
+        for kind in sluice redis nats; do footprint_one "$kind" "$WORK/footprint-$kind-$run"; done
+    done
+    echo
+    echo "Footprint at rest (empty data directory, medians of $RUNS starts):"
+    echo
+    echo "| server | start to ready ms | RSS MiB 2 s after ready | of it anonymous MiB | of it mapped files MiB |"
+    echo "|---|---|---|---|---|"
+    for kind in sluice redis nats; do
+        label=$kind
+        [ "$kind" = sluice ] && label="Sluice ($BIN, default settings)"
+        [ "$kind" = redis ] && label="Redis 7 (appendonly, appendfsync always)"
+        [ "$kind" = nats ] && label="NATS 2.9 (JetStream)"
+        ROW=footprint
+        echo "| $label | $(column 1 "$kind") | $(column 2 "$kind") | $(column 3 "$kind") | $(column 4 "$kind") |"
+    done
+fi
