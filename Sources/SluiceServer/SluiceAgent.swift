@@ -65,25 +65,27 @@ public enum SluiceAgent {
             onServerRunning: { channel in startup.listenerUp(metricsAddress: describe(channel.localAddress, fallback: config.metricsAddress)) },
             logger: frameworkLogger)
 
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = otlp.map { [.init(service: $0.exporter)] } ?? []
+        // Each service is named: without a name, ServiceLifecycle names it with "\(service)", which prints the
+        // whole value by reflection (a Hummingbird Application, its router and all) and cost ~5 ms of start-up.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = otlp.map { [.init(service: $0.exporter, serviceName: "otlp-exporter")] } ?? []
         services += [
             .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup, spans: otlp?.spans,
                                          remote: remote),
-                  successTerminationBehavior: .gracefullyShutdownGroup),
-            .init(service: metricsApp),
-            .init(service: api),
+                  successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "broker"),
+            .init(service: metricsApp, serviceName: "metrics-listener"),
+            .init(service: api, serviceName: "api-listener"),
         ]
         if config.kafkaBindAddress != nil {
             let kafka = KafkaListener(configuration: try KafkaListener.Configuration(config: config), backend: { holder.kafkaBackend },
                                       metrics: metrics, logger: logger, onBound: { startup.listenerUp(kafka: $0) })
             // After the API in the list, so it stops before the API and the broker: its connections finish first.
-            services.append(.init(service: kafka))
+            services.append(.init(service: kafka, serviceName: "kafka-listener"))
         }
         let group = ServiceGroup(configuration: .init(
             services: services + [
                 // Last in the list, so the first to hear of shutdown: it ends long polls before the API
                 // waits for its in-flight requests.
-                .init(service: LongPollCutoff(holder: holder), successTerminationBehavior: .ignore),
+                .init(service: LongPollCutoff(holder: holder), successTerminationBehavior: .ignore, serviceName: "long-poll-cutoff"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: frameworkLogger))
