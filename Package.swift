@@ -44,6 +44,8 @@ let package = Package(
         .systemLibrary(name: "CZstd", providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]),
         // librdkafka (Debian: librdkafka-dev), the Kafka client of the cluster backend (log.backend=kafka).
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]),
+        // librdkafka opened at run time (dlopen) for the cluster backend, so the embedded log never maps it.
+        .target(name: "CRdKafkaLoader", linkerSettings: [.linkedLibrary("dl")]),
         // glibc's <malloc.h> (mallopt), for the agent's allocator settings.
         .systemLibrary(name: "CMalloc"),
         // CRC-32C with the CPU's instruction (SSE 4.2 / ARMv8 CRC), for SluiceLog's checksum.
@@ -135,7 +137,7 @@ let package = Package(
         .target(
             name: "SluiceCluster",
             dependencies: [
-                "CRdKafka",
+                "CRdKafkaLoader",
                 "SluiceBroker",
                 "SluiceLog",
                 "SluiceTelemetry",

@@ -1,4 +1,4 @@
-import CRdKafka
+import CRdKafkaLoader
 import SluiceBroker
 
 /// librdkafka's admin calls, made synchronous on a queue of their own.

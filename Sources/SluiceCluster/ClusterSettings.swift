@@ -1,4 +1,4 @@
-import CRdKafka
+import CRdKafkaLoader
 import Foundation
 public import SluiceBroker
 import SluiceLog
@@ -153,6 +153,7 @@ public struct ClusterSettings: Sendable {
     /// Builds a librdkafka configuration from `properties`; a property librdkafka refuses is a ``ConfigError``
     /// naming where it came from and librdkafka's reason.
     static func makeConfiguration(_ properties: [Property]) throws(ConfigError) -> OpaquePointer {
+        try RdKafkaLibrary.require()
         guard let conf = rd_kafka_conf_new() else { throw ConfigError("librdkafka could not allocate a configuration") }
         var reason = [CChar](repeating: 0, count: 512)
         for property in properties {
@@ -172,6 +173,30 @@ public struct ClusterSettings: Sendable {
     public func check() throws(ConfigError) {
         rd_kafka_conf_destroy(try Self.makeConfiguration(producer))
         rd_kafka_conf_destroy(try Self.makeConfiguration(reader))
+    }
+}
+
+/// librdkafka, opened on first use (CRdKafkaLoader): every client starts from a configuration, so
+/// ``ClusterSettings/makeConfiguration(_:)`` asks for it first. Only `log.backend=kafka` (and checking its
+/// settings) maps librdkafka, libssl and libcrypto; the embedded log never does.
+enum RdKafkaLibrary {
+    /// The outcome of the first attempt: nil when librdkafka is loaded, else why not.
+    private static let failure: String? = open(path: nil)
+
+    /// Opens librdkafka from `path` (nil: `librdkafka.so.1` on the loader's search path); nil, or the reason it failed.
+    static func open(path: String?) -> String? {
+        var error = [CChar](repeating: 0, count: 512)
+        let status = path.map { sluice_rdkafka_load($0, &error, error.count) } ?? sluice_rdkafka_load(nil, &error, error.count)
+        return status == 0 ? nil : errorText(error)
+    }
+
+    /// Throws, for a message at startup (exit 2), when librdkafka cannot be used.
+    static func require() throws(ConfigError) {
+        if let failure { throw ConfigError(Self.message(failure)) }
+    }
+
+    static func message(_ failure: String) -> String {
+        "log.backend=kafka needs librdkafka 2.0 or later, which could not be loaded (\(failure)); install it (Debian: apt-get install librdkafka1) or use log.backend=embedded"
     }
 }
 

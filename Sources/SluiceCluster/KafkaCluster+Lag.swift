@@ -1,4 +1,4 @@
-import CRdKafka
+import CRdKafkaLoader
 import Foundation
 public import SluiceBroker
 import SluiceLog

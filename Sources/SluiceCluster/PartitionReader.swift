@@ -1,4 +1,4 @@
-import CRdKafka
+import CRdKafkaLoader
 import Dispatch
 import Foundation
 import SluiceBroker

@@ -1,5 +1,7 @@
+import Foundation
 import SluiceBroker
 @testable import SluiceCluster
+import SluiceTestSupport
 import Testing
 
 /// `log.backend=kafka` settings: Sluice's knobs under librdkafka's names, `cluster.*` passed through and checked by
@@ -71,5 +73,31 @@ import Testing
         #expect(config.clusterProperties["sasl.username"]?.value == "app")
         // The default Kafka listener address is simply not served beside a cluster.
         #expect(config.kafkaBindAddress == nil)
+    }
+
+    @Test("librdkafka is opened at run time: a missing library or one without librdkafka's functions is a clear reason, and the real one loads")
+    func libraryLoading() throws {
+        let missing = try #require(RdKafkaLibrary.open(path: "/nonexistent/librdkafka.so.1"))
+        #expect(missing.contains("/nonexistent/librdkafka.so.1"), "\(missing)")
+        // zlib opens but is not librdkafka: the first function it lacks is named.
+        let wrong = try #require(RdKafkaLibrary.open(path: "libz.so.1"))
+        #expect(wrong.contains("libz.so.1 has no function rd_kafka_"), "\(wrong)")
+        #expect(RdKafkaLibrary.message(missing).contains("log.backend=kafka needs librdkafka"))
+        #expect(RdKafkaLibrary.message(missing).contains("apt-get install librdkafka1"))
+        #expect(RdKafkaLibrary.open(path: nil) == nil)
+        #expect(ClusterSettings.librdkafkaVersion.hasPrefix("2."))
+    }
+
+    @Test("an agent on the embedded log does not map librdkafka or the TLS libraries it brings")
+    func embeddedAgentDoesNotMapLibrdkafka() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, [])
+            defer { agent.stop() }
+            let maps = try String(contentsOfFile: "/proc/\(agent.process.processIdentifier)/maps", encoding: .utf8)
+            #expect(maps.contains("/sluice"), "the maps of the agent process")
+            for library in ["librdkafka", "libssl", "libcrypto", "libsasl2"] {
+                #expect(!maps.contains(library), "\(library) is mapped by an agent on the embedded log")
+            }
+        }
     }
 }
