@@ -1,4 +1,42 @@
 /// Appends big-endian integers, Kafka zigzag varints and raw bytes to a growing buffer.
+/// Writes a records section into memory the caller sized exactly beforehand: stores through a pointer, without
+/// the capacity and uniqueness checks of appending to an array byte by byte.
+struct SectionWriter {
+    private(set) var position: UnsafeMutableRawPointer
+
+    init(_ start: UnsafeMutableRawPointer) { position = start }
+
+    @inline(__always) mutating func write(byte: UInt8) {
+        position.storeBytes(of: byte, as: UInt8.self)
+        position += 1
+    }
+
+    @inline(__always) mutating func write(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        position.copyMemory(from: base, byteCount: bytes.count)
+        position += bytes.count
+    }
+
+    mutating func write(_ bytes: ArraySlice<UInt8>) { bytes.withUnsafeBytes { write($0) } }
+
+    /// A zigzag varint, as ``ByteWriter/writeVarint(_:)`` writes it.
+    @inline(__always) mutating func writeVarint(_ value: Int64) {
+        var v = UInt64(bitPattern: (value << 1) ^ (value >> 63))
+        while v >= 0x80 {
+            write(byte: UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        write(byte: UInt8(v))
+    }
+
+    /// A varint length and the bytes, or length -1 for nil.
+    mutating func writeVarBytes(_ value: [UInt8]?) {
+        guard let value else { return writeVarint(-1) }
+        writeVarint(Int64(value.count))
+        value.withUnsafeBytes { write($0) }
+    }
+}
+
 struct ByteWriter {
     var bytes: [UInt8]
 

@@ -110,13 +110,13 @@ public enum RecordBatch {
         guard !records.isEmpty else { throw LogError(.invalidBatch, "a record batch needs at least one record") }
         let baseTimestamp = records[0].timestamp
         var maxTimestamp = Int64.min
-        var estimated = 0
-        for record in records {
+        var sectionSize = 0
+        for (index, record) in records.enumerated() {
             maxTimestamp = max(maxTimestamp, record.timestamp)
-            estimated += 24 + (record.key?.count ?? 0) + (record.value?.count ?? 0)
-            for header in record.headers { estimated += 8 + header.key.utf8.count + (header.value?.count ?? 0) }
+            let body = bodySize(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp)
+            sectionSize += ByteWriter.varintSize(Int64(body)) + body
         }
-        return try encodeBatch(count: records.count, baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, estimated: estimated,
+        return try encodeBatch(count: records.count, baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, sectionSize: sectionSize,
                                baseOffset: baseOffset, compression: compression, producer: producer, partitionLeaderEpoch: partitionLeaderEpoch,
                                transactional: transactional, control: control) { out in
             for (index, record) in records.enumerated() {
@@ -137,48 +137,59 @@ public enum RecordBatch {
         guard !records.isEmpty else { throw LogError(.invalidBatch, "a record batch needs at least one record") }
         let baseTimestamp = records[0].timestamp
         var maxTimestamp = Int64.min
-        var estimated = 0
-        for record in records {
+        var sectionSize = 0
+        for (index, record) in records.enumerated() {
             maxTimestamp = max(maxTimestamp, record.timestamp)
-            estimated += 16 + record.tail.count
+            let body = 1 + ByteWriter.varintSize(record.timestamp - baseTimestamp) + ByteWriter.varintSize(Int64(index)) + record.tail.count
+            sectionSize += ByteWriter.varintSize(Int64(body)) + body
         }
-        return try encodeBatch(count: records.count, baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, estimated: estimated,
+        return try encodeBatch(count: records.count, baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, sectionSize: sectionSize,
                                baseOffset: baseOffset, compression: compression, producer: producer, partitionLeaderEpoch: 0,
                                transactional: false, control: false) { out in
             for (index, record) in records.enumerated() {
                 let timestampDelta = record.timestamp - baseTimestamp, offsetDelta = Int64(index)
                 out.writeVarint(Int64(1 + ByteWriter.varintSize(timestampDelta) + ByteWriter.varintSize(offsetDelta) + record.tail.count))
-                out.write(Int8(0))  // record attributes: unused
+                out.write(byte: 0)  // record attributes: unused
                 out.writeVarint(timestampDelta)
                 out.writeVarint(offsetDelta)
-                out.write(bytes: record.tail)
+                out.write(record.tail)
             }
         }
     }
 
-    /// The batch around a records section that `writeRecords` writes: uncompressed, the records go right after
-    /// room for the header; compressed, the codec writes straight after it. Either way the section is never copied
-    /// into the batch afterwards.
+    /// The batch around a records section of exactly `sectionSize` bytes that `writeRecords` writes through a
+    /// pointer (no per-byte appends, no growth): uncompressed, straight into the batch after room for the header;
+    /// compressed, into one buffer the codec reads and writes from straight into the batch.
     private static func encodeBatch(
-        count: Int, baseTimestamp: Int64, maxTimestamp: Int64, estimated: Int, baseOffset: Int64, compression: Compression,
+        count: Int, baseTimestamp: Int64, maxTimestamp: Int64, sectionSize: Int, baseOffset: Int64, compression: Compression,
         producer: ProducerInfo, partitionLeaderEpoch: Int32, transactional: Bool, control: Bool,
-        writeRecords: (inout ByteWriter) -> Void
+        writeRecords: (inout SectionWriter) -> Void
     ) throws -> [UInt8] {
         guard count <= Int(Int32.max) else { throw LogError(.invalidBatch, "too many records for one batch") }
         let header = RecordBatchHeader(
             baseOffset: baseOffset, batchLength: 0, partitionLeaderEpoch: partitionLeaderEpoch, magic: 2, crc: 0,
             attributes: compression.codec.rawValue | (transactional ? 0x10 : 0) | (control ? 0x20 : 0), lastOffsetDelta: Int32(count - 1),
             baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, producer: producer, recordCount: Int32(count))
+        /// Writes the section at `start`, checking that it is exactly `sectionSize` bytes.
+        func section(at start: UnsafeMutableRawPointer) {
+            var out = SectionWriter(start)
+            writeRecords(&out)
+            precondition(out.position - start == sectionSize, "records section measured \(sectionSize) bytes, wrote \(out.position - start)")
+        }
         var batch: [UInt8]
         if compression.codec == .none {
-            var out = ByteWriter(capacity: RecordBatchHeader.size + estimated)
-            out.write(bytes: repeatElement(0, count: RecordBatchHeader.size))
-            writeRecords(&out)
-            batch = out.bytes
+            batch = [UInt8](unsafeUninitializedCapacity: RecordBatchHeader.size + sectionSize) { buffer, count in
+                let raw = UnsafeMutableRawBufferPointer(buffer)
+                UnsafeMutableRawBufferPointer(rebasing: raw[..<RecordBatchHeader.size]).initializeMemory(as: UInt8.self, repeating: 0)
+                if sectionSize > 0 { section(at: raw.baseAddress! + RecordBatchHeader.size) }
+                count = RecordBatchHeader.size + sectionSize
+            }
         } else {
-            var body = ByteWriter(capacity: estimated)
-            writeRecords(&body)
-            batch = try body.bytes.withUnsafeBytes { section throws in
+            let body = [UInt8](unsafeUninitializedCapacity: sectionSize) { buffer, count in
+                if sectionSize > 0 { section(at: UnsafeMutableRawPointer(buffer.baseAddress!)) }
+                count = sectionSize
+            }
+            batch = try body.withUnsafeBytes { section throws in
                 try [UInt8](unsafeUninitializedCapacity: RecordBatchHeader.size + compression.bound(section.count)) { buffer, count in
                     let raw = UnsafeMutableRawBufferPointer(buffer)
                     UnsafeMutableRawBufferPointer(rebasing: raw[..<RecordBatchHeader.size]).initializeMemory(as: UInt8.self, repeating: 0)
@@ -191,24 +202,31 @@ public enum RecordBatch {
         return batch
     }
 
-    static func encodeRecord(_ record: Record, offsetDelta: Int64, timestampDelta: Int64, into out: inout ByteWriter) {
-        // The length prefix comes first, so measure the body before writing it.
-        var bodySize = 1 + ByteWriter.varintSize(timestampDelta) + ByteWriter.varintSize(offsetDelta)
-        bodySize += varBytesSize(record.key) + varBytesSize(record.value)
-        bodySize += ByteWriter.varintSize(Int64(record.headers.count))
+    /// The size of a record's encoding after its length prefix.
+    static func bodySize(_ record: Record, offsetDelta: Int64, timestampDelta: Int64) -> Int {
+        var size = 1 + ByteWriter.varintSize(timestampDelta) + ByteWriter.varintSize(offsetDelta)
+        size += varBytesSize(record.key) + varBytesSize(record.value)
+        size += ByteWriter.varintSize(Int64(record.headers.count))
         for header in record.headers {
-            bodySize += ByteWriter.varintSize(Int64(header.key.utf8.count)) + header.key.utf8.count + varBytesSize(header.value)
+            size += ByteWriter.varintSize(Int64(header.key.utf8.count)) + header.key.utf8.count + varBytesSize(header.value)
         }
-        out.writeVarint(Int64(bodySize))
-        out.write(Int8(0))  // record attributes: unused
+        return size
+    }
+
+    static func encodeRecord(_ record: Record, offsetDelta: Int64, timestampDelta: Int64, into out: inout SectionWriter) {
+        out.writeVarint(Int64(bodySize(record, offsetDelta: offsetDelta, timestampDelta: timestampDelta)))
+        out.write(byte: 0)  // record attributes: unused
         out.writeVarint(timestampDelta)
         out.writeVarint(offsetDelta)
         out.writeVarBytes(record.key)
         out.writeVarBytes(record.value)
         out.writeVarint(Int64(record.headers.count))
         for header in record.headers {
-            out.writeVarint(Int64(header.key.utf8.count))
-            out.write(bytes: header.key.utf8)
+            var key = header.key
+            key.withUTF8 { utf8 in
+                out.writeVarint(Int64(utf8.count))
+                out.write(UnsafeRawBufferPointer(utf8))
+            }
             out.writeVarBytes(header.value)
         }
     }
