@@ -186,8 +186,7 @@ enum RdKafkaLibrary {
     /// Opens librdkafka from `path` (nil: `librdkafka.so.1` on the loader's search path); nil, or the reason it failed.
     static func open(path: String?) -> String? {
         var error = [CChar](repeating: 0, count: 512)
-        let status = path.map { sluice_rdkafka_load($0, &error, error.count) } ?? sluice_rdkafka_load(nil, &error, error.count)
-        return status == 0 ? nil : errorText(error)
+        return sluice_rdkafka_load(path, &error, error.count) == 0 ? nil : errorText(error)
     }
 
     /// Throws, for a message at startup (exit 2), when librdkafka cannot be used.

@@ -1,4 +1,3 @@
-/// Appends big-endian integers, Kafka zigzag varints and raw bytes to a growing buffer.
 /// Writes a records section into memory the caller sized exactly beforehand: stores through a pointer, without
 /// the capacity and uniqueness checks of appending to an array byte by byte.
 struct SectionWriter {
@@ -37,6 +36,7 @@ struct SectionWriter {
     }
 }
 
+/// Appends big-endian integers, Kafka zigzag varints and raw bytes to a growing buffer.
 struct ByteWriter {
     var bytes: [UInt8]
 

@@ -111,16 +111,18 @@ public enum RecordBatch {
         let baseTimestamp = records[0].timestamp
         var maxTimestamp = Int64.min
         var sectionSize = 0
-        for (index, record) in records.enumerated() {
+        // Each record's size after its length prefix, measured once: the section's size, then the prefixes.
+        let bodies = records.enumerated().map { index, record in
             maxTimestamp = max(maxTimestamp, record.timestamp)
             let body = bodySize(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp)
             sectionSize += ByteWriter.varintSize(Int64(body)) + body
+            return body
         }
         return try encodeBatch(count: records.count, baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, sectionSize: sectionSize,
                                baseOffset: baseOffset, compression: compression, producer: producer, partitionLeaderEpoch: partitionLeaderEpoch,
                                transactional: transactional, control: control) { out in
             for (index, record) in records.enumerated() {
-                encodeRecord(record, offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &out)
+                encodeRecord(record, bodySize: bodies[index], offsetDelta: Int64(index), timestampDelta: record.timestamp - baseTimestamp, into: &out)
             }
         }
     }
@@ -138,17 +140,18 @@ public enum RecordBatch {
         let baseTimestamp = records[0].timestamp
         var maxTimestamp = Int64.min
         var sectionSize = 0
-        for (index, record) in records.enumerated() {
+        let bodies = records.enumerated().map { index, record in
             maxTimestamp = max(maxTimestamp, record.timestamp)
             let body = 1 + ByteWriter.varintSize(record.timestamp - baseTimestamp) + ByteWriter.varintSize(Int64(index)) + record.tail.count
             sectionSize += ByteWriter.varintSize(Int64(body)) + body
+            return body
         }
         return try encodeBatch(count: records.count, baseTimestamp: baseTimestamp, maxTimestamp: maxTimestamp, sectionSize: sectionSize,
                                baseOffset: baseOffset, compression: compression, producer: producer, partitionLeaderEpoch: 0,
                                transactional: false, control: false) { out in
             for (index, record) in records.enumerated() {
                 let timestampDelta = record.timestamp - baseTimestamp, offsetDelta = Int64(index)
-                out.writeVarint(Int64(1 + ByteWriter.varintSize(timestampDelta) + ByteWriter.varintSize(offsetDelta) + record.tail.count))
+                out.writeVarint(Int64(bodies[index]))
                 out.write(byte: 0)  // record attributes: unused
                 out.writeVarint(timestampDelta)
                 out.writeVarint(offsetDelta)
@@ -213,8 +216,8 @@ public enum RecordBatch {
         return size
     }
 
-    static func encodeRecord(_ record: Record, offsetDelta: Int64, timestampDelta: Int64, into out: inout SectionWriter) {
-        out.writeVarint(Int64(bodySize(record, offsetDelta: offsetDelta, timestampDelta: timestampDelta)))
+    static func encodeRecord(_ record: Record, bodySize: Int, offsetDelta: Int64, timestampDelta: Int64, into out: inout SectionWriter) {
+        out.writeVarint(Int64(bodySize))
         out.write(byte: 0)  // record attributes: unused
         out.writeVarint(timestampDelta)
         out.writeVarint(offsetDelta)

@@ -106,6 +106,13 @@ echo
 echo "| row | server | acked events/s | stored events/s | server CPU µs/event | RSS MiB | disk B/event | p50 ms | p99 ms |"
 echo "|---|---|---|---|---|---|---|---|---|"
 ratios=()
+server_label() {  # kind, Sluice's label, Redis's appendfsync setting
+    case $1 in
+        sluice) echo "$2" ;;
+        redis) echo "Redis 7 Streams (appendfsync $3)" ;;
+        nats) echo "NATS JetStream 2.9 (file store)" ;;
+    esac
+}
 row() {  # name, batch, peer kind, peer setting, sluice settings…
     ROW=$1; local batch=$2 peer=$3 peer_setting=$4; shift 4
     [[ "$ROW" =~ ${ROWS:-.} ]] || return 0
@@ -114,10 +121,7 @@ row() {  # name, batch, peer kind, peer setting, sluice settings…
         if [ "$peer" = redis ]; then measure redis "$batch" "$WORK/data-$ROW-redis-$run" "$peer_setting"; else measure nats "$batch" "$WORK/data-$ROW-nats-$run"; fi
     done
     for kind in sluice "$peer"; do
-        local label=$kind
-        [ "$kind" = sluice ] && label="Sluice ($*)"
-        [ "$kind" = redis ] && label="Redis 7 Streams (appendfsync $peer_setting)"
-        [ "$kind" = nats ] && label="NATS JetStream 2.9 (file store)"
+        local label; label=$(server_label "$kind" "Sluice ($*)" "$peer_setting")
         echo "| $ROW | $label | $(column 1 "$kind") | $(column 2 "$kind") | $(column 3 "$kind") | $(column 4 "$kind") | $(column 5 "$kind") | $(column 6 "$kind") | $(column 7 "$kind") |"
     done
     ratios+=("| $ROW | $(awk -v a="$(column 2 sluice)" -v b="$(column 2 "$peer")" 'BEGIN{printf "%.2f×", a/b}') | $(awk -v a="$(column 3 sluice)" -v b="$(column 3 "$peer")" 'BEGIN{printf "%.1f×", a/b}') | $(awk -v a="$(column 4 sluice)" -v b="$(column 4 "$peer")" 'BEGIN{printf "%.1f×", a/b}') | $(awk -v a="$(column 5 sluice)" -v b="$(column 5 "$peer")" 'BEGIN{printf "%.2f×", a/b}') |")
@@ -181,12 +185,8 @@ if [[ footprint =~ ${ROWS:-.} ]]; then
     echo
     echo "| server | start to ready ms | RSS MiB 2 s after ready | of it anonymous MiB | of it mapped files MiB |"
     echo "|---|---|---|---|---|"
+    ROW=footprint
     for kind in sluice redis nats; do
-        label=$kind
-        [ "$kind" = sluice ] && label="Sluice ($BIN, default settings)"
-        [ "$kind" = redis ] && label="Redis 7 (appendonly, appendfsync always)"
-        [ "$kind" = nats ] && label="NATS 2.9 (JetStream)"
-        ROW=footprint
-        echo "| $label | $(column 1 "$kind") | $(column 2 "$kind") | $(column 3 "$kind") | $(column 4 "$kind") |"
+        echo "| $(server_label "$kind" "Sluice ($BIN, default settings)" always) | $(column 1 "$kind") | $(column 2 "$kind") | $(column 3 "$kind") | $(column 4 "$kind") |"
     done
 fi
