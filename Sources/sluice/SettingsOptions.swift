@@ -31,7 +31,7 @@ struct SettingsOptions: ParsableArguments {
     static var settingsHelp: String {
         var text = "Settings (precedence: flag > environment > --config file > default):\n"
         for group in ConfigProperty.Group.allCases {
-            text += "\n\(group.rawValue.capitalized):\n"
+            text += "\n\(group.rawValue.prefix(1).uppercased() + group.rawValue.dropFirst()):\n"
             for property in ConfigProperty.all where property.group == group {
                 let shown = property.defaultValue.isEmpty ? "\"\"" : property.defaultValue
                 text += "  \(property.flag) (-X \(property.name), \(property.environmentVariable)) default \(shown)\n      \(property.help)\n"

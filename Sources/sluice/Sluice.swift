@@ -4,7 +4,7 @@ import SluiceLog
 
 /// `sluice`: the event-broker sidecar and its tools.
 @main
-struct Sluice: AsyncParsableCommand {
+struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "A sidecar event broker: a durable, compressed, partitioned log with Kafka semantics.",
@@ -15,10 +15,36 @@ struct Sluice: AsyncParsableCommand {
         subcommands: [ServeCommand.self, ConfigCommand.self, LogsCommand.self, PartitionsCommand.self, GroupsCommand.self, SubscriptionsCommand.self, SchemasCommand.self, DLQCommand.self, SagasCommand.self, TraceCommand.self, TracesCommand.self, ProduceCommand.self, DumpCommand.self, FsckCommand.self, BenchCommand.self, CrashWriterCommand.self]
     )
 
+    /// Runs the command on Swift's global executor while the main thread waits for it.
+    ///
+    /// Not an `async` main: that one ends the main thread with `dispatch_main()`, whose `pthread_exit` unwinds the
+    /// main thread's stack through the binary's unwind tables and left ~0.5 MiB of them resident in every agent.
+    /// Nothing in Sluice or its packages runs on the main actor or the main dispatch queue, so nothing waits for
+    /// this thread.
+    static func main() {
+        // Signals sent to the process are taken by this thread, as they are by the thread dispatch_main() parks:
+        // every other thread (Dispatch's, NIO's) blocks them, and a parent may have started us with them blocked
+        // (Foundation's Process does), which would leave SIGTERM pending for ever.
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
+        let finished = DispatchSemaphore(value: 0)
+        let arguments = CommandLine.arguments
+        Task.detached {
+            await runCommand(arguments)
+            finished.signal()
+        }
+        finished.wait()
+    }
+
     /// Parses and runs a command; bad input exits with code 2 and a message saying what to fix.
-    static func main() async {
+    nonisolated static func runCommand(_ arguments: [String]) async {
         do {
-            var command = try parseAsRoot()
+            if var serve = parseServe(arguments) {
+                try await serve.run()
+                return
+            }
+            var command = try parseAsRoot(Array(arguments.dropFirst()))
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -38,6 +64,16 @@ struct Sluice: AsyncParsableCommand {
             // ArgumentParser uses 64 for usage errors; Sluice's contract for bad input is 2.
             Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
         }
+    }
+
+    /// `sluice serve …`, parsed by `ServeCommand` alone: building the whole command tree (every subcommand's
+    /// arguments, found by reflection) took ~4 ms of each start. Help, and whatever `ServeCommand` alone refuses,
+    /// takes the usual way, so that usage and messages are the same.
+    nonisolated static func parseServe(_ commandLine: [String]) -> ServeCommand? {
+        let arguments = commandLine.dropFirst()
+        guard arguments.first == ServeCommand.configuration.commandName,
+              !arguments.contains(where: { ["-h", "--help", "-help", "help", "--version"].contains($0) }) else { return nil }
+        return try? ServeCommand.parse(Array(arguments.dropFirst()))
     }
 }
 
