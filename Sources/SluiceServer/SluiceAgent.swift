@@ -45,12 +45,12 @@ public enum SluiceAgent {
         let apiRouter = Router(context: AgentRequestContext.self)
         apiRouter.middlewares.add(APIMiddleware(token: config.apiToken, metrics: metrics, logger: logger))
         APIRoutes(holder: holder, config: config, logger: logger, spans: otlp?.spans).register(on: apiRouter)
-        let api = Application(
-            router: apiRouter,
+        let api = HTTPListener(
+            responder: apiRouter.buildResponder(),
             server: Self.http1(config, logger: logger),
             configuration: Self.listener(config.apiBindAddress, name: "sluice", config, logger: logger),
-            onServerRunning: { channel in startup.listenerUp(api: describe(channel.localAddress, fallback: config.apiAddress)) },
-            logger: frameworkLogger)
+            logger: frameworkLogger,
+            onServerRunning: { channel in startup.listenerUp(api: describe(channel.localAddress, fallback: config.apiAddress)) })
 
         let metricsRouter = Router(context: BasicRequestContext.self)
         metricsRouter.get(RouterPath(HTTPPath.metrics)) { _, _ in
@@ -58,15 +58,15 @@ public enum SluiceAgent {
         }
         metricsRouter.get(RouterPath(HTTPPath.health)) { _, _ in APIRoutes.health() }
         metricsRouter.get(RouterPath(HTTPPath.ready)) { _, _ in APIRoutes.ready(holder) }
-        let metricsApp = Application(
-            router: metricsRouter,
+        let metricsApp = HTTPListener(
+            responder: metricsRouter.buildResponder(),
             server: Self.http1(config, logger: logger),
             configuration: Self.listener(config.metricsBindAddress, name: "sluice-metrics", config, logger: logger),
-            onServerRunning: { channel in startup.listenerUp(metricsAddress: describe(channel.localAddress, fallback: config.metricsAddress)) },
-            logger: frameworkLogger)
+            logger: frameworkLogger,
+            onServerRunning: { channel in startup.listenerUp(metricsAddress: describe(channel.localAddress, fallback: config.metricsAddress)) })
 
         // Each service is named: without a name, ServiceLifecycle names it with "\(service)", which prints the
-        // whole value by reflection (a Hummingbird Application, its router and all) and cost ~5 ms of start-up.
+        // whole value by reflection (a listener, its router and all) and cost ~5 ms of start-up.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = otlp.map { [.init(service: $0.exporter, serviceName: "otlp-exporter")] } ?? []
         services += [
             .init(service: BrokerService(config: config, metrics: metrics, logger: logger, holder: holder, startup: startup, spans: otlp?.spans,
@@ -102,7 +102,7 @@ public enum SluiceAgent {
     }
 
     /// A listener on `address` that holds at most `http.max.connections` connections at once.
-    static func listener(_ address: HostPort, name: String, _ config: SluiceConfig, logger: Logger) -> ApplicationConfiguration {
+    static func listener(_ address: HostPort, name: String, _ config: SluiceConfig, logger: Logger) -> ServerConfiguration {
         .init(address: .hostname(address.host, port: address.port), serverName: name,
               availableConnectionsDelegate: MaximumAvailableConnections(config.int("http.max.connections"), logger: logger))
     }

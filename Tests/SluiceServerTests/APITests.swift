@@ -1,7 +1,7 @@
 import Foundation
 @testable import SluiceBroker
 import SluiceLog
-import SluiceServer
+@testable import SluiceServer
 import Testing
 
 @Suite("HTTP API")
@@ -200,6 +200,36 @@ struct APITests {
             #expect(r.status == 200)
             r = try await http("GET", agent.base + "/readyz")
             #expect(r.status == 200)
+            await agent.stop()
+        }
+    }
+
+    @Test("every response carries a Date header of the current second and the listener's Server name; the probes answer JSON")
+    func standardHeaders() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startAgent(dir)
+            defer { Task { await agent.stop() } }
+            // Foundation's own parser of the RFC 9110 form is the oracle for the agent's libc formatting.
+            let parser = DateFormatter()
+            parser.locale = Locale(identifier: "en_US_POSIX")
+            parser.timeZone = TimeZone(identifier: "GMT")
+            parser.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+            for (url, server, body) in [(agent.base + "/v1/topics", "sluice", nil), (agent.base + "/healthz", "sluice", #"{"status":"up"}"#),
+                                        ("http://\(agent.metricsAddress)/readyz", "sluice-metrics", #"{"status":"ready"}"#),
+                                        ("http://\(agent.metricsAddress)/healthz", "sluice-metrics", #"{"status":"up"}"#)] {
+                let before = Date().timeIntervalSince1970.rounded(.down)
+                let r = try await http("GET", url)
+                let after = Date().timeIntervalSince1970
+                #expect(r.status == 200, "\(url)")
+                #expect(r.header("Server") == server, "\(url)")
+                let date = try #require(r.header("Date"), "\(url)")
+                let parsed = try #require(parser.date(from: date), "\(url): \(date) is not an IMF-fixdate")
+                #expect(parsed.timeIntervalSince1970 >= before && parsed.timeIntervalSince1970 <= after, "\(url): \(date)")
+                if let body { #expect(String(decoding: r.body, as: UTF8.self) == body, "\(url)") }
+            }
+            // RFC 9110's own example, and the one-digit fields padded.
+            #expect(HTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+            #expect(HTTPDate.format(1_780_000_000) == parser.string(from: Date(timeIntervalSince1970: 1_780_000_000)))
             await agent.stop()
         }
     }
