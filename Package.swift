@@ -38,14 +38,18 @@ let package = Package(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
-        // Kafka's other codecs from the system libraries (Debian: libsnappy-dev, liblz4-dev, libzstd-dev).
-        .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"]), .brew(["snappy"])]),
+        // Kafka's other codecs from the system libraries (Debian: libsnappy-dev, liblz4-dev, libzstd-dev; snappy
+        // through CSnappyLoader below).
         .systemLibrary(name: "CLZ4", providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]),
         .systemLibrary(name: "CZstd", providers: [.apt(["libzstd-dev"]), .brew(["zstd"])]),
         // librdkafka (Debian: librdkafka-dev), the Kafka client of the cluster backend (log.backend=kafka).
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]),
-        // librdkafka opened at run time (dlopen) for the cluster backend, so the embedded log never maps it.
-        .target(name: "CRdKafkaLoader", linkerSettings: [.linkedLibrary("dl")]),
+        // Libraries opened at run time (dlopen) rather than linked, through trampolines: librdkafka for the cluster
+        // backend only, so the embedded log never maps it; snappy for snappy batches only, so an agent without them
+        // never maps the C++ runtime snappy brings.
+        .target(name: "CLibraryLoader", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CRdKafkaLoader", dependencies: ["CLibraryLoader"]),  // librdkafka's header, not its link (CRdKafka)
+        .target(name: "CSnappyLoader", dependencies: ["CLibraryLoader"]),  // snappy's header, not its link
         // glibc's <malloc.h> (mallopt), for the agent's allocator settings.
         .systemLibrary(name: "CMalloc"),
         // CRC-32C with the CPU's instruction (SSE 4.2 / ARMv8 CRC), for SluiceLog's checksum.
@@ -53,7 +57,7 @@ let package = Package(
         // The storage engine: record-batch codec, segments, indexes, recovery, retention. No HTTP.
         .target(
             name: "SluiceLog",
-            dependencies: ["CZlib", "CSnappy", "CLZ4", "CZstd", "CCRC32C"]
+            dependencies: ["CZlib", "CSnappyLoader", "CLZ4", "CZstd", "CCRC32C"]
         ),
         // Metric and log-field names in one place, the JSON LogHandler, correlation context.
         .target(

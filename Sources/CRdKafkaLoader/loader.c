@@ -1,11 +1,8 @@
-// Trampolines for the librdkafka functions the cluster backend calls (see CRdKafkaLoader.h). Each function is
-// a single indirect jump through a pointer, so arguments and results pass untouched whatever the signature;
-// the pointers are filled by sluice_rdkafka_load before any cluster client exists. A function added to the
-// cluster backend's code must be added to RDKAFKA_FUNCTIONS: the link fails with an undefined symbol until it is.
+// Trampolines for the librdkafka functions the cluster backend calls (see CRdKafkaLoader.h and CLibraryLoader.h).
+// A function added to the cluster backend's code must be added to RDKAFKA_FUNCTIONS: the link fails with an
+// undefined symbol until it is.
 #include "CRdKafkaLoader.h"
-#include <dlfcn.h>
-#include <pthread.h>
-#include <stdio.h>
+#include "CLibraryLoader.h"
 
 #define RDKAFKA_FUNCTIONS(X) \
     X(rd_kafka_AdminOptions_destroy) \
@@ -101,55 +98,16 @@
 
 #define POINTER(name) __attribute__((visibility("hidden"))) void *sluice_rdkafka_##name;
 RDKAFKA_FUNCTIONS(POINTER)
-
-#if defined(__x86_64__)
-#define TRAMPOLINE(name) \
-    __asm__(".text\n.globl " #name "\n.type " #name ",@function\n.p2align 4\n" #name ":\n" \
-            "    jmp *sluice_rdkafka_" #name "(%rip)\n.size " #name ",.-" #name "\n");
-#elif defined(__aarch64__)
-#define TRAMPOLINE(name) \
-    __asm__(".text\n.globl " #name "\n.type " #name ",%function\n.p2align 2\n" #name ":\n" \
-            "    adrp x16, sluice_rdkafka_" #name "\n    ldr x16, [x16, :lo12:sluice_rdkafka_" #name "]\n    br x16\n" \
-            ".size " #name ",.-" #name "\n");
-#else
-#error "CRdKafkaLoader has trampolines for x86_64 and aarch64 only"
-#endif
+#define TRAMPOLINE(name) SLUICE_TRAMPOLINE(sluice_rdkafka_, name)
 RDKAFKA_FUNCTIONS(TRAMPOLINE)
-
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int loaded = 0;
 
 #define NAME(name) #name,
 static const char *const names[] = { RDKAFKA_FUNCTIONS(NAME) };
 #define ADDRESS(name) &sluice_rdkafka_##name,
 static void **const pointers[] = { RDKAFKA_FUNCTIONS(ADDRESS) };
-enum { count = sizeof(names) / sizeof(names[0]) };
+static int loaded = 0;
 
 int sluice_rdkafka_load(const char *path, char *error, size_t error_size) {
-    pthread_mutex_lock(&lock);
-    if (loaded && !path) { pthread_mutex_unlock(&lock); return 0; }
-    const char *library = path ? path : "librdkafka.so.1";
-    void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-        snprintf(error, error_size, "%s", dlerror());
-        pthread_mutex_unlock(&lock);
-        return -1;
-    }
-    void *found[count];
-    for (int i = 0; i < count; i++) {
-        if (!(found[i] = dlsym(handle, names[i]))) {
-            snprintf(error, error_size, "%s has no function %s", library, names[i]);
-            dlclose(handle);
-            pthread_mutex_unlock(&lock);
-            return -1;
-        }
-    }
-    if (loaded) {  // an explicit path once loaded: only checked, the functions in use stay
-        dlclose(handle);
-    } else {
-        for (int i = 0; i < count; i++) *pointers[i] = found[i];
-        loaded = 1;
-    }
-    pthread_mutex_unlock(&lock);
-    return 0;
+    return sluice_library_load(path ? path : "librdkafka.so.1", names, pointers, sizeof(names) / sizeof(names[0]),
+                               &loaded, path != NULL, error, error_size);
 }

@@ -286,6 +286,9 @@ public struct SluiceConfig: Sendable {
         } else if source("compression.level") != .defaultValue {
             throw ConfigError("\(at("compression.type")) has no levels, but \(at("compression.level")) is set; remove compression.level or choose gzip, lz4 or zstd")
         }
+        if compression.codec == .snappy, let unavailable = Snappy.unavailable {
+            throw ConfigError("\(at("compression.type")): \(unavailable)")
+        }
         if integer("heartbeat.interval.ms") >= integer("session.timeout.ms") {
             throw ConfigError("\(at("heartbeat.interval.ms")) must be below \(at("session.timeout.ms"))")
         }

@@ -1,5 +1,5 @@
 import CLZ4
-import CSnappy
+import CSnappyLoader
 import CZstd
 
 // Kafka's compression codecs for a record batch's records section, each through its system library, with the
@@ -96,8 +96,20 @@ public enum Snappy {
     /// The most bytes the xerial framing of `count` bytes takes.
     static func bound(_ count: Int) -> Int {
         let blocks = (count + blockSize - 1) / blockSize
-        return headerSize + blocks * (4 + snappy_max_compressed_length(blockSize))
+        return headerSize + blocks * (4 + maxBlockLength(blockSize))
     }
+
+    /// snappy's bound on one block of `count` bytes (its `MaxCompressedLength`), computed here so that sizing a
+    /// buffer does not need the library open (a test holds it equal to `snappy_max_compressed_length`).
+    static func maxBlockLength(_ count: Int) -> Int { 32 + count + count / 6 }
+
+    /// libsnappy is opened on first use (CSnappyLoader): nil once it is, else why it could not be.
+    public static let unavailable: String? = {
+        var error = [CChar](repeating: 0, count: 512)
+        guard sluice_snappy_load(&error, error.count) != 0 else { return nil }
+        let reason = String(decoding: error.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return "snappy needs libsnappy, which could not be loaded (\(reason)); install it (Debian: apt-get install libsnappy1v5) or use another compression.type"
+    }()
 
     /// snappy in the xerial framing into `output` (at least ``bound(_:)`` bytes); returns the bytes written.
     static func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -124,13 +136,14 @@ public enum Snappy {
                 count = try compress(input, into: UnsafeMutableRawBufferPointer(buffer))
             }
         case .raw:
-            return try [UInt8](unsafeUninitializedCapacity: snappy_max_compressed_length(input.count)) { buffer, count in
+            return try [UInt8](unsafeUninitializedCapacity: maxBlockLength(input.count)) { buffer, count in
                 count = try compressBlock(input, into: UnsafeMutableRawBufferPointer(buffer))
             }
         }
     }
 
     private static func compressBlock(_ input: UnsafeRawBufferPointer, into block: UnsafeMutableRawBufferPointer) throws -> Int {
+        if let unavailable { throw LogError(.io, unavailable) }
         var length = block.count
         let nothing: CChar = 0
         let status = withUnsafePointer(to: nothing) { empty in
@@ -166,6 +179,7 @@ public enum Snappy {
     /// Decompresses one raw snappy block onto `output`; its stated length is checked against the limit first.
     private static func appendBlock(_ block: UnsafeRawBufferPointer, to output: inout [UInt8], limit: Int) throws {
         guard let base = block.baseAddress?.assumingMemoryBound(to: CChar.self) else { throw DecodeError("an empty snappy block") }
+        if let unavailable { throw DecodeError(unavailable) }
         var length = 0
         guard snappy_uncompressed_length(base, block.count, &length) == SNAPPY_OK else {
             throw DecodeError("a snappy block of \(block.count) bytes does not start with a valid length")

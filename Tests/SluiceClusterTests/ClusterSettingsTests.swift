@@ -93,7 +93,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let agent = try await startServed(dir, [])
             defer { agent.stop() }
-            let maps = try String(contentsOfFile: "/proc/\(agent.process.processIdentifier)/maps", encoding: .utf8)
+            let maps = try agent.memoryMap()
             #expect(maps.contains("/sluice"), "the maps of the agent process")
             for library in ["librdkafka", "libssl", "libcrypto", "libsasl2"] {
                 #expect(!maps.contains(library), "\(library) is mapped by an agent on the embedded log")

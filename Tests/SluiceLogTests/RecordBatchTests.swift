@@ -1,3 +1,4 @@
+import CSnappyLoader
 import PropertyBased
 @testable import SluiceLog
 import Testing
@@ -258,6 +259,15 @@ struct RecordBatchTests {
         }
         #expect(error?.description.contains("more than 1048576 bytes") == true)
         #expect(try stream.withUnsafeBytes { try compression.codec.decompress($0, limit: 8 << 20) } == zeros)
+    }
+
+    @Test("the buffer bound for snappy blocks is snappy's own (computed without opening the library)")
+    func snappyBound() throws {
+        _ = try Snappy.compress(UnsafeRawBufferPointer(start: nil, count: 0))  // opens libsnappy
+        #expect(Snappy.unavailable == nil)
+        for count in [0, 1, 5, 6, 7, 1000, 32 * 1024, 32 * 1024 + 1, 1 << 20, 123_457] {
+            #expect(Snappy.maxBlockLength(count) == snappy_max_compressed_length(count), "\(count) bytes")
+        }
     }
 
     @Test("a snappy block that claims gigabytes is refused before anything is allocated for it")

@@ -234,6 +234,27 @@ struct APITests {
         }
     }
 
+    @Test("the agent maps libsnappy (and the C++ runtime it brings) only once a topic stores snappy batches")
+    func snappyOpenedOnFirstUse() async throws {
+        try await withTemporaryDirectory { dir in
+            let agent = try await startServed(dir, ["--num-partitions", "1", "--linger-ms", "0"])
+            defer { agent.stop() }
+            func maps() throws -> String { try agent.memoryMap() }
+            #expect(try maps().contains("/sluice"), "the maps of the agent process")
+            #expect(try !maps().contains("libsnappy"), "libsnappy is mapped before any snappy batch")
+            var r = try await http("POST", agent.base + "/v1/topics", body: json(["name": "squeezed", "partitions": 1, "config": ["compression.type": "snappy"]]))
+            #expect(r.status == 201)
+            r = try await http("POST", agent.base + "/v1/topics/squeezed/events", headers: structured, body: json(cloudEvent("s1", data: ["total": 42])))
+            #expect(r.status == 200)
+            #expect(try maps().contains("libsnappy"), "libsnappy is not mapped after a snappy batch")
+            r = try await http("GET", agent.base + "/v1/topics/squeezed/partitions/0/events?offset=0&wait_ms=0")
+            let events = try #require(r.json["events"] as? [[String: Any]])
+            #expect(events.map { ($0["event"] as? [String: Any])?["id"] as? String } == ["s1"])
+            let dump = try runProcess(sluiceBinary, ["dump", "--data-dir", dir + "/data", "--topic", "squeezed", "--batches-only"])
+            #expect(dump.stdout.contains("\"codec\":\"snappy\""), "\(dump.stdout)\(dump.stderr)")
+        }
+    }
+
     @Test("a long poll returns as soon as an event arrives")
     func longPoll() async throws {
         try await withTemporaryDirectory { dir in

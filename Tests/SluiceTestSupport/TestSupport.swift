@@ -85,6 +85,14 @@ public struct ServedAgent: Sendable {
     }
 
     public func logText() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// The process's memory map (`/proc/PID/maps`), read to its end: the file claims a size of 0, and reading it by
+    /// its size returns only its first part.
+    public func memoryMap() throws -> String {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/maps"))
+        defer { try? handle.close() }
+        return String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+    }
 }
 
 extension Process: @retroactive @unchecked Sendable {}

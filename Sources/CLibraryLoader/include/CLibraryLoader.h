@@ -1,0 +1,28 @@
+// Libraries opened at run time (dlopen) rather than linked: the C targets CRdKafkaLoader and CSnappyLoader define
+// each function Sluice calls in such a library as a trampoline, one indirect jump through a pointer, so arguments
+// and results pass untouched whatever the signature; sluice_library_load fills the pointers before first use.
+// An agent that never uses the library never maps it (nor what it brings: libssl for librdkafka, the C++ runtime
+// for snappy).
+#pragma once
+#include <stddef.h>
+
+/// Opens `library` and resolves `count` functions by `names` into `pointers`. Returns 0, or -1 with the reason in
+/// `error`. Safe from several threads and more than once: after the first success (`*loaded` set) it returns 0 at
+/// once unless `check_only`, which opens the library, looks every function up and closes it again, leaving the
+/// functions in use as they are.
+int sluice_library_load(const char *library, const char *const *names, void **const *pointers, int count,
+                        int *loaded, int check_only, char *error, size_t error_size);
+
+// SLUICE_TRAMPOLINE(prefix, name) defines the function `name` as a jump through the pointer `prefix##name`.
+#if defined(__x86_64__)
+#define SLUICE_TRAMPOLINE(prefix, name) \
+    __asm__(".text\n.globl " #name "\n.type " #name ",@function\n.p2align 4\n" #name ":\n" \
+            "    jmp *" #prefix #name "(%rip)\n.size " #name ",.-" #name "\n");
+#elif defined(__aarch64__)
+#define SLUICE_TRAMPOLINE(prefix, name) \
+    __asm__(".text\n.globl " #name "\n.type " #name ",%function\n.p2align 2\n" #name ":\n" \
+            "    adrp x16, " #prefix #name "\n    ldr x16, [x16, :lo12:" #prefix #name "]\n    br x16\n" \
+            ".size " #name ",.-" #name "\n");
+#else
+#error "CLibraryLoader has trampolines for x86_64 and aarch64 only"
+#endif
