@@ -28,7 +28,10 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var options: SettingsOptions
 
     func run() async throws {
-        let config = try options.load()
+        try await Self.serve(try options.load())
+    }
+
+    static func serve(_ config: SluiceConfig) async throws {
         if let file = config.configFile {
             // Subscriptions are checked before any port is bound, like settings.
             do {

@@ -16,6 +16,10 @@ struct SettingsOptions: ParsableArguments {
 
     /// Resolves the configuration; any problem is bad input (exit code 2).
     func load() throws -> SluiceConfig {
+        try Self.load(config: config, sagas: sagas, settings: settings)
+    }
+
+    static func load(config: String?, sagas: String?, settings: [String]) throws -> SluiceConfig {
         let environment = ProcessInfo.processInfo.environment
         let file = config ?? environment["SLUICE_CONFIG"]
         var variables = environment

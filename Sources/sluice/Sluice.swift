@@ -40,8 +40,8 @@ struct Sluice: ParsableCommand {
     /// Parses and runs a command; bad input exits with code 2 and a message saying what to fix.
     nonisolated static func runCommand(_ arguments: [String]) async {
         do {
-            if var serve = parseServe(arguments) {
-                try await serve.run()
+            if let serve = parseServe(arguments) {
+                try await ServeCommand.serve(SettingsOptions.load(config: serve.config, sagas: serve.sagas, settings: serve.settings))
                 return
             }
             var command = try parseAsRoot(Array(arguments.dropFirst()))
@@ -66,14 +66,30 @@ struct Sluice: ParsableCommand {
         }
     }
 
-    /// `sluice serve …`, parsed by `ServeCommand` alone: building the whole command tree (every subcommand's
-    /// arguments, found by reflection) took ~4 ms of each start. Help, and whatever `ServeCommand` alone refuses,
-    /// takes the usual way, so that usage and messages are the same.
-    nonisolated static func parseServe(_ commandLine: [String]) -> ServeCommand? {
-        let arguments = commandLine.dropFirst()
-        guard arguments.first == ServeCommand.configuration.commandName,
-              !arguments.contains(where: { ["-h", "--help", "-help", "help", "--version"].contains($0) }) else { return nil }
-        return try? ServeCommand.parse(Array(arguments.dropFirst()))
+    /// `sluice serve …` read without ArgumentParser, whose reflection over the command's arguments took ~3 ms of each
+    /// start (and ~4 ms more for the whole command tree). Serve's own options are `--config FILE` and `--sagas FILE`
+    /// (``SettingsOptions``); every other word is a setting, which ``SluiceConfig`` reads and checks. Help, and
+    /// anything unusual about the two options (a missing value, `--config=FILE`, given twice), takes ArgumentParser's
+    /// way, so that usage and messages stay its own.
+    nonisolated static func parseServe(_ commandLine: [String]) -> (config: String?, sagas: String?, settings: [String])? {
+        guard commandLine.dropFirst().first == ServeCommand.configuration.commandName else { return nil }
+        var words = commandLine.dropFirst(2)[...]
+        var options: [String: String] = [:]
+        var settings: [String] = []
+        while let word = words.popFirst() {
+            switch word {
+            case "-h", "--help", "-help", "help", "--version", "--":
+                return nil
+            case "--config", "--sagas":
+                guard options[word] == nil, let value = words.popFirst(), !value.hasPrefix("-") else { return nil }
+                options[word] = value
+            case _ where word.hasPrefix("--config=") || word.hasPrefix("--sagas="):
+                return nil
+            default:
+                settings.append(word)
+            }
+        }
+        return (options["--config"], options["--sagas"], settings)
     }
 }
 

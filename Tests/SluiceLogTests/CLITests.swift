@@ -60,6 +60,10 @@ struct CLITests {
         (["serve", "--retention-check-interval-ms", "0"], "retention.check.interval.ms=0 (from flag --retention-check-interval-ms) is invalid"),
         (["serve", "-X", "acks=1"], "enable.idempotence=true (from default) needs acks=all"),
         (["serve", "--lingr-ms", "5"], "did you mean --linger-ms?"),
+        // serve's own two options, read without ArgumentParser unless something is off with them: then its messages.
+        (["serve", "--config"], "Missing value for '--config <config>'"),
+        (["serve", "--sagas", "/nonexistent/sagas.yaml", "--linger-ms", "5"], "/nonexistent/sagas.yaml"),
+        (["serve", "--config=/nonexistent/sluice.yaml"], "/nonexistent/sluice.yaml"),
         (["nosuchcommand"], "Unexpected argument"),
         (["partitions", "--target-throughput", "120MB", "--partition-throughput", "10MB/s", "--consumers", "6"], "needs a per-second unit"),
         (["partitions", "--target-throughput", "0MB/s", "--partition-throughput", "10MB/s", "--consumers", "6"], "must be greater than zero"),
