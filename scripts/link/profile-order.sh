@@ -11,6 +11,7 @@
 # profiled binary (which keeps each module's functions together); names the binary defines more than once
 # are left out (see below). Run it after changes that move start-up code
 # (new modules, new services at start); stale names are harmless: the linker skips names it does not find.
+# scripts/serve relinks once the file is newer than the binary.
 #
 # Usage: scripts/link/profile-order.sh   (needs the release build of scripts/serve; installs valgrind when missing)
 set -euo pipefail
