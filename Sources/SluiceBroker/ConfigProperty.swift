@@ -272,6 +272,10 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     ///
     /// - Throws: a message naming the host when it does not resolve.
     public func resolved() throws(HostResolutionError) -> HostPort {
+        // A numeric address is its own answer: getaddrinfo would still ask the kernel for the machine's addresses
+        // (AI_ADDRCONFIG's netlink query), three times in every start.
+        var numeric = in6_addr()
+        if inet_pton(AF_INET, host, &numeric) == 1 || inet_pton(AF_INET6, host, &numeric) == 1 { return self }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_ADDRCONFIG

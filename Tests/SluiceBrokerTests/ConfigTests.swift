@@ -80,6 +80,16 @@ struct ConfigTests {
         #expect(error?.message.contains(message) == true, "got: \(error?.message ?? "no error")")
     }
 
+    @Test("a numeric bind address is kept as given; a name is looked up to the address the listener binds")
+    func bindAddresses() throws {
+        for text in ["127.0.0.1:7470", "[::1]:7470", "0.0.0.0:0"] {
+            let address = try #require(HostPort(text))
+            #expect(try address.resolved() == address, "\(text)")
+        }
+        let named = try HostPort("localhost:7470")!.resolved()
+        #expect(["127.0.0.1", "::1"].contains(named.host) && named.port == 7470, "localhost resolved to \(named)")
+    }
+
     @Test("every codec and the ends of its levels are accepted, and snappy and none without a level")
     func codecs() throws {
         let cases: [([String], Compression)] = [
