@@ -96,18 +96,10 @@
     X(rd_kafka_topic_result_error_string) \
     X(rd_kafka_version_str) \
 
-#define POINTER(name) __attribute__((visibility("hidden"))) void *sluice_rdkafka_##name;
-RDKAFKA_FUNCTIONS(POINTER)
-#define TRAMPOLINE(name) SLUICE_TRAMPOLINE(sluice_rdkafka_, name)
-RDKAFKA_FUNCTIONS(TRAMPOLINE)
-
-#define NAME(name) #name,
-static const char *const names[] = { RDKAFKA_FUNCTIONS(NAME) };
-#define ADDRESS(name) &sluice_rdkafka_##name,
-static void **const pointers[] = { RDKAFKA_FUNCTIONS(ADDRESS) };
-static int loaded = 0;
+#define SLUICE_LIBRARY_PREFIX sluice_rdkafka_
+SLUICE_LIBRARY(RDKAFKA_FUNCTIONS)
 
 int sluice_rdkafka_load(const char *path, char *error, size_t error_size) {
-    return sluice_library_load(path ? path : "librdkafka.so.1", names, pointers, sizeof(names) / sizeof(names[0]),
-                               &loaded, path != NULL, error, error_size);
+    return sluice_library_load(path ? path : "librdkafka.so.1", library_names, library_pointers, SLUICE_LIBRARY_COUNT,
+                               &library_loaded, path != NULL, error, error_size);
 }

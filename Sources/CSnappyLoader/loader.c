@@ -9,18 +9,10 @@
     X(snappy_uncompress) \
     X(snappy_uncompressed_length) \
 
-#define POINTER(name) __attribute__((visibility("hidden"))) void *sluice_snappy_##name;
-SNAPPY_FUNCTIONS(POINTER)
-#define TRAMPOLINE(name) SLUICE_TRAMPOLINE(sluice_snappy_, name)
-SNAPPY_FUNCTIONS(TRAMPOLINE)
-
-#define NAME(name) #name,
-static const char *const names[] = { SNAPPY_FUNCTIONS(NAME) };
-#define ADDRESS(name) &sluice_snappy_##name,
-static void **const pointers[] = { SNAPPY_FUNCTIONS(ADDRESS) };
-static int loaded = 0;
+#define SLUICE_LIBRARY_PREFIX sluice_snappy_
+SLUICE_LIBRARY(SNAPPY_FUNCTIONS)
 
 int sluice_snappy_load(char *error, size_t error_size) {
-    return sluice_library_load("libsnappy.so.1", names, pointers, sizeof(names) / sizeof(names[0]), &loaded, 0,
+    return sluice_library_load("libsnappy.so.1", library_names, library_pointers, SLUICE_LIBRARY_COUNT, &library_loaded, 0,
                                error, error_size);
 }

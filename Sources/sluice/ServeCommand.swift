@@ -11,8 +11,10 @@ import SluiceServer
 import SluiceTelemetry
 
 struct ServeCommand: AsyncParsableCommand {
+    /// Also what `Sluice.parseServe` looks for, without building `configuration` (its help text) at every start.
+    static let name = "serve"
     static let configuration = CommandConfiguration(
-        commandName: "serve",
+        commandName: name,
         abstract: "Run the agent: the embedded log (or a Kafka cluster), the HTTP API, /metrics and JSON logs.",
         discussion: """
             Opens (and after a crash recovers) the log in data.dir, or with log.backend=kafka keeps events in the \

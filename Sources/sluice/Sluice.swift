@@ -72,7 +72,7 @@ struct Sluice: ParsableCommand {
     /// anything unusual about the two options (a missing value, `--config=FILE`, given twice), takes ArgumentParser's
     /// way, so that usage and messages stay its own.
     nonisolated static func parseServe(_ commandLine: [String]) -> (config: String?, sagas: String?, settings: [String])? {
-        guard commandLine.dropFirst().first == ServeCommand.configuration.commandName else { return nil }
+        guard commandLine.dropFirst().first == ServeCommand.name else { return nil }
         var words = commandLine.dropFirst(2)[...]
         var options: [String: String] = [:]
         var settings: [String] = []
