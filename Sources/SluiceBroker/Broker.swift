@@ -466,34 +466,37 @@ public final class Broker: Sendable {
             /// Per record: the event's index in the request and where its tail ends in `tails`.
             var records: [(index: Int, end: Int)] = []
         }
-        var work: [Int32: PartitionWork] = [:]
+        // Per partition number (a topic has few): an array, not a dictionary hashed several times per event.
+        var work = [PartitionWork?](repeating: nil, count: partitionCount)
         var results: [PublishResult] = []
         results.reserveCapacity(events.count)
         var duplicates: [(index: Int, earlier: DedupIndex.Location)] = []
-        var claims: [(partition: Int32, key: DedupIndex.Key)] = []
+        var claims: [(key: DedupIndex.Key, partition: Int32)] = []
+        var partitions: [Int32] = []
+        partitions.reserveCapacity(events.count)
         // Events are read in place (events[index]), never copied: a copy retains each of their strings.
         for index in events.indices {
             let partition = events[index].partitionKey.map { Partitioner.partition(forKey: $0, partitions: partitionCount) } ?? stickyPartition
+            partitions.append(partition)
+            if work[Int(partition)] == nil { work[Int(partition)] = PartitionWork(capacity: events.count * 1200 / max(partitionCount, 1)) }
+            if dedup != nil { claims.append((DedupIndex.Key(topic: state.dedupTopic, source: events[index].source, id: events[index].id), partition)) }
+        }
+        // All of the request's claims under one lock; each event's slot is its place among its partition's records.
+        let earlier = dedup?.claim(claims, tickets: work.map { $0?.ticket }, now: now)
+        for index in events.indices {
+            let partition = partitions[index]
             let correlation = events[index].correlationId ?? ""
-            if work[partition] == nil { work[partition] = PartitionWork(capacity: events.count * 1200 / max(partitionCount, 1)) }
-            if let dedup {
-                let key = DedupIndex.Key(topic: state.dedupTopic, source: events[index].source, id: events[index].id)
-                let ticket = work[partition]!.ticket
-                // The slot is the next record's: claimed only when this event is not a duplicate.
-                let slot = work[partition]!.records.count
-                if let earlier = dedup.claim(key, partition: partition, location: .pending(ticket, slot: slot), now: now) {
-                    results.append(PublishResult(id: events[index].id, topic: name, partition: earlier.partition, offset: nil, duplicate: true, correlationId: correlation))
-                    duplicates.append((index, earlier.location))
-                    continue
-                }
-                claims.append((partition, key))
+            if let earlier = earlier?[index] {
+                results.append(PublishResult(id: events[index].id, topic: name, partition: earlier.partition, offset: nil, duplicate: true, correlationId: correlation))
+                duplicates.append((index, earlier.location))
+                continue
             }
-            events[index].writeRecordTail(into: &work[partition]!.tails)
-            work[partition]!.records.append((index, work[partition]!.tails.count))
+            events[index].writeRecordTail(into: &work[Int(partition)]!.tails)
+            work[Int(partition)]!.records.append((index, work[Int(partition)]!.tails.count))
             results.append(PublishResult(id: events[index].id, topic: name, partition: partition, offset: nil, duplicate: false, correlationId: correlation))
         }
         if let dedup, dedup.hasEvicted { warnDedupFull(dedup, now: now) }
-        let parts = work.filter { !$0.value.records.isEmpty }.sorted { $0.key < $1.key }
+        let parts = work.enumerated().compactMap { number, part in part.flatMap { $0.records.isEmpty ? nil : (partition: Int32(number), part: $0) } }
         var totalBytes = 0
         var batches: [(partition: Int32, ticket: PublishTicket, records: [(record: EncodedRecord, size: Int, slot: Int)])] = []
         for (partition, part) in parts {
@@ -507,15 +510,16 @@ public final class Broker: Sendable {
                 totalBytes += size
                 start = end
             }
-            for _ in records { _ = part.ticket.claimSlot() }
+            part.ticket.claimSlots(records.count)
             part.ticket.expectClaimed()
             batches.append((partition, part.ticket, records))
         }
 
         func giveUp(_ error: BrokerError) -> BrokerError {
-            for (_, part) in work { part.ticket.fail(error) }
-            if let dedup {
-                for (partition, part) in work { dedup.release(claims.filter { $0.partition == partition }.map(\.key), ticket: part.ticket) }
+            for (number, part) in work.enumerated() {
+                guard let part else { continue }
+                part.ticket.fail(error)
+                dedup?.release(claims.filter { $0.partition == Int32(number) }.map(\.key), ticket: part.ticket)
             }
             return error
         }

@@ -80,9 +80,10 @@ final class DedupIndex: Sendable {
 
     private struct State {
         var entries: [Key: Entry] = [:]
-        /// Keys in the order they were claimed. A key released or claimed again keeps its earlier place too; an
-        /// earlier place is passed over when its entry is gone, or removed with it.
-        var order = Deque<Key>()
+        /// Keys in the order they were claimed, with the expiry of that claim (so that expiring looks up only the
+        /// keys whose time is up). A key released or claimed again keeps its earlier place too; an earlier place
+        /// removes the entry only if the entry is still that claim's.
+        var order = Deque<(key: Key, expires: Int64)>()
         var evicted = 0
         var lastEvictedPublished: Int64 = 0
     }
@@ -102,14 +103,37 @@ final class DedupIndex: Sendable {
     func claim(_ key: Key, partition: Int32, location: Location, now: Int64) -> Entry? {
         state.withLock { state in
             expire(&state, now: now)
-            // A publication that failed does not count, nor one whose window has passed: this one takes its place.
-            if let existing = state.entries[key], !existing.failed, existing.expires > now { return existing }
-            let entry = Entry(partition: partition, location: location, expires: now + windowMs)
-            state.entries[key] = entry
-            state.order.append(key)
-            evict(&state)
-            return nil
+            return claim(key, partition: partition, location: location, now: now, in: &state)
         }
+    }
+
+    /// Claims a publish's events in order under one lock: for each, the earlier publication, or `nil` after
+    /// recording it as pending at the next slot of its partition's ticket (`tickets[partition]`). Slots count the
+    /// events of that partition that are not duplicates, in order, as the publish writes them.
+    func claim(_ claims: [(key: Key, partition: Int32)], tickets: [PublishTicket?], now: Int64) -> [Entry?] {
+        var slots = [Int](repeating: 0, count: tickets.count)
+        return state.withLock { state in
+            expire(&state, now: now)
+            return claims.map { key, partition in
+                let slot = slots[Int(partition)]
+                let earlier = claim(key, partition: partition, location: .pending(tickets[Int(partition)]!, slot: slot), now: now, in: &state)
+                if earlier == nil { slots[Int(partition)] = slot + 1 }
+                return earlier
+            }
+        }
+    }
+
+    /// One claim, with the lock held: one hash of the key when it is new.
+    private func claim(_ key: Key, partition: Int32, location: Location, now: Int64, in state: inout State) -> Entry? {
+        let entry = Entry(partition: partition, location: location, expires: now + windowMs)
+        // A publication that failed does not count, nor one whose window has passed: this one takes its place.
+        if let existing = state.entries.updateValue(entry, forKey: key), !existing.failed, existing.expires > now {
+            state.entries[key] = existing
+            return existing
+        }
+        state.order.append((key, entry.expires))
+        evict(&state)
+        return nil
     }
 
     /// Forgets claims made with `ticket` whose events were never accepted (so a retry is not treated as a duplicate).
@@ -122,19 +146,20 @@ final class DedupIndex: Sendable {
     }
 
     private func expire(_ state: inout State, now: Int64) {
-        while let key = state.order.first {
-            if let entry = state.entries[key] {
-                guard entry.expires <= now else { return }
-                state.entries[key] = nil
-            }
+        while let (key, expires) = state.order.first, expires <= now {
             state.order.removeFirst()
+            // One hash when the entry is this claim's (the usual case); put back when the key was claimed again.
+            if let entry = state.entries.removeValue(forKey: key), entry.expires != expires { state.entries[key] = entry }
         }
     }
 
     /// Forgets the oldest claims until at most `maxEntries` remain.
     private func evict(_ state: inout State) {
-        while state.entries.count > maxEntries, let key = state.order.popFirst() {
-            if let entry = state.entries.removeValue(forKey: key) {
+        while state.entries.count > maxEntries, let (key, expires) = state.order.popFirst() {
+            guard let entry = state.entries.removeValue(forKey: key) else { continue }
+            if entry.expires != expires {
+                state.entries[key] = entry
+            } else {
                 state.evicted += 1
                 evictedAny.store(true, ordering: .relaxed)
                 state.lastEvictedPublished = max(state.lastEvictedPublished, entry.expires - windowMs)

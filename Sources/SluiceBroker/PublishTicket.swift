@@ -32,6 +32,11 @@ final class PublishTicket: Sendable {
         }
     }
 
+    /// Claims `count` slots at once (one lock), as ``claimSlot()`` would one after another.
+    func claimSlots(_ count: Int) {
+        state.withLock { $0.claimed += count }
+    }
+
     /// No more slots: the claimed ones are what the producer resolves.
     func expectClaimed() {
         state.withLock { state in

@@ -135,7 +135,7 @@ struct BrokerTests {
             for first in stride(from: 0, to: 1500, by: 100) {
                 _ = try await broker.publish(topic: "t", events: (first..<first + 100).map { event("e\($0)") })
             }
-            // What each remembered event costs: a 16-byte key and a 32-byte entry in the dictionary, its key again in the order.
+            // What each remembered event costs: a 16-byte key and a 32-byte entry in the dictionary, its key and expiry again in the order.
             #expect(MemoryLayout<DedupIndex.Key>.stride == 16 && MemoryLayout<DedupIndex.Entry>.stride == 32)
             #expect(broker.dedup?.usage.entries == 1000)
             #expect(broker.dedup?.usage.evicted == 500)
