@@ -56,6 +56,20 @@ struct JSONScanner {
     /// backslash or non-ASCII byte (which need ``string()``), at a control character, or at the end of the text.
     private func plainRun(from start: Int) -> Int {
         var i = start
+        // Sixteen bytes at a time while none of them ends the run (one vector compare of each kind), then byte by
+        // byte within the block that does.
+        if let base = bytes.baseAddress {
+            let quote = SIMD16<UInt8>(repeating: UInt8(ascii: "\"")), backslash = SIMD16<UInt8>(repeating: UInt8(ascii: "\\"))
+            let control = SIMD16<UInt8>(repeating: 0x20), nonASCII = SIMD16<UInt8>(repeating: 0x80)
+            while i + 16 <= bytes.count {
+                let block = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<UInt8>.self)
+                let stops = (block .== quote) .| (block .== backslash) .| (block .< control) .| (block .>= nonASCII)
+                // The mask's lanes as two words (`any` compiles to a reduction tree on baseline x86-64).
+                let lanes = unsafeBitCast(stops, to: SIMD2<UInt64>.self)
+                if lanes[0] | lanes[1] != 0 { break }
+                i += 16
+            }
+        }
         while i < bytes.count {
             let byte = bytes[i]
             if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte >= 0x80 || byte < 0x20 { break }

@@ -81,6 +81,35 @@ struct JSONScannerTests {
         #expect(disagreements.isEmpty, "\(disagreements.count) disagreements, e.g. \(disagreements.prefix(5))")
     }
 
+    @Test("long strings, scanned sixteen bytes at a time: an escape, control character, non-ASCII or invalid byte at every position of the first blocks is found as Foundation finds it")
+    func longStrings() {
+        // Each insert as it appears in the JSON text; the decoded text Foundation gives is the oracle.
+        let inserts: [[UInt8]] = [Array(#"\""#.utf8), Array(#"\\"#.utf8), Array(#"\u00e9"#.utf8), Array("é".utf8), [0x01], [0x1F], [0xFF], [0x22]]
+        var disagreements: [String] = []
+        for length in [0, 1, 15, 16, 17, 31, 32, 33, 47, 48] {
+            for position in 0...length {
+                for insert in inserts {
+                    let content = Array(repeating: UInt8(ascii: "a"), count: position) + insert + Array(repeating: UInt8(ascii: "b"), count: length - position)
+                    let text = [0x22] + content + [0x22]
+                    let expected = (try? JSONSerialization.jsonObject(with: Data(text), options: [.fragmentsAllowed])) as? String
+                    // A bare quote ends the string early: the text is then not one string, for either.
+                    let decoded = JSONScanner.withScanner(over: text) { scanner in (try? scanner.string()).flatMap { scanner.atEnd ? $0 : nil } }
+                    let skipped = JSONScanner.withScanner(over: text) { scanner in (try? scanner.skipString()) != nil && scanner.atEnd }
+                    if decoded != expected || skipped != (expected != nil) {
+                        disagreements.append("\(String(decoding: text, as: UTF8.self).debugDescription): scanner \(decoded.debugDescription), Foundation \(expected.debugDescription)")
+                    }
+                }
+            }
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.count) disagreements, e.g. \(disagreements.prefix(3))")
+        // Plain text of every length up to three blocks, and the end of the text inside a block.
+        for length in 0...48 {
+            let content = String((0..<length).map { Character(Unicode.Scalar(UInt8(0x41 + $0 % 26))) })
+            #expect(JSONScanner.withScanner(over: Array("\"\(content)\"".utf8)) { try? $0.string() } == content)
+            #expect(JSONScanner.withScanner(over: Array("\"\(content)".utf8)) { try? $0.string() } == nil, "unterminated, \(length) bytes")
+        }
+    }
+
     @Test("known values: escapes, surrogates, control characters, invalid UTF-8, literals, numbers, depth")
     func knownValues() {
         for accepted in [#""plain""#, #""\u00e9\n\"""#, #""\ud83d\ude00""#, "\"é😀\"", "true", "null", "-0.5e+3", #"{"a":[1,{"b":null}]}"#, " [ ] ", "{}"] {
