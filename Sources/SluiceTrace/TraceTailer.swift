@@ -51,13 +51,18 @@ public final class TraceTailer: Sendable {
         let cutoff = currentTimeMillis() - index.settings.retentionMs
         var hops: [(correlationId: String, hop: TraceHop)] = []
         var moved: [TopicPartition: Int64] = [:]
-        // Per pass: who delivers each topic, partition and type (and where their groups have committed).
-        var targets: [String: [(subscription: String, committed: Int64)]] = [:]
         var seen: [String: [String: (events: Int, last: Int64)]] = [:]
         defer { flows.add(seen) }
         for name in broker.log.topicNames where !name.hasPrefix("__") && !skip(name) {
             guard let topic = broker.topic(name) else { continue }
+            // Events per source on this topic, counted in this table and put in `seen` once.
+            var sources = seen.removeValue(forKey: name) ?? [:]
+            defer { seen[name] = sources }
             for (number, log) in topic.partitions.enumerated() {
+                // Who delivers each event type read here (and where their groups have committed), asked once per
+                // type and pass; consecutive events of one type (the usual run) reuse the last answer.
+                var targets: [String: [(subscription: String, committed: Int64)]] = [:]
+                var last: (type: String, targets: [(subscription: String, committed: Int64)])?
                 let tp = TopicPartition(name, Int32(number))
                 var at: Int64
                 if let known = positions[tp], known <= log.logEndOffset {
@@ -77,7 +82,7 @@ public final class TraceTailer: Sendable {
                         // A batch that cannot be read (a codec error) is passed over: tracing never stops on it.
                         try? RecordBatch.scan(batch.bytes) { record in
                             guard record.offset >= from, record.timestamp >= cutoff, let event = Self.traced(record) else { return }
-                            Self.count(&seen[name, default: [:]][event.source, default: (0, 0)], at: record.timestamp)
+                            Self.count(&sources[event.source, default: (0, 0)], at: record.timestamp)
                             var hop = TraceHop(kind: .event, time: record.timestamp)
                             hop.eventId = event.id
                             hop.eventType = event.type
@@ -86,10 +91,15 @@ public final class TraceTailer: Sendable {
                             hop.topic = name
                             hop.partition = Int32(number)
                             hop.offset = record.offset
-                            let key = name + "\u{1F}" + String(number) + "\u{1F}" + event.type
-                            if targets[key] == nil { targets[key] = deliverers(name, Int32(number), event.type) }
-                            let expected = targets[key]!.filter { $0.committed <= record.offset }.map(\.subscription)
-                            if !expected.isEmpty { hop.expected = expected }
+                            if last?.type != event.type {
+                                let found = targets[event.type] ?? deliverers(name, Int32(number), event.type)
+                                targets[event.type] = found
+                                last = (event.type, found)
+                            }
+                            if let deliverers = last?.targets, !deliverers.isEmpty {
+                                let expected = deliverers.filter { $0.committed <= record.offset }.map(\.subscription)
+                                if !expected.isEmpty { hop.expected = expected }
+                            }
                             hops.append((event.correlationId, hop))
                         }
                     }
