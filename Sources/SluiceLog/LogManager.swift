@@ -143,12 +143,23 @@ public final class LogManager: Sendable {
 
     /// Creates a topic with `partitions` partitions and the defaults overridden by `config` (Kafka property names).
     @discardableResult
+    /// The configuration a new topic with `overrides` would have, refused when it names a codec whose library this
+    /// machine lacks (snappy without libsnappy): said at creation rather than at the topic's first batch. Topics
+    /// already on disk keep loading whatever their codec.
+    public func configForNewTopic(_ overrides: [String: String]) throws -> TopicConfig {
+        let config = try defaults.applying(overrides)
+        if config.compression == .snappy, let unavailable = Snappy.unavailable {
+            throw LogError(.invalidConfig, "topic property compression.type=snappy cannot be used here: \(unavailable)")
+        }
+        return config
+    }
+
     public func createTopic(_ name: String, partitions: Int, config overrides: [String: String] = [:]) throws -> Topic {
         try TopicName.validate(name)
         guard (1...10_000).contains(partitions) else {
             throw LogError(.invalidConfig, "topic \(name) needs 1...10000 partitions, not \(partitions)")
         }
-        let config = try defaults.applying(overrides)
+        let config = try configForNewTopic(overrides)
         return try topics.withLock { topics throws -> Topic in
             if topics[name] != nil { throw LogError(.topicExists, "topic \(name) already exists") }
             let open = topics.values.reduce(0) { $0 + $1.partitions.count }

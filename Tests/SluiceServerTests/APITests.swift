@@ -234,7 +234,38 @@ struct APITests {
         }
     }
 
-    @Test("the agent maps libsnappy (and the C++ runtime it brings) only once a topic stores snappy batches")
+    @Test("without a loadable libsnappy: compression.type=snappy stops startup with exit 2, and a snappy topic is refused at creation, naming the package; other topics work")
+    func snappyMissing() async throws {
+        try await withTemporaryDirectory { dir in
+            // The dynamic loader looks in LD_LIBRARY_PATH first: an empty libsnappy.so.1 there fails to load ("file too short").
+            let libraries = dir + "/libraries"
+            try FileManager.default.createDirectory(atPath: libraries, withIntermediateDirectories: true)
+            #expect(FileManager.default.createFile(atPath: libraries + "/libsnappy.so.1", contents: Data()))
+            let broken = ["LD_LIBRARY_PATH": libraries]
+
+            let refused = try runProcess("/usr/bin/env", ["LD_LIBRARY_PATH=" + libraries, sluiceBinary, "serve", "--data-dir", dir + "/refused",
+                                                          "--api-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0", "--kafka-address", "off",
+                                                          "--compression-type", "snappy"])
+            #expect(refused.status == 2)
+            #expect(refused.stderr.contains("compression.type=snappy (from flag --compression-type)") && refused.stderr.contains("libsnappy")
+                    && refused.stderr.contains("apt-get install libsnappy1v5"), "\(refused.stderr)")
+
+            let agent = try await startServed(dir, ["--num-partitions", "1", "--linger-ms", "0"], environment: broken)
+            defer { agent.stop() }
+            var r = try await http("POST", agent.base + "/v1/topics", body: json(["name": "squeezed", "partitions": 1, "config": ["compression.type": "snappy"]]))
+            #expect(r.status == 400)
+            #expect(r.text.contains("compression.type=snappy cannot be used here") && r.text.contains("apt-get install libsnappy1v5"), "\(r.text)")
+            r = try await http("GET", agent.base + "/v1/topics/squeezed")
+            #expect(r.status == 404)
+            // Other codecs are unaffected.
+            r = try await http("POST", agent.base + "/v1/topics", body: json(["name": "zipped", "partitions": 1, "config": ["compression.type": "zstd"]]))
+            #expect(r.status == 201)
+            r = try await http("POST", agent.base + "/v1/topics/zipped/events", headers: structured, body: json(cloudEvent("z1", data: ["total": 1])))
+            #expect(r.status == 200)
+        }
+    }
+
+    @Test("the agent maps libsnappy (and the C++ runtime it brings) only once a topic asks for snappy")
     func snappyOpenedOnFirstUse() async throws {
         try await withTemporaryDirectory { dir in
             let agent = try await startServed(dir, ["--num-partitions", "1", "--linger-ms", "0"])
