@@ -131,13 +131,13 @@ public struct JSONWriter {
 
     public mutating func field(_ name: String, int: Int64) {
         key(name)
-        bytes += Array(String(int).utf8)
+        appendInteger(int)
         needsComma = true
     }
 
     public mutating func field(_ name: String, bool: Bool) {
         key(name)
-        bytes += Array((bool ? "true" : "false").utf8)
+        bytes.append(contentsOf: bool ? "true".utf8 : "false".utf8)
         needsComma = true
     }
 
@@ -157,7 +157,7 @@ public struct JSONWriter {
 
     public mutating func fieldNull(_ name: String) {
         key(name)
-        bytes += Array("null".utf8)
+        bytes.append(contentsOf: "null".utf8)
         needsComma = true
     }
 
@@ -214,8 +214,33 @@ public struct JSONWriter {
         if needsComma { bytes.append(UInt8(ascii: ",")) }
     }
 
+    /// The decimal digits of `value`, written straight into the buffer (no `String` or array made for them).
+    public mutating func appendInteger(_ value: Int64) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = digits.count
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            bytes.append(contentsOf: UnsafeMutableBufferPointer(rebasing: digits[start...]))
+        }
+    }
+
     public mutating func appendString(_ string: String) {
         bytes.append(UInt8(ascii: "\""))
+        // The usual string needs no escape: copied whole.
+        let copied = string.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+            guard !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) else { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if copied == true {
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in string.utf8 {
             switch byte {
             case UInt8(ascii: "\""): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]

@@ -12,6 +12,18 @@ public struct TraceHop: Sendable, Hashable {
         case replay
         /// A saga started, moved a step, compensated or finished.
         case saga
+
+        /// The kind's number in the journal: its place in `allCases` (which decoding indexes), without building that
+        /// array per hop.
+        var code: UInt8 {
+            switch self {
+            case .event: 0
+            case .delivery: 1
+            case .deadLetter: 2
+            case .replay: 3
+            case .saga: 4
+            }
+        }
     }
 
     public var kind: Kind
@@ -95,10 +107,12 @@ extension TraceHop {
         has(.attempt, attempt != nil); has(.httpStatus, httpStatus != nil); has(.outcome, outcome != nil); has(.latencyMs, latencyMs != nil)
         has(.sagaId, sagaId != nil); has(.sagaType, sagaType != nil); has(.sagaStatus, sagaStatus != nil); has(.step, step != nil)
         has(.final, final != nil); has(.expected, expected != nil)
-        out.append(UInt8(Kind.allCases.firstIndex(of: kind)!))
+        out.append(kind.code)
         BinaryCoding.writeVarint(Int64(mask), into: &out)
         BinaryCoding.writeVarint(time, into: &out)
-        for string in [eventId, eventType, source, causationId, topic] { if let string { BinaryCoding.write(string, into: &out) } }
+        // Field by field (an array of the optional strings would be allocated, and each string retained, per hop).
+        func write(_ string: String?) { if let string { BinaryCoding.write(string, into: &out) } }
+        write(eventId); write(eventType); write(source); write(causationId); write(topic)
         if let partition { BinaryCoding.writeVarint(Int64(partition), into: &out) }
         if let offset { BinaryCoding.writeVarint(offset, into: &out) }
         if let subscription { BinaryCoding.write(subscription, into: &out) }
@@ -106,7 +120,7 @@ extension TraceHop {
         if let httpStatus { BinaryCoding.writeVarint(Int64(httpStatus), into: &out) }
         if let outcome { BinaryCoding.write(outcome, into: &out) }
         if let latencyMs { BinaryCoding.writeVarint(Int64(bitPattern: latencyMs.bitPattern), into: &out) }
-        for string in [sagaId, sagaType, sagaStatus, step] { if let string { BinaryCoding.write(string, into: &out) } }
+        write(sagaId); write(sagaType); write(sagaStatus); write(step)
         if let final { out.append(final ? 1 : 0) }
         if let expected {
             BinaryCoding.writeVarint(Int64(expected.count), into: &out)

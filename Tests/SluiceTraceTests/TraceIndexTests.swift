@@ -50,6 +50,8 @@ struct TraceIndexTests {
         var generator = SystemRandomNumberGenerator()
         func maybe<T>(_ value: @autoclosure () -> T) -> T? { Bool.random(using: &generator) ? value() : nil }
         func text() -> String { String((0..<Int.random(in: 0...40)).map { _ in "aé/-_.9✓\u{1F}x".randomElement()! }) }
+        // A kind's number in journals already written is its place among the cases.
+        #expect(TraceHop.Kind.allCases.map(\.code) == Array(0..<UInt8(TraceHop.Kind.allCases.count)))
         for _ in 0..<3000 {
             var hop = TraceHop(kind: TraceHop.Kind.allCases.randomElement()!, time: Int64.random(in: Int64.min...Int64.max))
             hop.eventId = maybe(text()); hop.eventType = maybe(text()); hop.source = maybe(text()); hop.causationId = maybe(text())
