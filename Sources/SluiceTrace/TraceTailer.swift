@@ -55,9 +55,9 @@ public final class TraceTailer: Sendable {
         defer { flows.add(seen) }
         for name in broker.log.topicNames where !name.hasPrefix("__") && !skip(name) {
             guard let topic = broker.topic(name) else { continue }
-            // Events per source on this topic, counted in this table and put in `seen` once.
-            var sources = seen.removeValue(forKey: name) ?? [:]
-            defer { seen[name] = sources }
+            // Events per source on this topic, counted in this table and put in `seen` once (if any).
+            var sources: [String: (events: Int, last: Int64)] = [:]
+            defer { if !sources.isEmpty { seen[name] = sources } }
             for (number, log) in topic.partitions.enumerated() {
                 // Who delivers each event type read here (and where their groups have committed), asked once per
                 // type and pass; consecutive events of one type (the usual run) reuse the last answer.

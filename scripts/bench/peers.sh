@@ -140,8 +140,9 @@ echo "|---|---|---|---|---|"
 printf '%s\n' "${ratios[@]}"
 fi
 
-# Footprint at rest. Readiness is polled every millisecond from this shell without forking (bash's /dev/tcp):
-# Sluice's /readyz answering 200, the peers' port accepting connections.
+# Footprint at rest. Readiness is polled about every millisecond from this shell with bash's /dev/tcp (no curl or
+# nc; each poll still forks a subshell and `sleep`, the same for all three servers): Sluice's /readyz answering 200,
+# the peers' port accepting connections.
 http_status() {  # port path → the status code, or nothing
     { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 0
     printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
