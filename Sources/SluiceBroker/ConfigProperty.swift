@@ -108,7 +108,7 @@ extension ConfigProperty {
         .init(name: "idempotence.window.ms", group: .producer, kind: .integer(1000...86_400_000), defaultValue: "300000",
               help: "How long a CloudEvent's source and id are remembered for deduplication."),
         .init(name: "idempotence.window.max.events", group: .producer, kind: .integer(1000...100_000_000), defaultValue: "750000",
-              help: "Most published events the idempotence window remembers, over all topics (about 100 bytes of memory each); beyond it the oldest are forgotten before idempotence.window.ms passes."),
+              help: "Most published events the idempotence window remembers, over all topics (about 115 bytes of memory each); beyond it the oldest are forgotten before idempotence.window.ms passes."),
         // Consumer
         .init(name: "fetch.min.bytes", group: .consumer, kind: .integer(1...Int64(Int32.max)), defaultValue: "1",
               help: "A read waits until this many bytes are available (or fetch.max.wait.ms passes)."),
