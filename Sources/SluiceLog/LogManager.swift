@@ -141,12 +141,10 @@ public final class LogManager: Sendable {
         }
     }
 
-    /// Creates a topic with `partitions` partitions and the defaults overridden by `config` (Kafka property names).
-    @discardableResult
     /// The configuration a new topic with `overrides` would have, refused when it names a codec whose library this
     /// machine lacks (snappy without libsnappy): said at creation rather than at the topic's first batch. Topics
     /// already on disk keep loading whatever their codec.
-    public func configForNewTopic(_ overrides: [String: String]) throws -> TopicConfig {
+    func configForNewTopic(_ overrides: [String: String]) throws -> TopicConfig {
         let config = try defaults.applying(overrides)
         if config.compression == .snappy, let unavailable = Snappy.unavailable {
             throw LogError(.invalidConfig, "topic property compression.type=snappy cannot be used here: \(unavailable)")
@@ -154,6 +152,8 @@ public final class LogManager: Sendable {
         return config
     }
 
+    /// Creates a topic with `partitions` partitions and the defaults overridden by `config` (Kafka property names).
+    @discardableResult
     public func createTopic(_ name: String, partitions: Int, config overrides: [String: String] = [:]) throws -> Topic {
         try TopicName.validate(name)
         guard (1...10_000).contains(partitions) else {
