@@ -125,18 +125,16 @@ public final class TraceIndex: Sendable {
     public func recordEvents(_ hops: [(correlationId: String, hop: TraceHop)], positions: [TopicPartition: Int64]) {
         let settings = self.settings
         state.withLock { state in
-            // Hops are read in place (hops[index].hop), not copied out with their strings.
-            for index in hops.indices where !hops[index].correlationId.isEmpty {
-                let correlationId = hops[index].correlationId
+            for (correlationId, hop) in hops where !correlationId.isEmpty {
                 // Aliases come only from sagas linked to a trace; without any, no lookup per hop.
                 let id = state.aliases.isEmpty ? correlationId : state.aliases[correlationId] ?? correlationId
                 // Encoded once, into the journal's buffer; the entry copies those bytes.
                 state.pending.append(Tag.hop.rawValue)
                 BinaryCoding.write(id, into: &state.pending)
                 let start = state.pending.count
-                hops[index].hop.encode(into: &state.pending)
+                hop.encode(into: &state.pending)
                 let encoded = state.pending[start...]
-                state.hopBytes += Self.apply(hops[index].hop, encoded: encoded, to: &state.entries[id, default: Entry()], settings: settings)
+                state.hopBytes += Self.apply(hop, encoded: encoded, to: &state.entries[id, default: Entry()], settings: settings)
             }
             for (tp, offset) in positions {
                 state.positions[tp] = offset
